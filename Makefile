@@ -1,0 +1,26 @@
+# GWM Avatars: `make run` sets up and serves; `make test` sets up and runs every check.
+VENV ?= .venv
+CONFIG ?= default
+
+.PHONY: setup run test smoke lint bench clean
+
+setup:
+	VENV=$(VENV) bash scripts/setup.sh
+
+run: setup
+	$(VENV)/bin/avatar serve --config $(CONFIG)
+
+smoke: setup
+	$(VENV)/bin/avatar smoke --config $(CONFIG)
+
+test: setup
+	VENV=$(VENV) bash scripts/test.sh
+
+lint: setup
+	$(VENV)/bin/ruff check models avatar streaming tests benchmarks && $(VENV)/bin/mypy
+
+bench: setup
+	$(VENV)/bin/python benchmarks/engines.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Subcommands of the ``avatar`` CLI, one module each."""

@@ -1,0 +1,138 @@
+"""Validated configuration of the engines and the asset resolver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class _Section(BaseModel):
+    """Base for config sections: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class AssetsConfig(_Section):
+    """Where model weights come from."""
+
+    cache_dir: Path | None = Field(
+        default=None, description="Cache folder; default: $XDG_CACHE_HOME/gwm-avatars"
+    )
+    paths: dict[str, Path] = Field(
+        default_factory=dict, description="Explicit path per asset name (file or folder)"
+    )
+    allow_download: bool = Field(
+        default=True, description="Try a hub download when no local source has the asset"
+    )
+    download_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class VadConfig(_Section):
+    """Voice activity detection."""
+
+    backend: Literal["silero", "webrtc"] = "silero"
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="Speech probability")
+    neg_threshold: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="Probability below which speech ends"
+    )
+    min_speech_ms: int = Field(default=120, ge=0, le=5000)
+    min_silence_ms: int = Field(default=500, ge=20, le=10000)
+    speech_pad_ms: int = Field(default=0, ge=0, le=1000)
+    webrtc_aggressiveness: int = Field(default=2, ge=0, le=3)
+    threads: int = Field(default=1, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _neg_below_threshold(self) -> VadConfig:
+        if self.neg_threshold is not None and self.neg_threshold >= self.threshold:
+            raise ValueError("neg_threshold must be below threshold")
+        return self
+
+
+class SttConfig(_Section):
+    """Speech to text (faster-whisper)."""
+
+    model: str = Field(
+        default="whisper-base",
+        description="Asset name, a folder with a CTranslate2 model, or a hub size/name",
+    )
+    device: Device = "auto"
+    compute_type: str = "int8"
+    beam_size: int = Field(default=1, ge=1, le=10)
+    language: str | None = Field(default="en", description="None: detect")
+    cpu_threads: int = Field(default=2, ge=0, le=64)
+    max_utterance_s: float = Field(default=60.0, gt=0.0, le=600.0)
+
+
+class OpenAIConfig(_Section):
+    """An OpenAI-compatible chat completions server (vLLM, llama.cpp, Ollama, hosted)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key: SecretStr | None = None
+    model: str = "default"
+    timeout_s: float = Field(default=30.0, gt=0.0)
+    connect_timeout_s: float = Field(default=3.0, gt=0.0)
+
+
+class LlmConfig(_Section):
+    """The language model that writes the avatar's replies."""
+
+    backend: Literal["llama-cpp", "transformers", "openai"] = "llama-cpp"
+    model: str = Field(
+        default="qwen2.5-0.5b-instruct-gguf",
+        description="Asset name, a local path, or (transformers) a hub model id",
+    )
+    system_prompt: str = Field(
+        default=(
+            "You are a friendly assistant having a spoken conversation. Reply in one or two "
+            "short, natural sentences. Never use lists, markdown, code or emoji."
+        ),
+        max_length=8000,
+    )
+    max_tokens: int = Field(default=80, ge=1, le=4096, description="Token cap per reply")
+    temperature: float = Field(default=0.6, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    seed: int | None = 0
+    context_tokens: int = Field(default=2048, ge=256, le=131072)
+    threads: int | None = Field(default=None, ge=1, le=256)
+    device: Device = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    max_input_chars: int = Field(default=8000, ge=1)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+
+class CoquiConfig(_Section):
+    """Coqui TTS (the ``TTS`` package): a model by name or by path."""
+
+    model_name: str | None = Field(default=None, description="e.g. tts_models/multilingual/...")
+    model_path: Path | None = None
+    config_path: Path | None = None
+    speaker_wav: Path | None = Field(default=None, description="Reference voice for cloning")
+    speaker: str | None = None
+    language: str | None = None
+
+
+class TtsConfig(_Section):
+    """Text to speech."""
+
+    backend: Literal["piper", "coqui"] = "piper"
+    voice: str = Field(default="piper-joe-medium", description="Asset name or path to .onnx")
+    length_scale: float = Field(default=1.0, gt=0.2, lt=5.0)
+    speaker_id: int | None = None
+    device: Device = "auto"
+    max_text_chars: int = Field(default=4000, ge=1)
+    coqui: CoquiConfig = Field(default_factory=CoquiConfig)
+
+
+class ModelsConfig(_Section):
+    """Every engine's settings."""
+
+    assets: AssetsConfig = Field(default_factory=AssetsConfig)
+    vad: VadConfig = Field(default_factory=VadConfig)
+    stt: SttConfig = Field(default_factory=SttConfig)
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+    tts: TtsConfig = Field(default_factory=TtsConfig)
