@@ -70,6 +70,10 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     audio_sample_rate: Literal[48000] = 48000
     allow_public_without_auth: bool = False
+    ice_host_addresses: list[str] = Field(
+        default_factory=list,
+        description="Host candidate addresses to offer (empty: every interface but loopback)",
+    )
 
 
 class AppConfig(ModelsConfig):

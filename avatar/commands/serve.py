@@ -1,0 +1,59 @@
+"""``avatar serve``: start the real-time WebRTC service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from avatar.config import AppConfig
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``avatar serve``."""
+    parser.add_argument("--host", help="bind address (default: server.host)")
+    parser.add_argument("--port", type=int, help="port (default: server.port)")
+
+
+async def _serve(config: AppConfig) -> None:
+    from aiohttp import web
+
+    from streaming.server import create_app
+
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    await site.start()
+    log.info("serving on http://%s:%d/ (models loading…)", config.server.host, config.server.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+
+
+def run(args: argparse.Namespace, config: AppConfig) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    if args.host:
+        config.server.host = args.host
+    if args.port is not None:
+        config.server.port = args.port
+    if config.server.host not in {"127.0.0.1", "localhost", "::1"} and not (
+        config.server.allow_public_without_auth
+    ):
+        from avatar.cli import UsageError
+
+        raise UsageError(
+            f"refusing to bind {config.server.host} without authentication; bind 127.0.0.1 or "
+            "set server.allow_public_without_auth=true"
+        )
+    asyncio.run(_serve(config))
+    return 0

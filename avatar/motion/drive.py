@@ -1,0 +1,413 @@
+"""What makes the mouth move: a speech drive, from a phoneme timeline or from audio.
+
+A :class:`MouthDrive` is a target trajectory for the four mouth channels
+(``jaw_open, mouth_wide, lip_press, teeth_show``), sampled on a fine fixed hop, plus a
+loudness track and accent times for the head's prosody. Time 0 is the first sample of
+the speech audio; the track starts ``lead`` seconds earlier (the mouth may prepare
+its shape that long before the sound, never longer) and ends a little after the
+audio (the mouth relaxes to closed).
+
+The world model's mouth springs follow these targets, so a drive itself may change
+quickly; coarticulation (a viseme blending with its neighbours) happens here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar.motion.audio_features import speech_features
+from avatar.motion.visemes import (
+    STRESS_SYMBOLS,
+    VISEME_TARGETS,
+    VOWEL_VISEMES,
+    WORD_BOUNDARY,
+    Viseme,
+    viseme_of,
+)
+from models.audio import as_float_mono
+from models.errors import InvalidAudioError
+from models.types import PhonemeSpan, Speech, Word
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+HOP = 0.005
+"""Seconds between samples of a drive's tracks."""
+TAIL = 0.15
+"""Seconds a drive lasts after its audio (the mouth relaxes)."""
+CHANNELS = 4
+REST = np.zeros(CHANNELS, dtype=np.float32)
+"""The closed, relaxed mouth."""
+FILTER_LAG = 0.03
+"""About the delay of the world model's mouth springs; drives lead by up to this much."""
+
+# Coarticulation: in-span weight of each viseme (how firmly it holds its own span)
+_HOLD: dict[Viseme, float] = {
+    Viseme.SILENCE: 6.0,
+    Viseme.PP: 10.0,
+    Viseme.FF: 3.0,
+    Viseme.WW: 2.5,
+    Viseme.SS: 1.8,
+    Viseme.CH: 1.8,
+    Viseme.HH: 0.25,
+    Viseme.KK: 0.6,
+}
+_CARRY = 0.10
+"""Seconds a viseme's influence lasts after its span (carry-over coarticulation)."""
+
+
+@dataclass(frozen=True)
+class _Segment:
+    viseme: Viseme
+    start: float
+    end: float
+    accent: float
+
+
+@dataclass(frozen=True)
+class MouthDrive:
+    """A mouth target trajectory for one chunk of speech (see the module docstring)."""
+
+    targets: F32
+    """(n, 4) targets: jaw_open, mouth_wide, lip_press, teeth_show."""
+    energy: F32
+    """(n,) loudness 0..1 (drives the head's prosody)."""
+    t0: float
+    """Time of sample 0 relative to the start of the audio (``-lead``)."""
+    duration: float
+    """Length of the speech audio in seconds."""
+    lead: float
+    """How long before its sound the mouth may start to move (the lookahead)."""
+    accents: tuple[tuple[float, float], ...] = ()
+    """(time, strength 0..1) of stressed syllables, relative to the audio start."""
+    hop: float = HOP
+    source: str = "phonemes"
+    """``phonemes`` or ``audio``: what the drive was made from."""
+
+    @property
+    def end(self) -> float:
+        """Time (relative to the audio start) after which the drive is at rest."""
+        return self.t0 + len(self.targets) * self.hop
+
+    def sample(self, times: npt.ArrayLike) -> tuple[F32, F32]:
+        """Targets (m, 4) and energy (m,) at ``times`` (seconds from the audio start).
+
+        Linear interpolation; rest (closed, silent) outside the track.
+        """
+        t = np.atleast_1d(np.asarray(times, dtype=np.float64))
+        pos = (t - self.t0) / self.hop
+        n = len(self.targets)
+        inside = (pos >= 0.0) & (pos <= n - 1)
+        i0 = np.clip(np.floor(pos).astype(np.int64), 0, max(n - 2, 0))
+        frac = np.clip(pos - i0, 0.0, 1.0)[:, None]
+        i1 = np.minimum(i0 + 1, n - 1)
+        tg = self.targets[i0] * (1.0 - frac) + self.targets[i1] * frac
+        en = self.energy[i0] * (1.0 - frac[:, 0]) + self.energy[i1] * frac[:, 0]
+        tg = np.where(inside[:, None], tg, REST[None, :]).astype(np.float32)
+        en = np.where(inside, en, 0.0).astype(np.float32)
+        return tg, en
+
+    def truncated(self, at: float) -> MouthDrive:
+        """The drive with everything after ``at`` (seconds from its start) at rest."""
+        keep = max(0, int(math.floor((at - self.t0) / self.hop)) + 1)
+        if keep >= len(self.targets):
+            return self
+        targets = self.targets.copy()
+        energy = self.energy.copy()
+        targets[keep:] = REST
+        energy[keep:] = 0.0
+        accents = tuple(a for a in self.accents if a[0] <= at)
+        return replace(self, targets=targets, energy=energy, accents=accents)
+
+    # ------------------------------------------------------------------ builders
+
+    @classmethod
+    def from_speech(cls, speech: Speech, *, lookahead_ms: float = 60.0) -> MouthDrive:
+        """From a TTS chunk: its phoneme timeline when it has one, its audio otherwise."""
+        if speech.phonemes:
+            return cls.from_phonemes(speech.phonemes, speech.duration, lookahead_ms=lookahead_ms)
+        return cls.from_audio(speech.pcm, speech.sample_rate, lookahead_ms=lookahead_ms)
+
+    @classmethod
+    def from_phonemes(
+        cls,
+        phonemes: Sequence[PhonemeSpan],
+        duration: float,
+        *,
+        lookahead_ms: float = 60.0,
+    ) -> MouthDrive:
+        """Coarticulated mouth targets from a phoneme timeline (Piper/espeak IPA).
+
+        Each phoneme becomes a viseme segment; every segment spreads its shape into
+        its neighbours with a dominance that is full inside its span and fades with a
+        raised cosine over ``lookahead`` before it (never longer: causality) and
+        ``_CARRY`` after it. The target at each instant is the dominance-weighted mean
+        of the shapes. Bilabials and pauses hold firmly (the lips close), /h/ and
+        velars borrow their neighbours' shapes.
+        """
+        lead = max(0.0, lookahead_ms / 1000.0)
+        shift = min(FILTER_LAG, 0.5 * lead)
+        pre = lead - shift
+        segments = _segments(phonemes, duration)
+        t0 = -lead
+        n = int(math.ceil((duration + TAIL - t0) / HOP)) + 1
+        times = t0 + np.arange(n) * HOP
+        # a faint rest prior keeps the mean defined where no segment reaches
+        wsum = np.full(n, 1e-4)
+        acc = np.zeros((n, CHANNELS))
+        energy_acc = np.zeros(n)
+        for seg in segments:
+            target = VISEME_TARGETS[seg.viseme]
+            start, end = seg.start - shift, seg.end - shift
+            hold = _HOLD.get(seg.viseme, 1.0)
+            spread = target.dominance
+            lo = int(max(0, math.floor((start - pre - t0) / HOP)))
+            hi = int(min(n, math.ceil((end + _CARRY - t0) / HOP) + 1))
+            if hi <= lo:
+                continue
+            t = times[lo:hi]
+            w = np.zeros(hi - lo)
+            inside = (t >= start) & (t <= end)
+            w[inside] = hold
+            before = t < start
+            if pre > 0.0:
+                u = (start - t[before]) / pre
+                w[before] = spread * 0.5 * (1.0 + np.cos(np.pi * np.clip(u, 0.0, 1.0)))
+            after = t > end
+            u = (t[after] - end) / _CARRY
+            w[after] = spread * 0.5 * (1.0 + np.cos(np.pi * np.clip(u, 0.0, 1.0)))
+            wsum[lo:hi] += w
+            acc[lo:hi] += w[:, None] * np.asarray(target.as_tuple())[None, :]
+            energy_acc[lo:hi] += w * _SONORITY.get(seg.viseme, 0.3)
+        targets = (acc / wsum[:, None]).astype(np.float32)
+        energy = np.clip(energy_acc / wsum, 0.0, 1.0).astype(np.float32)
+        # nothing may move before the first sound minus the lead
+        first = next((s.start for s in segments if s.viseme is not Viseme.SILENCE), None)
+        if first is not None:
+            early = times < first - lead
+            targets[early] = REST
+            energy[early] = 0.0
+        accents = tuple((s.start, s.accent) for s in segments if s.accent > 0.0)
+        return cls(
+            targets=targets,
+            energy=energy,
+            t0=t0,
+            duration=float(duration),
+            lead=lead,
+            accents=accents,
+            source="phonemes",
+        )
+
+    @classmethod
+    def from_audio(
+        cls,
+        pcm: npt.ArrayLike,
+        sample_rate: int,
+        *,
+        lookahead_ms: float = 60.0,
+        words: Sequence[Word] | None = None,
+    ) -> MouthDrive:
+        """Mouth targets from the sound itself, for audio with no phoneme timeline.
+
+        Jaw opening follows the loudness above a VAD-like gate (closed in silence),
+        compressed and with a fast attack so syllable onsets open promptly; unvoiced
+        hiss (s, f, sh) keeps the jaw nearly closed and shows the teeth; the spectral
+        centroid of voiced sound sets rounding (dark: 'oo') versus spreading (bright:
+        'ee'). With ``words`` (STT timings), sound outside every word stays closed.
+        The target at time t uses audio up to ``t + lookahead`` only.
+        """
+        if sample_rate <= 0:
+            raise InvalidAudioError(f"sample rate must be positive, got {sample_rate}")
+        audio = as_float_mono(pcm, name="drive audio")
+        duration = len(audio) / float(sample_rate)
+        lead = max(0.0, lookahead_ms / 1000.0)
+        feats = speech_features(audio, sample_rate, hop=HOP)
+        half_window = 0.0125
+        shift = max(0.0, min(FILTER_LAG, lead - half_window))
+        gate = feats.gate.copy()
+        if words is not None:
+            gate &= _word_mask(len(gate), HOP, words, pad=0.06)
+        span = max(feats.reference_db - feats.threshold_db, 1e-3)
+        level = np.clip((feats.db - feats.threshold_db + 3.0) / span, 0.0, 1.0)
+        level = np.where(gate, level, 0.0)
+        level = _attack_release(level, HOP, attack=0.006, release=0.02)
+        voiced = np.clip((feats.voicing - 0.3) / 0.35, 0.0, 1.0)
+        hiss = np.clip((feats.high_ratio - 0.25) / 0.35, 0.0, 1.0) * (1.0 - voiced)
+        jaw = 0.85 * level**0.75 * (1.0 - 0.7 * hiss)
+        vc = feats.centroid[gate & (voiced > 0.5)]
+        if len(vc) >= 10:
+            mid = float(np.median(vc))
+            scale = float(np.percentile(vc, 80) - np.percentile(vc, 20)) / 2.0 + 1e-3
+        else:
+            mid, scale = 1500.0, 500.0
+        bright = np.clip((feats.centroid - mid) / scale, -1.5, 1.5)
+        wide = np.clip(0.45 * bright * voiced + 0.35 * hiss, -0.8, 0.7)
+        teeth = np.clip(0.25 * level + 0.3 * np.maximum(bright, 0.0) * voiced + 0.6 * hiss, 0, 1)
+        on = (level > 0.02).astype(np.float64)
+        wide = wide * on
+        teeth = teeth * on
+        press = np.zeros_like(jaw)
+        feat_targets = np.stack([jaw, wide, press, teeth], axis=1).astype(np.float32)
+        # resample onto the drive's clock: sample k at time t0 + k*HOP uses the
+        # features at t + shift (audio up to t + shift + half_window <= t + lead)
+        t0 = -lead
+        n = int(math.ceil((duration + TAIL - t0) / HOP)) + 1
+        src = np.round((t0 + np.arange(n) * HOP + shift) / HOP).astype(np.int64)
+        valid = (src >= 0) & (src < len(feat_targets))
+        targets = np.zeros((n, CHANNELS), dtype=np.float32)
+        energy = np.zeros(n, dtype=np.float32)
+        targets[valid] = feat_targets[src[valid]]
+        energy[valid] = level[src[valid]].astype(np.float32)
+        accents = _onset_accents(level, HOP, shift)
+        return cls(
+            targets=targets,
+            energy=energy,
+            t0=t0,
+            duration=duration,
+            lead=lead,
+            accents=accents,
+            source="audio",
+        )
+
+
+_SONORITY: dict[Viseme, float] = {
+    Viseme.SILENCE: 0.0,
+    Viseme.PP: 0.15,
+    Viseme.KK: 0.2,
+    Viseme.DD: 0.35,
+    Viseme.FF: 0.25,
+    Viseme.TH: 0.25,
+    Viseme.SS: 0.3,
+    Viseme.CH: 0.3,
+    Viseme.HH: 0.3,
+    Viseme.RR: 0.7,
+    Viseme.WW: 0.6,
+    Viseme.YY: 0.6,
+    Viseme.AA: 1.0,
+    Viseme.EE: 0.9,
+    Viseme.IH: 0.8,
+    Viseme.OH: 0.95,
+    Viseme.OU: 0.8,
+    Viseme.SCHWA: 0.75,
+}
+
+
+def _segments(phonemes: Sequence[PhonemeSpan], duration: float) -> list[_Segment]:
+    """Phoneme spans to viseme segments.
+
+    Stress marks join the next phoneme and put an accent on its syllable's vowel;
+    length marks and unknown diacritics lengthen the previous phoneme; a word
+    boundary goes to a neighbouring pause, or is split between two sounding
+    neighbours; adjacent pauses merge. Before the first and after the last phoneme
+    the mouth rests.
+    """
+    items: list[list[Any]] = []  # [viseme or None (word boundary), start, end, accent]
+    pending_start: float | None = None
+    pending_accent = 0.0
+    for p in phonemes:
+        if p.duration <= 0.0 or not p.phoneme:
+            continue
+        vis, sym = viseme_of(p.phoneme), p.phoneme[0]
+        if vis is None:
+            if sym in STRESS_SYMBOLS:
+                pending_start = p.start if pending_start is None else pending_start
+                pending_accent = max(pending_accent, STRESS_SYMBOLS[sym])
+            elif sym == WORD_BOUNDARY:
+                items.append([None, p.start, p.end, 0.0])
+            elif items:  # length mark or diacritic: lengthens the previous phoneme
+                items[-1][2] = p.end
+            continue
+        start = p.start if pending_start is None else min(pending_start, p.start)
+        accent = 0.0
+        if pending_accent > 0.0 and vis in VOWEL_VISEMES:
+            accent, pending_accent = pending_accent, 0.0
+        pending_start = None
+        items.append([vis, start, p.end, accent])
+    # word boundaries: to a neighbouring pause, else split between the neighbours
+    for i, item in enumerate(items):
+        if item[0] is not None:
+            continue
+        prev = items[i - 1] if i > 0 and items[i - 1][0] is not None else None
+        nxt = items[i + 1] if i + 1 < len(items) and items[i + 1][0] is not None else None
+        if prev is not None and prev[0] is Viseme.SILENCE:
+            prev[2] = max(prev[2], item[2])
+        elif nxt is not None and nxt[0] is Viseme.SILENCE:
+            nxt[1] = min(nxt[1], item[1])
+        elif prev is not None and nxt is not None:
+            mid = 0.5 * (item[1] + item[2])
+            prev[2] = max(prev[2], mid)
+            nxt[1] = min(nxt[1], mid)
+        elif prev is not None:
+            prev[2] = max(prev[2], item[2])
+        elif nxt is not None:
+            nxt[1] = min(nxt[1], item[1])
+    segs: list[_Segment] = []
+    for vis, start, end, accent in items:
+        if vis is None:
+            continue
+        if vis is Viseme.SILENCE and segs and segs[-1].viseme is Viseme.SILENCE:
+            segs[-1] = replace(segs[-1], end=float(end))
+            continue
+        segs.append(_Segment(vis, float(start), float(end), float(accent)))
+    return _with_edge_pauses(segs, duration)
+
+
+def _with_edge_pauses(segs: list[_Segment], duration: float) -> list[_Segment]:
+    """Add a pause before the first and after the last segment (rest at the edges)."""
+    first_start = segs[0].start if segs else duration
+    last_end = segs[-1].end if segs else 0.0
+    out: list[_Segment] = []
+    out.append(_Segment(Viseme.SILENCE, min(first_start, 0.0) - 1.0, first_start, 0.0))
+    out.extend(segs)
+    out.append(_Segment(Viseme.SILENCE, last_end, max(duration, last_end) + 1.0, 0.0))
+    return out
+
+
+def _word_mask(n: int, hop: float, words: Sequence[Word], pad: float) -> npt.NDArray[np.bool_]:
+    """True at hops inside any word span (padded)."""
+    mask = np.zeros(n, dtype=bool)
+    for w in words:
+        lo = max(0, int(math.floor((w.start - pad) / hop)))
+        hi = min(n, int(math.ceil((w.end + pad) / hop)) + 1)
+        mask[lo:hi] = True
+    return mask
+
+
+def _attack_release(x: F64, hop: float, *, attack: float, release: float) -> F64:
+    """One-pole smoothing, fast when rising and slower when falling (causal)."""
+    a_up = 1.0 - math.exp(-hop / attack)
+    a_down = 1.0 - math.exp(-hop / release)
+    out = np.empty_like(x)
+    y = 0.0
+    for i, v in enumerate(x.tolist()):
+        y += (a_up if v > y else a_down) * (v - y)
+        out[i] = y
+    return out
+
+
+def _onset_accents(level: F64, hop: float, shift: float) -> tuple[tuple[float, float], ...]:
+    """Times and strengths of loudness onsets (syllable accents) for head prosody."""
+    if len(level) < 4:
+        return ()
+    k = max(1, int(round(0.03 / hop)))
+    rise = np.zeros_like(level)
+    rise[k:] = level[k:] - level[:-k]
+    threshold = 0.25
+    min_gap = int(round(0.25 / hop))
+    accents: list[tuple[float, float]] = []
+    last = -min_gap
+    i = 1
+    n = len(rise)
+    while i < n - 1:
+        if rise[i] > threshold and rise[i] >= rise[i - 1] and rise[i] >= rise[i + 1]:
+            if i - last >= min_gap:
+                accents.append((i * hop - shift, float(min(1.0, rise[i] / 0.6))))
+                last = i
+        i += 1
+    return tuple(accents)

@@ -1,0 +1,36 @@
+"""Language models: chat messages in, a cancellable async stream of text pieces out.
+
+Backends: ``llama-cpp`` (CPU default, GGUF), ``transformers`` (GPU, any Hugging Face
+causal LM) and ``openai`` (any OpenAI-compatible server). Heavy packages are imported
+only when a model loads.
+"""
+
+from __future__ import annotations
+
+from models.assets import AssetResolver
+from models.config import LlmConfig
+from models.llm.base import LanguageModel
+from models.llm.llama_cpp_llm import LlamaCppLLM
+from models.llm.messages import build_messages
+from models.llm.openai_llm import OpenAIChatLLM
+from models.llm.transformers_llm import TransformersLLM
+
+__all__ = [
+    "LanguageModel",
+    "LlamaCppLLM",
+    "OpenAIChatLLM",
+    "TransformersLLM",
+    "build_messages",
+    "create_llm",
+]
+
+
+def create_llm(config: LlmConfig, resolver: AssetResolver) -> LanguageModel:
+    """The backend ``config.backend`` names, not loaded yet (call ``load()``)."""
+    if config.backend == "llama-cpp":
+        return LlamaCppLLM(config, resolver)
+    if config.backend == "transformers":
+        return TransformersLLM(config, resolver)
+    if config.backend == "openai":
+        return OpenAIChatLLM(config)
+    raise ValueError(f"unknown llm backend {config.backend!r}")

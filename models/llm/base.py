@@ -1,0 +1,51 @@
+"""The interface every language model backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from models.types import ChatMessage, GenerationStats
+
+STOP = "stop"
+"""Stop reason: the model ended its reply."""
+LENGTH = "length"
+"""Stop reason: the reply reached the token cap."""
+CANCELLED = "cancelled"
+"""Stop reason: the consumer cancelled the generation."""
+ERROR = "error"
+"""Stop reason: the backend failed."""
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """Chat messages in, a cancellable async stream of text pieces out.
+
+    ``stream`` checks its input at once (InvalidTextError) and returns an async
+    iterator of text pieces as the model writes them. Cancelling the consuming task
+    or closing the iterator stops the generation itself. When ``stats`` is given, the
+    backend fills it: ``tokens`` produced by the model, ``first_token_s`` (seconds
+    from the call to the first token), ``finished`` (the generation is over, for
+    whatever reason), ``cancelled``, ``stop_reason`` (stop, length, cancelled, error)
+    and timings in ``extra``.
+    """
+
+    name: str
+
+    def load(self) -> None:
+        """Load the weights (heavy, idempotent; generation loads lazily otherwise)."""
+        ...
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        stats: GenerationStats | None = None,
+    ) -> AsyncIterator[str]:
+        """Stream the reply to ``messages`` (capped at ``max_tokens``, default the config's)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop every generation and free the model."""
+        ...

@@ -1,0 +1,132 @@
+"""Cutting text (or an LLM's token stream) into speakable sentences and clauses."""
+
+from __future__ import annotations
+
+import re
+
+ABBREVIATIONS = frozenset(
+    {
+        "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e",
+        "approx", "no", "fig", "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul",
+        "aug", "sep", "sept", "oct", "nov", "dec",
+    }
+)  # fmt: skip
+"""Words whose trailing period does not end a sentence (lower case, no final period)."""
+
+# A sentence end: terminators, closing quotes/brackets, then whitespace (or the end).
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)")
+_CLAUSE_END = re.compile(r"[,;:]+(?=\s|$)")
+_NEWLINES = re.compile(r"\n\s*")
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    """True when the period at ``dot`` closes an abbreviation or an initial."""
+    if text[dot] != ".":
+        return False
+    start = dot
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    word = text[start:dot].lstrip("\"'“‘([").lower()
+    if not word:
+        return False
+    if word in ABBREVIATIONS:
+        return True
+    return len(word) == 1 and word.isalpha()  # an initial: "J. Smith"
+
+
+class ClauseSplitter:
+    """Splits a stream of text pieces into speakable clauses as soon as they are complete.
+
+    Sentences end at ``. ! ?`` (or ``…``) followed by whitespace; a period does not end
+    a sentence after common abbreviations and initials, or before a lower-case word or
+    a digit. A clause also ends at ``, ; :`` followed by whitespace
+    once it holds at least ``min_clause_chars`` characters, and at a line break. Text
+    that runs past ``max_clause_chars`` with no such boundary is cut at its last space.
+    A boundary at the very end of the buffered text waits for the next piece (it may
+    be "3." of "3.5"); :meth:`flush` releases what remains.
+    """
+
+    def __init__(
+        self,
+        min_clause_chars: int = 40,
+        max_clause_chars: int = 250,
+        *,
+        clauses: bool = True,
+    ) -> None:
+        if min_clause_chars < 1 or max_clause_chars < min_clause_chars:
+            raise ValueError("need 1 <= min_clause_chars <= max_clause_chars")
+        self._min = min_clause_chars
+        self._max = max_clause_chars
+        self._clauses = clauses
+        self._buf = ""
+
+    @property
+    def pending(self) -> str:
+        """Text received but not returned yet."""
+        return self._buf
+
+    def push(self, piece: str) -> list[str]:
+        """Add the next piece of text; return the clauses it completes (maybe none)."""
+        self._buf += piece
+        out: list[str] = []
+        while (cut := self._next_cut()) is not None:
+            clause = self._buf[:cut].strip()
+            self._buf = self._buf[cut:]
+            if clause:
+                out.append(clause)
+        return out
+
+    def flush(self) -> list[str]:
+        """End of the text: return the remaining clause, if any, and start afresh."""
+        rest = self._buf.strip()
+        self._buf = ""
+        return [rest] if rest else []
+
+    def reset(self) -> None:
+        """Drop buffered text (e.g. when the reply is cancelled)."""
+        self._buf = ""
+
+    def _next_cut(self) -> int | None:
+        """Index just past the first complete boundary in the buffer, or None."""
+        buf = self._buf
+        n = len(buf)
+        best: int | None = None
+        for m in _SENTENCE_END.finditer(buf):
+            if m.end() >= n:  # nothing after it yet: wait for the next piece
+                break
+            if "." in m.group() and not any(c in m.group() for c in "!?…"):
+                following = buf[m.end() :].lstrip()
+                if not following:  # is the next word lower case? wait and see
+                    break
+                if following[0].islower() or following[0].isdigit():
+                    continue
+                if _is_abbreviation(buf, m.start()):
+                    continue
+            best = m.end()
+            break
+        for m in _NEWLINES.finditer(buf):
+            if best is not None and m.start() >= best:
+                break
+            if m.end() < n and buf[: m.start()].strip():
+                best = m.start()
+                break
+        if self._clauses:
+            for m in _CLAUSE_END.finditer(buf):
+                if best is not None and m.end() >= best:
+                    break
+                if m.end() >= n:
+                    break
+                if len(buf[: m.end()].strip()) >= self._min:
+                    best = m.end()
+                    break
+        if best is None and n > self._max:
+            space = buf.rfind(" ", 0, self._max)
+            if space > 0 and buf[:space].strip():
+                best = space
+        return best
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split ``text`` into sentences (no clause splitting), stripped and non-empty."""
+    splitter = ClauseSplitter(clauses=False, max_clause_chars=max(len(text), 1))
+    return splitter.push(text) + splitter.flush()

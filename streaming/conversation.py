@@ -1,0 +1,391 @@
+"""Turn-taking for one session: hear the user, think, speak, and stop when interrupted.
+
+Inbound 16 kHz audio goes through the session's VAD. At the end of the user's speech
+the utterance is transcribed, the LLM streams a reply, a clause splitter cuts it into
+speakable pieces, and each piece is synthesized and queued on the media clock (audio
+to the playout, its phoneme timeline to the world model) while the next is still
+being generated. Speech from the user while the avatar talks is a barge-in: the reply
+task is cancelled (which stops the LLM and TTS), queued audio is cut, the mouth
+closes, and the history keeps only what was actually heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from avatar.motion import MouthDrive, WorldModel
+from avatar.state import Mode
+from models.errors import EngineError, InvalidAudioError
+from models.llm import build_messages
+from models.tts import ClauseSplitter
+from models.types import ChatMessage, FloatAudio, GenerationStats, Speech, VadEventKind
+from streaming.audio_io import VAD_RATE, speech_to_playout
+from streaming.clock import MediaClock
+from streaming.engines import Engines
+from streaming.events import (
+    assistant_text_event,
+    error_event,
+    state_event,
+    turn_metrics_event,
+    user_transcript_event,
+)
+from streaming.playout import AudioPlayout, heard_text
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], None]
+
+SCHEDULE_LEAD_S = 0.06
+"""How far ahead of the playing sample new speech is placed (the tracks pull ~1 frame ahead)."""
+PREROLL_S = 0.3
+"""Audio kept before the VAD's speech start, so the first syllable reaches STT."""
+
+
+@dataclass
+class ConversationOptions:
+    """Per-session choices (from the session request)."""
+
+    system_prompt: str
+    language: str | None = None
+    max_history_messages: int = 20
+    max_utterance_s: float = 30.0
+
+
+@dataclass
+class TurnRecord:
+    """What happened in one turn (for the data channel and persistence)."""
+
+    turn_id: int
+    user_text: str = ""
+    reply_text: str = ""
+    spoken_text: str = ""
+    interrupted: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _ScheduledClause:
+    text: str
+    start: int
+    end: int
+
+
+class Conversation:
+    """The conversation loop of one session."""
+
+    def __init__(
+        self,
+        engines: Engines,
+        clock: MediaClock,
+        playout: AudioPlayout,
+        world: WorldModel,
+        emit: Emit,
+        options: ConversationOptions,
+        *,
+        on_turn_complete: Callable[[TurnRecord], None] | None = None,
+    ) -> None:
+        self._engines = engines
+        self._clock = clock
+        self._playout = playout
+        self._world = world
+        self._emit = emit
+        self._options = options
+        self._on_turn_complete = on_turn_complete
+        self._vad = engines.new_vad()
+        self.history: list[ChatMessage] = []
+        self.turns: list[TurnRecord] = []
+        self._turn_counter = 0
+        self._reply_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._inbound_samples = 0
+        self._utterance: list[FloatAudio] = []
+        self._preroll: list[FloatAudio] = []
+        self._preroll_samples = 0
+        self._in_speech = False
+        self._utterance_samples = 0
+        self._state = ""
+        self._closed = False
+        self.last_activity = time.monotonic()
+        self._set_state(Mode.LISTENING)
+
+    # --- public API ----------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The avatar's conversation state: listening, thinking or speaking."""
+        return self._state
+
+    @property
+    def replying(self) -> bool:
+        """Whether a reply is being prepared or played."""
+        busy = self._reply_task is not None and not self._reply_task.done()
+        return busy or self._playout.is_playing(self._clock.sample_now())
+
+    def feed_audio(self, pcm: FloatAudio) -> None:
+        """Inbound user audio (16 kHz mono float32), in arrival order."""
+        if self._closed or len(pcm) == 0:
+            return
+        self._inbound_samples += len(pcm)
+        if self._in_speech:
+            self._utterance.append(pcm)
+            self._utterance_samples += len(pcm)
+        else:
+            self._preroll.append(pcm)
+            self._preroll_samples += len(pcm)
+            while self._preroll and self._preroll_samples - len(self._preroll[0]) >= int(
+                PREROLL_S * VAD_RATE
+            ):
+                self._preroll_samples -= len(self._preroll.pop(0))
+        for event in self._vad.process(pcm):
+            if event.kind is VadEventKind.SPEECH_START:
+                self._on_speech_start()
+            else:
+                lag = self._inbound_samples / VAD_RATE - event.time
+                self._on_speech_end(lag)
+        if self._in_speech and self._utterance_samples > self._options.max_utterance_s * VAD_RATE:
+            log.info(
+                "utterance over %.0f s: cutting it and answering", self._options.max_utterance_s
+            )
+            self._vad.reset()
+            self._on_speech_end(0.0)
+
+    def submit_text(self, text: str) -> None:
+        """The user typed a message: answer it like speech."""
+        if self._closed:
+            return
+        self.last_activity = time.monotonic()
+        self.interrupt()
+        self._start_turn(text=text, end_of_user=time.monotonic())
+
+    def interrupt(self) -> None:
+        """Stop the current reply now (barge-in or an explicit interrupt)."""
+        if self._reply_task is not None and not self._reply_task.done():
+            self._reply_task.cancel()
+        else:
+            self._cut_playout()
+
+    async def close(self) -> None:
+        """Cancel and await every task of this conversation."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        self._playout.clear()
+
+    # --- VAD events ----------------------------------------------------------
+
+    def _on_speech_start(self) -> None:
+        self.last_activity = time.monotonic()
+        self._in_speech = True
+        self._utterance = list(self._preroll)
+        self._utterance_samples = self._preroll_samples
+        self._preroll, self._preroll_samples = [], 0
+        if self.replying:
+            log.info("barge-in: the user started speaking during the reply")
+            self.interrupt()
+        self._set_state(Mode.LISTENING)
+
+    def _on_speech_end(self, detection_lag_s: float) -> None:
+        self.last_activity = time.monotonic()
+        if not self._in_speech:
+            return
+        self._in_speech = False
+        pcm = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
+        self._utterance, self._utterance_samples = [], 0
+        end_of_user = time.monotonic() - max(0.0, detection_lag_s)
+        if len(pcm) < int(0.2 * VAD_RATE):
+            return
+        self._start_turn(pcm=pcm, end_of_user=end_of_user)
+
+    # --- turns -----------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _start_turn(
+        self, *, end_of_user: float, pcm: FloatAudio | None = None, text: str = ""
+    ) -> None:
+        if self._reply_task is not None and not self._reply_task.done():
+            self._reply_task.cancel()
+        self._turn_counter += 1
+        record = TurnRecord(turn_id=self._turn_counter, user_text=text)
+        self._reply_task = self._spawn(
+            self._run_turn(record, pcm, end_of_user), name=f"turn-{record.turn_id}"
+        )
+
+    def _set_state(self, mode: Mode) -> None:
+        self._world.set_mode(mode)
+        if mode.value != self._state:
+            self._state = mode.value
+            self._emit(state_event(mode.value))
+
+    def _cut_playout(self) -> None:
+        now = self._clock.sample_now() + self._clock.samples_per_frame
+        self._playout.interrupt(now)
+        self._world.interrupt(now / self._clock.sample_rate)
+
+    async def _run_turn(
+        self, record: TurnRecord, pcm: FloatAudio | None, end_of_user: float
+    ) -> None:
+        clauses: list[_ScheduledClause] = []
+        reply_parts: list[str] = []
+        metrics = record.metrics
+        try:
+            self._set_state(Mode.THINKING)
+            if pcm is not None:
+                t = time.monotonic()
+                try:
+                    transcript = await self._engines.stt.atranscribe(pcm, VAD_RATE)
+                except InvalidAudioError as exc:
+                    log.info("utterance skipped: %s", exc)
+                    self._set_state(Mode.LISTENING)
+                    return
+                metrics["stt_ms"] = (time.monotonic() - t) * 1000
+                record.user_text = transcript.text.strip()
+                if not record.user_text:
+                    self._set_state(Mode.LISTENING)
+                    return
+            self._emit(user_transcript_event(record.user_text, record.turn_id))
+            messages = build_messages(self._options.system_prompt, self.history, record.user_text)
+            self.history.append(ChatMessage("user", record.user_text))
+            await self._reply(record, messages, clauses, reply_parts, end_of_user)
+            # Let the last clause play out before the turn counts as done.
+            end = self._playout.end_sample()
+            await self._clock.wait_until(end / self._clock.sample_rate)
+            record.reply_text = "".join(reply_parts).strip()
+            record.spoken_text = " ".join(c.text for c in clauses).strip()
+        except asyncio.CancelledError:
+            record.interrupted = True
+            record.reply_text = "".join(reply_parts).strip()
+            record.spoken_text = self._spoken_before_cut(clauses)
+            raise
+        except EngineError as exc:
+            log.warning("turn %d failed: %s", record.turn_id, exc)
+            self._emit(error_event("turn_failed", str(exc)))
+        finally:
+            self._finish_turn(record, end_of_user)
+
+    def _spoken_before_cut(self, clauses: list[_ScheduledClause]) -> str:
+        cut = self._clock.sample_now() + self._clock.samples_per_frame
+        self._playout.interrupt(cut)
+        self._world.interrupt(cut / self._clock.sample_rate)
+        said = []
+        for c in clauses:
+            if c.end <= cut:
+                said.append(c.text)
+            elif c.start < cut:
+                said.append(heard_text(c.text, (cut - c.start) / max(1, c.end - c.start)))
+        return " ".join(s for s in said if s).strip()
+
+    def _finish_turn(self, record: TurnRecord, end_of_user: float) -> None:
+        if record.user_text:
+            if record.spoken_text:
+                self.history.append(ChatMessage("assistant", record.spoken_text))
+            excess = len(self.history) - self._options.max_history_messages
+            if excess > 0:
+                del self.history[:excess]
+            if record.reply_text or record.interrupted:
+                self._emit(
+                    assistant_text_event(
+                        record.spoken_text,
+                        record.turn_id,
+                        final=True,
+                        interrupted=record.interrupted,
+                    )
+                )
+            self._emit(turn_metrics_event(record.turn_id, record.metrics))
+            self.turns.append(record)
+            if self._on_turn_complete is not None:
+                self._on_turn_complete(record)
+        if not self._closed:
+            self._set_state(Mode.LISTENING)
+
+    async def _reply(
+        self,
+        record: TurnRecord,
+        messages: list[ChatMessage],
+        clauses: list[_ScheduledClause],
+        reply_parts: list[str],
+        end_of_user: float,
+    ) -> None:
+        """Stream the LLM into TTS into the playout, pipelined clause by clause."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        speaker = self._spawn(
+            self._speak_clauses(record, queue, clauses, end_of_user), name=f"tts-{record.turn_id}"
+        )
+        splitter = ClauseSplitter()
+        stats = GenerationStats()
+        t0 = time.monotonic()
+        try:
+            async for piece in self._engines.llm.stream(messages, stats=stats):
+                if "llm_first_token_ms" not in record.metrics:
+                    record.metrics["llm_first_token_ms"] = (time.monotonic() - t0) * 1000
+                reply_parts.append(piece)
+                self._emit(assistant_text_event(piece, record.turn_id, final=False))
+                for clause in splitter.push(piece):
+                    queue.put_nowait(clause)
+            for clause in splitter.flush():
+                queue.put_nowait(clause)
+            record.metrics["llm_total_ms"] = (time.monotonic() - t0) * 1000
+            record.metrics["llm_tokens"] = float(stats.tokens)
+            queue.put_nowait(None)
+            await speaker
+        finally:
+            if not speaker.done():
+                speaker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await speaker
+
+    async def _speak_clauses(
+        self,
+        record: TurnRecord,
+        queue: asyncio.Queue[str | None],
+        clauses: list[_ScheduledClause],
+        end_of_user: float,
+    ) -> None:
+        rate = self._clock.sample_rate
+        while (text := await queue.get()) is not None:
+            t = time.monotonic()
+            async for speech in self._engines.tts.stream(text):
+                if "tts_first_chunk_ms" not in record.metrics:
+                    record.metrics["tts_first_chunk_ms"] = (time.monotonic() - t) * 1000
+                self._schedule(record, speech, clauses, rate, end_of_user)
+
+    def _schedule(
+        self,
+        record: TurnRecord,
+        speech: Speech,
+        clauses: list[_ScheduledClause],
+        rate: int,
+        end_of_user: float,
+    ) -> None:
+        pcm = speech_to_playout(speech, rate)
+        not_before = self._clock.sample_now() + int(SCHEDULE_LEAD_S * rate)
+        start = self._playout.schedule(
+            pcm, speech.text, not_before=not_before, turn_id=record.turn_id
+        )
+        if speech.phonemes is not None:
+            drive = MouthDrive.from_phonemes(speech.phonemes, speech.duration)
+        else:
+            drive = MouthDrive.from_audio(speech.pcm, speech.sample_rate)
+        self._world.schedule_speech(drive, start / rate)
+        clauses.append(_ScheduledClause(speech.text, start, start + len(pcm)))
+        if "voice_to_voice_ms" not in record.metrics:
+            start_wall = time.monotonic() + (start / rate - self._clock.elapsed())
+            record.metrics["voice_to_voice_ms"] = (start_wall - end_of_user) * 1000
+        self._set_state(Mode.SPEAKING)

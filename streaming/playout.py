@@ -1,0 +1,120 @@
+"""Reply audio placed on the media clock, pulled one 20 ms frame at a time.
+
+Speech chunks are scheduled back to back at absolute sample positions; the audio
+track pulls frames by index and gets silence where nothing is scheduled. Barge-in
+cuts everything after a sample (with a short fade) and reports how much of each chunk
+was actually heard, so the conversation history keeps only what was said.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Int16Audio = npt.NDArray[np.int16]
+
+
+@dataclass
+class ScheduledSpeech:
+    """One speech chunk on the clock: samples [start, start + len(pcm))."""
+
+    start: int
+    pcm: Int16Audio
+    text: str
+    turn_id: int
+
+    @property
+    def end(self) -> int:
+        """First sample after the chunk."""
+        return self.start + len(self.pcm)
+
+
+@dataclass(frozen=True)
+class HeardSpeech:
+    """How much of a chunk was played before an interruption."""
+
+    text: str
+    fraction: float
+    turn_id: int
+
+
+class AudioPlayout:
+    """Queue of reply speech on one session's clock (thread-safe)."""
+
+    def __init__(self, sample_rate: int, fade_ms: float = 8.0) -> None:
+        self.sample_rate = sample_rate
+        self._fade = max(1, int(sample_rate * fade_ms / 1000))
+        self._items: list[ScheduledSpeech] = []
+        self._lock = threading.Lock()
+
+    def schedule(self, pcm: Int16Audio, text: str, *, not_before: int, turn_id: int) -> int:
+        """Place ``pcm`` after everything queued and not before ``not_before``; returns start."""
+        with self._lock:
+            tail = self._items[-1].end if self._items else 0
+            start = max(tail, not_before)
+            self._items.append(ScheduledSpeech(start, pcm, text, turn_id))
+            return start
+
+    def end_sample(self) -> int:
+        """The sample at which the queued speech ends (0 if nothing queued)."""
+        with self._lock:
+            return self._items[-1].end if self._items else 0
+
+    def is_playing(self, sample: int) -> bool:
+        """Whether speech is queued at or after ``sample``."""
+        return self.end_sample() > sample
+
+    def pull(self, start: int, count: int) -> Int16Audio:
+        """Samples ``[start, start+count)``: scheduled speech, silence elsewhere."""
+        out = np.zeros(count, dtype=np.int16)
+        stop = start + count
+        with self._lock:
+            for item in self._items:
+                if item.end <= start or item.start >= stop:
+                    continue
+                lo = max(start, item.start)
+                hi = min(stop, item.end)
+                out[lo - start : hi - start] = item.pcm[lo - item.start : hi - item.start]
+            # Forget chunks that are fully played.
+            while self._items and self._items[0].end <= start:
+                self._items.pop(0)
+        return out
+
+    def interrupt(self, at_sample: int) -> list[HeardSpeech]:
+        """Cut all speech after ``at_sample`` (fading out); report what was heard."""
+        heard: list[HeardSpeech] = []
+        with self._lock:
+            kept: list[ScheduledSpeech] = []
+            for item in self._items:
+                if item.start >= at_sample:
+                    heard.append(HeardSpeech(item.text, 0.0, item.turn_id))
+                    continue
+                if item.end > at_sample:
+                    n = at_sample - item.start
+                    pcm = item.pcm[: n + self._fade].copy()
+                    fade_len = len(pcm) - n
+                    if fade_len > 0:
+                        ramp = np.linspace(1.0, 0.0, fade_len, dtype=np.float32)
+                        pcm[n:] = (pcm[n:].astype(np.float32) * ramp).astype(np.int16)
+                    heard.append(HeardSpeech(item.text, n / len(item.pcm), item.turn_id))
+                    item = ScheduledSpeech(item.start, pcm, item.text, item.turn_id)
+                kept.append(item)
+            self._items = kept
+        return heard
+
+    def clear(self) -> None:
+        """Drop everything."""
+        with self._lock:
+            self._items.clear()
+
+
+def heard_text(text: str, fraction: float) -> str:
+    """The words of ``text`` spoken in the first ``fraction`` of its audio."""
+    if fraction >= 0.999:
+        return text
+    words = text.split()
+    n = int(len(words) * max(0.0, fraction))
+    return " ".join(words[:n])

@@ -1,0 +1,299 @@
+"""HTTP signalling and REST API (aiohttp) in front of the sessions.
+
+Routes: ``GET /`` (demo page), ``POST /v1/sessions`` (SDP offer → answer),
+``GET /v1/sessions``, ``DELETE /v1/sessions/{id}``, ``GET /healthz``, ``GET /readyz``,
+``GET /metrics``. Every error is JSON: ``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from avatar.config import AppConfig
+from streaming.conversation import TurnRecord
+from streaming.engines import Engines, UnknownAvatarError
+from streaming.ice import use_host_addresses
+from streaming.metrics import ServerMetrics
+from streaming.session import Session, SessionRequest
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+MAX_SDP_BYTES = 64 * 1024
+RETRY_AFTER_S = 5
+
+
+class ApiError(Exception):
+    """An error answered to the client as JSON with a stable code."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+class SessionOffer(BaseModel):
+    """Body of ``POST /v1/sessions``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sdp: Annotated[str, Field(min_length=1, max_length=MAX_SDP_BYTES)]
+    type: Literal["offer"]
+    avatar: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    voice: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    system_prompt: Annotated[str, Field(max_length=4000)] | None = None
+    language: Annotated[str, Field(min_length=2, max_length=16)] | None = None
+
+
+@dataclass
+class ServerState:
+    """Everything one server instance owns."""
+
+    config: AppConfig
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    engines: Engines | None = None
+    sessions: dict[str, Session] = field(default_factory=dict)
+    pending: int = 0
+    render_executor: ThreadPoolExecutor | None = None
+    loader: asyncio.Task[None] | None = None
+    load_error: str | None = None
+    owns_engines: bool = True
+
+
+STATE_KEY: web.AppKey[ServerState] = web.AppKey("gwm_state", ServerState)
+
+
+def json_error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON error response."""
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn every failure into a JSON error; never leak a traceback."""
+    state = request.app[STATE_KEY]
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        state.metrics.http_errors.labels(status=str(exc.status)).inc()
+        return json_error(exc.status, exc.code, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        state.metrics.http_errors.labels(status=str(exc.status)).inc()
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            exc.status, "http_error"
+        )
+        return json_error(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        state.metrics.http_errors.labels(status="500").inc()
+        return json_error(500, "internal", "internal server error")
+
+
+async def _read_json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from exc
+
+
+def _validate_offer(data: Any) -> SessionOffer:
+    try:
+        offer = SessionOffer.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "body"
+        raise ApiError(400, "invalid_request", f"{loc}: {first['msg']}") from exc
+    sdp = offer.sdp
+    if not sdp.lstrip().startswith("v=0"):
+        raise ApiError(400, "invalid_sdp", "sdp is not a session description (must start with v=0)")
+    if "\nm=audio" not in sdp and not sdp.startswith("m=audio"):
+        raise ApiError(400, "offer_without_audio", "the offer must include an audio m-line")
+    return offer
+
+
+async def create_session(request: web.Request) -> web.Response:
+    """``POST /v1/sessions``: SDP offer in, SDP answer out."""
+    state = request.app[STATE_KEY]
+    offer = _validate_offer(await _read_json(request))
+    engines = state.engines
+    if engines is None:
+        raise ApiError(
+            503, "not_ready", "models are still loading", {"Retry-After": str(RETRY_AFTER_S)}
+        )
+    if len(state.sessions) + state.pending >= state.config.server.max_sessions:
+        state.metrics.sessions_rejected.labels(reason="capacity").inc()
+        raise ApiError(
+            503,
+            "at_capacity",
+            f"the server is at its limit of {state.config.server.max_sessions} sessions",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
+    name = offer.avatar or "default"
+    try:
+        avatar = await asyncio.to_thread(engines.avatar, name)
+    except UnknownAvatarError:
+        raise ApiError(404, "unknown_avatar", f"no avatar named {name!r}") from None
+    if offer.voice is not None and offer.voice != engines.config.tts.voice:
+        raise ApiError(400, "unknown_voice", f"voice {offer.voice!r} is not loaded on this server")
+    state.pending += 1
+    try:
+        session = Session(
+            engines,
+            avatar,
+            SessionRequest(
+                avatar=name,
+                voice=offer.voice,
+                system_prompt=offer.system_prompt,
+                language=offer.language,
+            ),
+            render_executor=state.render_executor,
+            on_closed=lambda s: _forget(state, s),
+            on_turn=lambda s, r: _record_turn(state, s, r),
+        )
+        try:
+            answer = await asyncio.wait_for(session.accept(offer.sdp), timeout=15)
+        except (ValueError, AssertionError, TypeError, asyncio.TimeoutError) as exc:
+            await session.close("bad offer")
+            raise ApiError(400, "invalid_sdp", f"the offer could not be applied: {exc}") from exc
+        state.sessions[session.id] = session
+        state.metrics.sessions_total.inc()
+        state.metrics.active_sessions.set(len(state.sessions))
+    finally:
+        state.pending -= 1
+    log.info("session %s opened (avatar %s)", session.id, name)
+    return web.json_response(
+        {"session_id": session.id, "sdp": answer, "type": "answer"}, status=201
+    )
+
+
+def _forget(state: ServerState, session: Session) -> None:
+    if state.sessions.pop(session.id, None) is not None:
+        state.metrics.dropped_frames.inc(session.video_out.stats.dropped_frames)
+    state.metrics.active_sessions.set(len(state.sessions))
+
+
+def _record_turn(state: ServerState, session: Session, record: TurnRecord) -> None:
+    state.metrics.observe_turn(record.metrics, record.interrupted)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """``GET /v1/sessions``: the active sessions."""
+    state = request.app[STATE_KEY]
+    return web.json_response({"sessions": [s.describe() for s in state.sessions.values()]})
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    """``DELETE /v1/sessions/{id}``: hang up."""
+    state = request.app[STATE_KEY]
+    session = state.sessions.get(request.match_info["session_id"])
+    if session is None:
+        raise ApiError(404, "unknown_session", "no such session")
+    await session.close("deleted by client")
+    return web.json_response({"session_id": session.id, "closed": True})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: models loaded and capacity left."""
+    state = request.app[STATE_KEY]
+    cap = state.config.server.max_sessions
+    body: dict[str, Any] = {
+        "ready": state.engines is not None,
+        "sessions": len(state.sessions),
+        "max_sessions": cap,
+        "capacity_left": max(0, cap - len(state.sessions)),
+    }
+    if state.load_error:
+        body["error"] = state.load_error
+    return web.json_response(body, status=200 if state.engines is not None else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics."""
+    state = request.app[STATE_KEY]
+    return web.Response(body=state.metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    """The demo page."""
+    return web.FileResponse(WEB_DIR / "index.html")
+
+
+async def _load_engines(app: web.Application) -> None:
+    state = app[STATE_KEY]
+    try:
+        state.engines = await asyncio.to_thread(Engines.load, state.config)
+    except Exception as exc:
+        log.exception("loading the models failed")
+        state.load_error = str(exc)
+
+
+async def _on_startup(app: web.Application) -> None:
+    state = app[STATE_KEY]
+    use_host_addresses(state.config.server.ice_host_addresses)
+    state.render_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+    if state.engines is None:
+        state.loader = asyncio.get_running_loop().create_task(_load_engines(app))
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    state = app[STATE_KEY]
+    if state.loader is not None and not state.loader.done():
+        state.loader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await state.loader
+    await asyncio.gather(*(s.close("server shutdown") for s in list(state.sessions.values())))
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    state = app[STATE_KEY]
+    if state.render_executor is not None:
+        state.render_executor.shutdown(wait=True)
+    if state.engines is not None and state.owns_engines:
+        await state.engines.aclose()
+
+
+def create_app(config: AppConfig, engines: Engines | None = None) -> web.Application:
+    """Build the aiohttp application (pass ``engines`` to share loaded models)."""
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=config.server.max_body_bytes
+    )
+    app[STATE_KEY] = ServerState(config=config, engines=engines, owns_engines=engines is None)
+    app.router.add_get("/", index)
+    app.router.add_post("/v1/sessions", create_session)
+    app.router.add_get("/v1/sessions", list_sessions)
+    app.router.add_delete("/v1/sessions/{session_id}", delete_session)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_static("/static/", WEB_DIR, show_index=False)
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app

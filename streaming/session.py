@@ -1,0 +1,272 @@
+"""One call: a peer connection, its media clock, tracks, conversation and lifecycle.
+
+A session ends when the peer hangs up (DELETE, a closed connection or ended tracks),
+when ICE fails, when the peer sends no audio for ``idle_timeout_s``, or after
+``max_session_s``. Ending cancels and awaits every task it started and closes the
+peer connection; nothing keeps running for a ghost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from avatar.motion import WorldModel
+from avatar.state import AvatarState
+from streaming.audio_io import InboundAudioConverter
+from streaming.clock import MediaClock
+from streaming.conversation import Conversation, ConversationOptions, TurnRecord
+from streaming.engines import AvatarAssets, Engines
+from streaming.events import ClientMessageError, TextMessage, error_event, parse_client_message
+from streaming.playout import AudioPlayout
+from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_EVENTS = 256
+FLOOD_MESSAGES_PER_S = 50
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """What the client asked for when it opened the session."""
+
+    avatar: str = "default"
+    voice: str | None = None
+    system_prompt: str | None = None
+    language: str | None = None
+
+
+class Session:
+    """A live WebRTC conversation with the avatar."""
+
+    def __init__(
+        self,
+        engines: Engines,
+        avatar: AvatarAssets,
+        request: SessionRequest,
+        *,
+        render_executor: Executor | None = None,
+        on_closed: Callable[[Session], None] | None = None,
+        on_turn: Callable[[Session, TurnRecord], None] | None = None,
+    ) -> None:
+        cfg = engines.config
+        self.id = secrets.token_urlsafe(12)
+        self.created = time.time()
+        self.request = request
+        self.avatar = avatar
+        self._engines = engines
+        self._on_closed = on_closed
+        self._on_turn = on_turn
+        self.clock = MediaClock(sample_rate=cfg.server.audio_sample_rate, fps=cfg.render.fps)
+        self.playout = AudioPlayout(self.clock.sample_rate)
+        self.world = WorldModel(cfg.avatar, fps=cfg.render.fps, seed=cfg.avatar.seed)
+        self.last_state: AvatarState | None = None
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.audio_out = AvatarAudioTrack(self.clock, self.playout)
+        self.video_out = AvatarVideoTrack(
+            self.clock, self.world, avatar.renderer, render_executor, on_state=self._remember_state
+        )
+        self.conversation = Conversation(
+            engines,
+            self.clock,
+            self.playout,
+            self.world,
+            self.emit,
+            ConversationOptions(
+                system_prompt=request.system_prompt or cfg.llm.system_prompt,
+                language=request.language,
+                max_utterance_s=min(cfg.stt.max_utterance_s, 30.0),
+            ),
+            on_turn_complete=self._turn_done,
+        )
+        self._channel: RTCDataChannel | None = None
+        self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._last_inbound = time.monotonic()
+        self._msg_window_start = time.monotonic()
+        self._msg_count = 0
+        self.close_reason = ""
+        self._wire()
+
+    # --- setup -----------------------------------------------------------------
+
+    def _wire(self) -> None:
+        self.pc.addTrack(self.audio_out)
+        self.pc.addTrack(self.video_out)
+
+        @self.pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._spawn(self._read_audio(track), "inbound-audio")
+
+        @self.pc.on("datachannel")
+        def _on_channel(channel: RTCDataChannel) -> None:
+            if channel.label != "events":
+                return
+            self._channel = channel
+
+            @channel.on("message")
+            def _on_message(raw: str | bytes) -> None:
+                self._on_client_message(raw)
+
+            if channel.readyState == "open":
+                self._flush_pending()
+            else:
+                channel.on("open", self._flush_pending)
+
+        @self.pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            state = self.pc.connectionState
+            log.info("session %s: connection %s", self.id, state)
+            if state in ("failed", "closed"):
+                self.close_soon(f"connection {state}")
+
+    async def accept(self, offer_sdp: str) -> str:
+        """Apply the client's offer and return our answer SDP."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self._spawn(self._watchdog(), "watchdog")
+        return self.pc.localDescription.sdp
+
+    # --- media and messages ------------------------------------------------------
+
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        converter = InboundAudioConverter()
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                self.close_soon("peer audio ended")
+                return
+            self._last_inbound = time.monotonic()
+            pcm = converter.convert(frame)  # type: ignore[arg-type]
+            self.conversation.feed_audio(pcm)
+
+    def _on_client_message(self, raw: str | bytes) -> None:
+        now = time.monotonic()
+        if now - self._msg_window_start > 1.0:
+            self._msg_window_start, self._msg_count = now, 0
+        self._msg_count += 1
+        if self._msg_count > FLOOD_MESSAGES_PER_S:
+            log.warning("session %s: data channel flood, closing", self.id)
+            self.close_soon("data channel flood")
+            return
+        try:
+            msg = parse_client_message(raw)
+        except ClientMessageError as exc:
+            self.emit(error_event("bad_message", str(exc)))
+            return
+        if isinstance(msg, TextMessage):
+            self.conversation.submit_text(msg.text.strip())
+        else:
+            self.conversation.interrupt()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Send an event to the client (queued until the data channel opens)."""
+        text = json.dumps(event)
+        ch = self._channel
+        if ch is not None and ch.readyState == "open":
+            try:
+                ch.send(text)
+            except Exception as exc:  # noqa: BLE001 - a dying transport must not kill the turn
+                log.debug("session %s: event not sent: %s", self.id, exc)
+        else:
+            self._pending.append(text)
+
+    def _flush_pending(self) -> None:
+        ch = self._channel
+        while ch is not None and ch.readyState == "open" and self._pending:
+            ch.send(self._pending.popleft())
+
+    def _remember_state(self, state: AvatarState) -> None:
+        self.last_state = state
+
+    def _turn_done(self, record: TurnRecord) -> None:
+        if self._on_turn is not None:
+            self._on_turn(self, record)
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"session-{self.id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _watchdog(self) -> None:
+        cfg = self._engines.config.server
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if now - self._last_inbound > cfg.idle_timeout_s:
+                self.close_soon("idle timeout")
+                return
+            if time.time() - self.created > cfg.max_session_s:
+                self.close_soon("maximum session length")
+                return
+
+    @property
+    def closed(self) -> bool:
+        """Whether teardown finished."""
+        return self._closed.is_set()
+
+    def close_soon(self, reason: str) -> None:
+        """Start teardown without waiting for it (safe from callbacks)."""
+        if self._closing is None:
+            self.close_reason = reason
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(), name=f"session-{self.id}-close"
+            )
+
+    async def close(self, reason: str = "closed") -> None:
+        """Tear the session down and wait until everything of it has stopped."""
+        self.close_soon(reason)
+        assert self._closing is not None
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        log.info("session %s: closing (%s)", self.id, self.close_reason)
+        await self.conversation.close()
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.audio_out.stop()
+        self.video_out.stop()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        self._closed.set()
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON summary for ``GET /v1/sessions``."""
+        return {
+            "session_id": self.id,
+            "created": self.created,
+            "avatar": self.avatar.name,
+            "state": self.conversation.state,
+            "connection": self.pc.connectionState,
+            "turns": len(self.conversation.turns),
+            "video_frames": self.video_out.stats.frames,
+            "audio_frames": self.audio_out.stats.frames,
+        }

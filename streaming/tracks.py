@@ -1,0 +1,121 @@
+"""Outbound aiortc tracks paced by the session's media clock.
+
+The audio track delivers 20 ms frames of 48 kHz mono: reply speech from the playout,
+silence between replies. The video track delivers frames at the configured fps: for
+frame ``n`` it steps the world model (the state for media time ``n/fps``), renders it
+off the event loop, and releases it at its due time. Both take their timestamps from
+frame counts on the one clock, so video frame ``n`` shows the mouth for the audio
+sample ``n*48000/fps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from avatar.render import Renderer
+
+from avatar.motion import WorldModel
+from avatar.state import AvatarState
+from streaming.clock import MediaClock
+from streaming.playout import AudioPlayout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackStats:
+    """Counters of one outbound track."""
+
+    frames: int = 0
+    late_frames: int = 0
+    dropped_frames: int = 0
+
+
+class AvatarAudioTrack(MediaStreamTrack):
+    """48 kHz mono audio from the playout, one 20 ms frame per clock tick."""
+
+    kind = "audio"
+
+    def __init__(self, clock: MediaClock, playout: AudioPlayout) -> None:
+        super().__init__()
+        self._clock = clock
+        self._playout = playout
+        self._k = 0
+        self.stats = TrackStats()
+
+    async def recv(self) -> av.AudioFrame:
+        """The next audio frame, released at its due time."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        k = self._k
+        self._k += 1
+        late = await self._clock.wait_until(self._clock.audio_frame_time(k))
+        if late > 0.1:
+            self.stats.late_frames += 1
+        spf = self._clock.samples_per_frame
+        pcm = self._playout.pull(k * spf, spf)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self._clock.sample_rate
+        frame.pts = k * spf
+        frame.time_base = self._clock.audio_time_base
+        self.stats.frames += 1
+        return frame
+
+
+class AvatarVideoTrack(MediaStreamTrack):
+    """Video of the avatar at the clock's fps, one world-model step per frame."""
+
+    kind = "video"
+
+    def __init__(
+        self,
+        clock: MediaClock,
+        world: WorldModel,
+        renderer: Renderer,
+        executor: Executor | None = None,
+        on_state: Callable[[AvatarState], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._clock = clock
+        self._world = world
+        self._renderer = renderer
+        self._executor = executor
+        self._on_state = on_state
+        self._n = 0
+        self.stats = TrackStats()
+
+    async def recv(self) -> av.VideoFrame:
+        """The next video frame, rendered ahead and released at its due time."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._clock.start()
+        n = self._n
+        # If we fell behind (a slow render), skip frames instead of drifting: the
+        # world model still steps through every frame so motion stays on the clock.
+        behind = self._clock.video_frame_at(self._clock.elapsed()) - n
+        if behind > 2:
+            for _ in range(behind):
+                self._world.step()
+            self.stats.dropped_frames += behind
+            n += behind
+        self._n = n + 1
+        state = self._world.step()
+        if self._on_state is not None:
+            self._on_state(state)
+        loop = asyncio.get_running_loop()
+        image: np.ndarray = await loop.run_in_executor(self._executor, self._renderer.render, state)
+        late = await self._clock.wait_until(self._clock.video_frame_time(n))
+        if late > 1.0 / self._clock.fps:
+            self.stats.late_frames += 1
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = self._clock.video_pts(n)
+        frame.time_base = self._clock.video_time_base
+        self.stats.frames += 1
+        return frame

@@ -1,0 +1,188 @@
+"""A real aiortc client peer for the service tests (talks to 127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+RATE = 48_000
+FRAME = 960  # 20 ms
+
+
+class MicTrack(MediaStreamTrack):
+    """A fake microphone: plays queued PCM (48 kHz mono float) in real time, else silence."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: list[np.ndarray] = []
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._k = 0
+        self._t0: float | None = None
+        self.sent_log: list[tuple[float, int]] = []  # (wall time, start sample) of each clip
+
+    def say(self, pcm48k: np.ndarray) -> None:
+        """Queue audio to be 'spoken' after what is queued."""
+        self._queue.append(pcm48k.astype(np.float32))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to play."""
+        return not self._queue and len(self._buf) == 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        due = self._t0 + self._k * FRAME / RATE
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if len(self._buf) < FRAME and self._queue:
+            clip = self._queue.pop(0)
+            self.sent_log.append((time.monotonic(), self._k * FRAME))
+            self._buf = np.concatenate([self._buf, clip])
+        chunk = self._buf[:FRAME]
+        self._buf = self._buf[FRAME:]
+        if len(chunk) < FRAME:
+            chunk = np.pad(chunk, (0, FRAME - len(chunk)))
+        s16 = (np.clip(chunk, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(s16, format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._k * FRAME
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._k += 1
+        return frame
+
+
+@dataclass
+class Received:
+    """Everything the client got back, with arrival times (time.monotonic())."""
+
+    audio: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    video: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+
+    def audio_pcm(self) -> np.ndarray:
+        """All received audio as 48 kHz mono float."""
+        if not self.audio:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate([a for _, a in self.audio])
+
+    def events_of(self, kind: str) -> list[dict[str, Any]]:
+        """Events of one type, in order."""
+        return [e for _, e in self.events if e.get("type") == kind]
+
+
+class ClientPeer:
+    """Connects to the avatar service like a browser would."""
+
+    def __init__(self, base_url: str, *, keep_video: bool = True, video_every: int = 1) -> None:
+        self.base_url = base_url
+        self.mic = MicTrack()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel = self.pc.createDataChannel("events")
+        self.received = Received()
+        self.session_id: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._keep_video = keep_video
+        self._video_every = video_every
+        self._event_waiters: list[tuple[str, asyncio.Future[dict[str, Any]], Any]] = []
+
+        @self.channel.on("message")
+        def _on_message(raw: str) -> None:
+            msg = json.loads(raw)
+            self.received.events.append((time.monotonic(), msg))
+            for kind, fut, pred in list(self._event_waiters):
+                if msg.get("type") == kind and not fut.done() and pred(msg):
+                    fut.set_result(msg)
+
+        @self.pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            self._tasks.append(asyncio.ensure_future(self._drain(track)))
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        n = 0
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            now = time.monotonic()
+            if track.kind == "audio":
+                arr = frame.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
+                if frame.layout.name == "stereo":
+                    arr = arr.reshape(-1, 2).mean(axis=1)
+                self.received.audio.append((now, arr))
+            else:
+                n += 1
+                img = (
+                    frame.to_ndarray(format="rgb24")
+                    if (self._keep_video and n % self._video_every == 0)
+                    else None
+                )
+                self.received.video.append((now, img if img is not None else np.zeros(0)))
+
+    async def connect(self, **request: Any) -> aiohttp.ClientResponse | None:
+        """Offer, POST /v1/sessions, apply the answer. Returns the response on failure."""
+        self.pc.addTrack(self.mic)
+        self.pc.addTransceiver("video", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        body = {"sdp": self.pc.localDescription.sdp, "type": "offer", **request}
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(f"{self.base_url}/v1/sessions", json=body)
+            data = await resp.json()
+            if resp.status != 201:
+                return resp
+        self.session_id = data["session_id"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
+        return None
+
+    async def wait_event(
+        self, kind: str, timeout: float, pred: Any = lambda m: True
+    ) -> dict[str, Any]:
+        """Wait for the next event of a type that matches ``pred``."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._event_waiters.append((kind, fut, pred))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._event_waiters = [w for w in self._event_waiters if w[1] is not fut]
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """Send a message on the events channel."""
+        self.channel.send(json.dumps(msg))
+
+    async def wait_open(self, timeout: float = 10.0) -> None:
+        """Wait until the data channel is open."""
+        t = time.monotonic()
+        while self.channel.readyState != "open":
+            if time.monotonic() - t > timeout:
+                raise TimeoutError("data channel did not open")
+            await asyncio.sleep(0.02)
+
+    async def hangup(self, *, delete: bool = True) -> None:
+        """DELETE the session (optionally) and close the peer."""
+        if delete and self.session_id:
+            async with aiohttp.ClientSession() as http:
+                await http.delete(f"{self.base_url}/v1/sessions/{self.session_id}")
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the peer connection and stop the receivers."""
+        await self.pc.close()
+        for t in self._tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
