@@ -45,7 +45,11 @@ CHANNELS = 4
 REST = np.zeros(CHANNELS, dtype=np.float32)
 """The closed, relaxed mouth."""
 FILTER_LAG = 0.03
-"""About the delay of the world model's mouth springs; drives lead by up to this much."""
+"""About the delay of the world model's mouth springs; audio drives lead by this much."""
+PHONEME_LEAD = 0.05
+"""How much earlier than its aligned span a phoneme's shape is targeted: the springs'
+delay plus the ~20-30 ms by which Piper's alignments trail the sound (measured on
+en_US-joe-medium). Never more than the lookahead."""
 
 # Coarticulation: in-span weight of each viseme (how firmly it holds its own span)
 _HOLD: dict[Viseme, float] = {
@@ -152,7 +156,7 @@ class MouthDrive:
         velars borrow their neighbours' shapes.
         """
         lead = max(0.0, lookahead_ms / 1000.0)
-        shift = min(FILTER_LAG, 0.5 * lead)
+        shift = min(PHONEME_LEAD, lead)
         pre = lead - shift
         segments = _segments(phonemes, duration)
         t0 = -lead

@@ -35,7 +35,7 @@ _HEAD = slice(4, 9)
 _YAW, _PITCH, _ROLL = 4, 5, 6
 _TORSO = 9
 _BROW = 10
-_OMEGA = np.array([55.0, 40.0, 80.0, 50.0, 5.0, 7.0, 5.0, 4.0, 4.0, 2.5, 12.0])
+_OMEGA = np.array([80.0, 40.0, 80.0, 50.0, 5.0, 7.0, 5.0, 4.0, 4.0, 2.5, 12.0])
 _ZETA = np.array([1.0, 1.0, 1.0, 1.0, 0.75, 0.55, 0.8, 0.9, 0.9, 0.9, 0.9])
 
 _MODES = (Mode.IDLE, Mode.LISTENING, Mode.THINKING, Mode.SPEAKING)

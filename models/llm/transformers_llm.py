@@ -110,6 +110,8 @@ class TransformersLLM(ThreadedLanguageModel):
             # transformers 4.56 renamed torch_dtype to dtype
             dtype_arg = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
             start = time.perf_counter()
+            tokenizer: Any
+            model: Any
             try:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
                 model = transformers.AutoModelForCausalLM.from_pretrained(

@@ -19,7 +19,7 @@ from avatar.analysis import mouth_opening
 from models.audio import resample
 from streaming.engines import Engines
 from streaming.server import STATE_KEY
-from tests.streaming.peer import ClientPeer
+from streaming.client import ClientPeer
 
 pytestmark = pytest.mark.timeout(240)
 

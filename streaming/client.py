@@ -1,4 +1,9 @@
-"""A real aiortc client peer for the service tests (talks to 127.0.0.1 only)."""
+"""A Python client for the avatar service: a real aiortc peer, as a browser would be.
+
+Used by the tests and benchmarks (on 127.0.0.1) and usable from scripts: it offers
+audio (a fake microphone that plays queued PCM in real time) and receives the
+avatar's audio, video and data channel events with their arrival times.
+"""
 
 from __future__ import annotations
 
@@ -120,19 +125,16 @@ class ClientPeer:
             except MediaStreamError:
                 return
             now = time.monotonic()
-            if track.kind == "audio":
+            if isinstance(frame, av.AudioFrame):
                 arr = frame.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
                 if frame.layout.name == "stereo":
                     arr = arr.reshape(-1, 2).mean(axis=1)
                 self.received.audio.append((now, arr))
-            else:
+            elif isinstance(frame, av.VideoFrame):
                 n += 1
-                img = (
-                    frame.to_ndarray(format="rgb24")
-                    if (self._keep_video and n % self._video_every == 0)
-                    else None
-                )
-                self.received.video.append((now, img if img is not None else np.zeros(0)))
+                keep = self._keep_video and n % self._video_every == 0
+                img = frame.to_ndarray(format="rgb24") if keep else np.zeros(0, np.uint8)
+                self.received.video.append((now, img))
 
     async def connect(self, **request: Any) -> aiohttp.ClientResponse | None:
         """Offer, POST /v1/sessions, apply the answer. Returns the response on failure."""
