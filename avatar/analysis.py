@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -41,7 +42,9 @@ def luminance(rgb: npt.NDArray[np.uint8]) -> F32:
     return (0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]).astype(np.float32)
 
 
-def dark_threshold(rest_frame: npt.NDArray[np.uint8], box: Sequence[float], pad: float = 0.2) -> float:
+def dark_threshold(
+    rest_frame: npt.NDArray[np.uint8], box: Sequence[float], pad: float = 0.2
+) -> float:
     """A luma level that separates a mouth's dark interior from lips and skin.
 
     Taken from the rest (mouth closed) frame: a fraction of the median luma around
@@ -89,21 +92,19 @@ def speech_envelope(pcm: npt.ArrayLike, sample_rate: int, fps: float) -> F32:
     half a frame of that time. The length is ``round(duration * fps)``.
     """
     audio = as_float_mono(pcm, name="speech")
-    n_frames = int(round(len(audio) / sample_rate * fps))
+    n_frames = round(len(audio) / sample_rate * fps)
     out = np.zeros(n_frames, dtype=np.float32)
     spf = sample_rate / fps
     for n in range(n_frames):
-        lo = max(0, int(round((n - 0.5) * spf)))
-        hi = min(len(audio), int(round((n + 0.5) * spf)))
+        lo = max(0, round((n - 0.5) * spf))
+        hi = min(len(audio), round((n + 0.5) * spf))
         if hi > lo:
             seg = audio[lo:hi].astype(np.float64)
             out[n] = float(np.sqrt(np.mean(seg * seg)))
     return out
 
 
-def best_lag_correlation(
-    a: npt.ArrayLike, b: npt.ArrayLike, max_lag: int
-) -> tuple[float, int]:
+def best_lag_correlation(a: npt.ArrayLike, b: npt.ArrayLike, max_lag: int) -> tuple[float, int]:
     """Pearson r of ``a`` and ``b`` at the best shift within ±``max_lag`` samples.
 
     A positive lag means ``a`` follows ``b`` (``a[i + lag]`` pairs with ``b[i]``).
@@ -128,9 +129,7 @@ def best_lag_correlation(
     return best_r, best_lag
 
 
-def eye_openness(
-    frame: npt.NDArray[np.uint8], box: Sequence[float], *, pad: float = 0.15
-) -> float:
+def eye_openness(frame: npt.NDArray[np.uint8], box: Sequence[float], *, pad: float = 0.15) -> float:
     """How open an eye looks: the luma spread (standard deviation) in the eye box.
 
     An open eye shows bright sclera beside a dark iris and lashes; a closed lid is
@@ -173,3 +172,15 @@ def blink_events(closure: npt.ArrayLike, fps: float, threshold: float = 0.35) ->
         BlinkEvent(start_frame=int(s), frames=int(e - s), fps=float(fps))
         for s, e in zip(edges[::2], edges[1::2], strict=True)
     ]
+
+
+def mask_boxes(mask: npt.ArrayLike, *, min_pixels: int = 4) -> list[Box]:
+    """Bounding boxes of the separate regions of a mask (e.g. the two eyes), left to right."""
+    binary = np.asarray(mask) > 0.5
+    count, _, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
+    boxes: list[Box] = []
+    for i in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area >= min_pixels:
+            boxes.append((x, y, x + w, y + h))
+    return sorted(boxes)

@@ -74,6 +74,13 @@ class ServerConfig(_Section):
         default_factory=list,
         description="Host candidate addresses to offer (empty: every interface but loopback)",
     )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Web origins (scheme://host[:port]) whose pages may call /v1/ from a browser "
+            "(CORS); empty: any origin, for local use"
+        ),
+    )
 
 
 class AppConfig(ModelsConfig):

@@ -2,7 +2,9 @@
 
 Routes: ``GET /`` (demo page), ``POST /v1/sessions`` (SDP offer → answer),
 ``GET /v1/sessions``, ``DELETE /v1/sessions/{id}``, ``GET /healthz``, ``GET /readyz``,
-``GET /metrics``. Every error is JSON: ``{"error": {"code": ..., "message": ...}}``.
+``GET /metrics``, ``GET /widget.js`` (the embeddable web widget). Every error is JSON:
+``{"error": {"code": ..., "message": ...}}``. Pages on other origins may call ``/v1/``
+as ``server.allowed_origins`` allows (streaming/cors.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avatar.config import AppConfig
 from streaming.conversation import TurnRecord
+from streaming.cors import cors_middleware
 from streaming.engines import Engines, UnknownAvatarError
 from streaming.ice import use_host_addresses
 from streaming.metrics import ServerMetrics
@@ -245,6 +248,18 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_DIR / "index.html")
 
 
+async def widget_js(request: web.Request) -> web.FileResponse:
+    """The embeddable widget (``<script src=".../widget.js" async>``), loadable from any site."""
+    return web.FileResponse(
+        WEB_DIR / "widget.js",
+        headers={
+            "Content-Type": "text/javascript; charset=utf-8",
+            "Access-Control-Allow-Origin": "*",
+            "Cache-Control": "public, max-age=300",
+        },
+    )
+
+
 async def _load_engines(app: web.Application) -> None:
     state = app[STATE_KEY]
     try:
@@ -282,7 +297,8 @@ async def _on_cleanup(app: web.Application) -> None:
 def create_app(config: AppConfig, engines: Engines | None = None) -> web.Application:
     """Build the aiohttp application (pass ``engines`` to share loaded models)."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.server.max_body_bytes
+        middlewares=[cors_middleware(config.server.allowed_origins), error_middleware],
+        client_max_size=config.server.max_body_bytes,
     )
     app[STATE_KEY] = ServerState(config=config, engines=engines, owns_engines=engines is None)
     app.router.add_get("/", index)
@@ -292,6 +308,7 @@ def create_app(config: AppConfig, engines: Engines | None = None) -> web.Applica
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/widget.js", widget_js)
     app.router.add_static("/static/", WEB_DIR, show_index=False)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)

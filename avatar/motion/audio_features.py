@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import scipy.fft as sfft
 
 from models.types import FloatAudio
 
@@ -44,7 +45,7 @@ class SpeechFeatures:
 
 def _frames(pcm: FloatAudio, sample_rate: int, hop: float, window: float) -> F32:
     """Centred, Hann-windowed frames: shape (n_hops, window_samples)."""
-    win = max(16, int(round(window * sample_rate)))
+    win = max(16, round(window * sample_rate))
     hop_n = hop * sample_rate
     n = int(np.ceil(len(pcm) / hop_n)) + 1
     half = win // 2
@@ -88,20 +89,21 @@ def speech_features(
 ) -> SpeechFeatures:
     """Compute the features of a mono clip (float32 in [-1, 1])."""
     frames = _frames(pcm, sample_rate, hop, window)
-    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12)
     db = (20.0 * np.log10(rms + 1e-9)).astype(np.float32)
     db = np.maximum(db, SILENCE_DB).astype(np.float32)
 
     win = frames.shape[1]
-    taper = np.hanning(win).astype(np.float32)
-    x = (frames - frames.mean(axis=1, keepdims=True)) * taper
-    nfft = 1 << int(np.ceil(np.log2(2 * win)))
-    spec = np.fft.rfft(x, n=nfft, axis=1)
-    power = (spec.real**2 + spec.imag**2).astype(np.float64)
-    # voicing: autocorrelation (inverse FFT of the power spectrum) at pitch lags
-    ac = np.fft.irfft(power, n=nfft, axis=1)
     lo = max(1, int(sample_rate / 400.0))
     hi = min(win - 1, int(sample_rate / 70.0))
+    taper = np.hanning(win).astype(np.float32)
+    x = (frames - frames.mean(axis=1, keepdims=True)) * taper
+    # long enough that circular autocorrelation is exact up to the longest pitch lag
+    nfft = 1 << int(np.ceil(np.log2(win + hi + 1)))
+    spec = sfft.rfft(x, n=nfft, axis=1)
+    power = spec.real**2 + spec.imag**2
+    # voicing: autocorrelation (inverse FFT of the power spectrum) at pitch lags
+    ac = sfft.irfft(power, n=nfft, axis=1)
     energy0 = ac[:, 0] + 1e-12
     voicing = np.clip(ac[:, lo : hi + 1].max(axis=1) / energy0, 0.0, 1.0).astype(np.float32)
     # spectral centroid of the speech band, and the high-band share
@@ -117,8 +119,8 @@ def speech_features(
     peak_db = float(np.percentile(db, 99))
     open_db = max(floor_db + 12.0, peak_db - 38.0, -58.0)
     close_db = open_db - 5.0
-    hang = int(round(0.04 / hop))
-    min_run = int(round(0.03 / hop))
+    hang = round(0.04 / hop)
+    min_run = round(0.03 / hop)
     gate = _gate(db, open_db, close_db, hang, min_run)
     ref_db = float(np.percentile(db[gate], 95)) if gate.any() else open_db + 30.0
     ref_db = max(ref_db, open_db + 6.0)

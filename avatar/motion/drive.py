@@ -62,6 +62,8 @@ _HOLD: dict[Viseme, float] = {
     Viseme.HH: 0.25,
     Viseme.KK: 0.6,
 }
+_BLEND_HOPS = 5
+"""Width (in hops) of the symmetric smoothing of the coarticulated targets."""
 _CARRY = 0.10
 """Seconds a viseme's influence lasts after its span (carry-over coarticulation)."""
 
@@ -119,7 +121,7 @@ class MouthDrive:
 
     def truncated(self, at: float) -> MouthDrive:
         """The drive with everything after ``at`` (seconds from its start) at rest."""
-        keep = max(0, int(math.floor((at - self.t0) / self.hop)) + 1)
+        keep = max(0, math.floor((at - self.t0) / self.hop) + 1)
         if keep >= len(self.targets):
             return self
         targets = self.targets.copy()
@@ -160,7 +162,7 @@ class MouthDrive:
         pre = lead - shift
         segments = _segments(phonemes, duration)
         t0 = -lead
-        n = int(math.ceil((duration + TAIL - t0) / HOP)) + 1
+        n = math.ceil((duration + TAIL - t0) / HOP) + 1
         times = t0 + np.arange(n) * HOP
         # a faint rest prior keeps the mean defined where no segment reaches
         wsum = np.full(n, 1e-4)
@@ -189,7 +191,16 @@ class MouthDrive:
             wsum[lo:hi] += w
             acc[lo:hi] += w[:, None] * np.asarray(target.as_tuple())[None, :]
             energy_acc[lo:hi] += w * _SONORITY.get(seg.viseme, 0.3)
-        targets = (acc / wsum[:, None]).astype(np.float32)
+        # a short symmetric blend softens the steps where one span's hold meets the next
+        kernel = np.hanning(_BLEND_HOPS + 2)[1:-1]
+        kernel /= kernel.sum()
+        mean = acc / wsum[:, None]
+        edge = _BLEND_HOPS // 2
+        padded = np.pad(mean, ((edge, edge), (0, 0)), mode="edge")
+        blended = np.stack(
+            [np.convolve(padded[:, c], kernel, mode="valid") for c in range(CHANNELS)], axis=1
+        )
+        targets = blended.astype(np.float32)
         energy = np.clip(energy_acc / wsum, 0.0, 1.0).astype(np.float32)
         # nothing may move before the first sound minus the lead
         first = next((s.start for s in segments if s.viseme is not Viseme.SILENCE), None)
@@ -261,7 +272,7 @@ class MouthDrive:
         # resample onto the drive's clock: sample k at time t0 + k*HOP uses the
         # features at t + shift (audio up to t + shift + half_window <= t + lead)
         t0 = -lead
-        n = int(math.ceil((duration + TAIL - t0) / HOP)) + 1
+        n = math.ceil((duration + TAIL - t0) / HOP) + 1
         src = np.round((t0 + np.arange(n) * HOP + shift) / HOP).astype(np.int64)
         valid = (src >= 0) & (src < len(feat_targets))
         targets = np.zeros((n, CHANNELS), dtype=np.float32)
@@ -377,8 +388,8 @@ def _word_mask(n: int, hop: float, words: Sequence[Word], pad: float) -> npt.NDA
     """True at hops inside any word span (padded)."""
     mask = np.zeros(n, dtype=bool)
     for w in words:
-        lo = max(0, int(math.floor((w.start - pad) / hop)))
-        hi = min(n, int(math.ceil((w.end + pad) / hop)) + 1)
+        lo = max(0, math.floor((w.start - pad) / hop))
+        hi = min(n, math.ceil((w.end + pad) / hop) + 1)
         mask[lo:hi] = True
     return mask
 
@@ -399,19 +410,19 @@ def _onset_accents(level: F64, hop: float, shift: float) -> tuple[tuple[float, f
     """Times and strengths of loudness onsets (syllable accents) for head prosody."""
     if len(level) < 4:
         return ()
-    k = max(1, int(round(0.03 / hop)))
+    k = max(1, round(0.03 / hop))
     rise = np.zeros_like(level)
     rise[k:] = level[k:] - level[:-k]
     threshold = 0.25
-    min_gap = int(round(0.25 / hop))
+    min_gap = round(0.25 / hop)
     accents: list[tuple[float, float]] = []
     last = -min_gap
     i = 1
     n = len(rise)
     while i < n - 1:
-        if rise[i] > threshold and rise[i] >= rise[i - 1] and rise[i] >= rise[i + 1]:
-            if i - last >= min_gap:
-                accents.append((i * hop - shift, float(min(1.0, rise[i] / 0.6))))
-                last = i
+        peak = rise[i] > threshold and rise[i] >= rise[i - 1] and rise[i] >= rise[i + 1]
+        if peak and i - last >= min_gap:
+            accents.append((i * hop - shift, float(min(1.0, rise[i] / 0.6))))
+            last = i
         i += 1
     return tuple(accents)

@@ -13,10 +13,12 @@ import numpy as np
 
 from avatar.motion.dynamics import min_jerk, smoothstep
 
-BLINK_MIN_S = 0.12
+BLINK_MIN_S = 0.14
 BLINK_MAX_S = 0.30
 BLINK_REFRACTORY_S = 0.6
 DOUBLE_BLINK_P = 0.08
+PULL_S = 1.5
+"""A blink due this soon may be brought forward to coincide with a gaze shift."""
 
 
 @dataclass
@@ -29,7 +31,7 @@ class BlinkProcess:
     """Blinks as a renewal process with a refractory period.
 
     Intervals are the refractory period plus an exponential wait, so the mean rate is
-    ``rate_per_min`` (scaled per call by the mode). Each blink lasts 120-300 ms: a
+    ``rate_per_min`` (scaled per call by the mode). Each blink lasts 140-300 ms: a
     fast close, a short hold, a slower opening. Now and then a second blink follows
     the first closely (a double blink). :meth:`trigger` starts a blink now (the blink
     that often accompanies a large gaze shift) unless one happened just before.
@@ -44,11 +46,11 @@ class BlinkProcess:
 
     def _interval(self, rate_factor: float) -> float:
         mean = 60.0 / max(self.rate_per_min * rate_factor, 1e-3)
-        wait = max(mean - BLINK_REFRACTORY_S - 0.18, 0.05)
+        wait = max(mean - BLINK_REFRACTORY_S - 0.2, 0.05)
         return BLINK_REFRACTORY_S + float(self._rng.exponential(wait))
 
     def _duration(self) -> float:
-        d = float(self._rng.lognormal(math.log(0.17), 0.25))
+        d = float(self._rng.lognormal(math.log(0.2), 0.25))
         return min(max(d, BLINK_MIN_S), BLINK_MAX_S)
 
     def _start(self, t: float, rate_factor: float) -> None:
@@ -61,8 +63,14 @@ class BlinkProcess:
             self._next = end + self._interval(rate_factor)
 
     def trigger(self, t: float, rate_factor: float) -> bool:
-        """Start a blink at ``t`` if none is running and the refractory period has passed."""
+        """Bring the next blink forward to ``t`` (e.g. with a large gaze shift).
+
+        Only a blink due within the next ``PULL_S`` seconds moves, and only once the
+        refractory period has passed, so the overall rate stays as configured.
+        """
         if self._current is not None or t - self._last_end < BLINK_REFRACTORY_S:
+            return False
+        if self._next - t > PULL_S:
             return False
         self._start(t, rate_factor)
         return True

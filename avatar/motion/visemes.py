@@ -53,7 +53,7 @@ class MouthTarget:
 
 
 VISEME_TARGETS: dict[Viseme, MouthTarget] = {
-    Viseme.SILENCE: MouthTarget(0.0, 0.0, 0.15, 0.0, 0.9),
+    Viseme.SILENCE: MouthTarget(0.0, 0.0, 0.0, 0.0, 0.9),
     Viseme.PP: MouthTarget(0.0, 0.0, 1.0, 0.0, 1.0),
     Viseme.FF: MouthTarget(0.08, 0.15, 0.35, 0.8, 0.85),
     Viseme.TH: MouthTarget(0.18, 0.1, 0.0, 0.6, 0.7),

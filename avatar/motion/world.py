@@ -18,7 +18,7 @@ import numpy.typing as npt
 from avatar.config import AvatarConfig
 from avatar.motion.drive import CHANNELS, MouthDrive
 from avatar.motion.dynamics import NormalStream, OrnsteinUhlenbeck, SpringBank, decay
-from avatar.motion.idle import Breathing, BlinkProcess, GazeProcess, GazeStyle
+from avatar.motion.idle import BlinkProcess, Breathing, GazeProcess, GazeStyle
 from avatar.state import AvatarState, Mode
 from models.types import Speech
 
@@ -38,7 +38,6 @@ _BROW = 10
 _OMEGA = np.array([80.0, 40.0, 80.0, 50.0, 5.0, 7.0, 5.0, 4.0, 4.0, 2.5, 12.0])
 _ZETA = np.array([1.0, 1.0, 1.0, 1.0, 0.75, 0.55, 0.8, 0.9, 0.9, 0.9, 0.9])
 
-_MODES = (Mode.IDLE, Mode.LISTENING, Mode.THINKING, Mode.SPEAKING)
 # per mode: head noise sigma (yaw, pitch, roll, x, y), head bias, brow bias,
 # blink rate factor, breathing period
 _HEAD_SIGMA = np.array(
@@ -60,8 +59,18 @@ _HEAD_BIAS = np.array(
 _BROW_BIAS = np.array([0.0, 0.12, -0.12, 0.05])
 _BLINK_FACTOR = np.array([1.0, 0.85, 1.25, 1.15])
 _BREATH_PERIOD = np.array([5.0, 4.2, 4.5, 3.8])
+_TORSO_SIGMA = np.full(4, 0.01)
 _NOISE_TAU = np.array([1.2, 1.0, 1.5, 1.5, 1.5, 2.5])
-_TORSO_SIGMA = 0.01
+# all per-mode parameters in one table, blended with one product per frame
+_PARAMS = np.column_stack(
+    [_HEAD_SIGMA, _TORSO_SIGMA, _HEAD_BIAS, _BROW_BIAS, _BLINK_FACTOR, _BREATH_PERIOD]
+)
+_P_SIGMA = slice(0, 6)
+_P_BIAS = slice(6, 11)
+_P_BROW, _P_BLINK, _P_BREATH = 11, 12, 13
+_ONEHOT = {
+    m: np.eye(4)[i] for i, m in enumerate((Mode.IDLE, Mode.LISTENING, Mode.THINKING, Mode.SPEAKING))
+}
 _GAZE_TO_HEAD = 0.35 * np.array([0.25, 0.15])
 """Head rotation (radians) per unit of gaze: the head follows the eyes a little."""
 
@@ -247,17 +256,17 @@ class WorldModel:
 
     def _advance(self, t_prev: float, t: float, dt: float) -> AvatarState:
         rng = self._rng
-        onehot = np.array([1.0 if m is self._mode else 0.0 for m in _MODES])
         if dt > 0.0:
-            self._mode_w += (onehot - self._mode_w) * (1.0 - decay(dt, MODE_BLEND_S))
+            self._mode_w += (_ONEHOT[self._mode] - self._mode_w) * (1.0 - decay(dt, MODE_BLEND_S))
         w = self._mode_w
+        params = w @ _PARAMS
 
         # speech: mouth targets on substeps, loudness and accents for prosody
         m = max(1, math.ceil(dt / SUBSTEP_S - 1e-9)) if dt > 0.0 else 1
         h = dt / m
         sub_times = t_prev + h * np.arange(1, m + 1) if dt > 0.0 else np.array([t])
         mouth, energy = self._mouth_targets(sub_times)
-        self._energy += (energy - self._energy) * (1.0 - decay(max(dt, 1e-6), 0.15))
+        self._energy += (energy - self._energy) * (1.0 - decay(dt, 0.15))
         accent = self._accents(t_prev, t) if dt > 0.0 else 0.0
         speaking_w = float(w[3])
         if accent > 0.0:
@@ -280,32 +289,30 @@ class WorldModel:
 
         # gaze and eyelids
         gx, gy = self._gaze.update(t, _gaze_style(self._mode, self._aversion_side))
-        blink_factor = float(w @ _BLINK_FACTOR)
+        blink_factor = float(params[_P_BLINK])
         if self._gaze.last_amplitude > 0.45 and float(rng.uniform()) < 0.35:
             self._blink.trigger(t, blink_factor)
         closure = self._blink.update(t, blink_factor)
         lid = min(1.0, closure + 0.15 * max(0.0, -gy) * (1.0 - closure))
-        breath = self._breath.update(dt, float(w @ _BREATH_PERIOD))
+        breath = self._breath.update(dt, float(params[_P_BREATH]))
 
         # head, torso and brow targets: noise + mode bias + gaze following
-        sigma = w @ _HEAD_SIGMA
-        sigma = sigma * (1.0 + speaking_w * (0.8 * self._energy - 0.3))
-        noise_draws = np.array([self._normals.next() for _ in range(6)])
-        noise = self._noise.step(noise_draws, np.append(sigma, _TORSO_SIGMA), max(dt, 1e-6))
+        sigma = params[_P_SIGMA] * (1.0 + speaking_w * (0.8 * self._energy - 0.3))
+        noise = self._noise.step(self._normals.take(6), sigma, dt)
         target = np.empty(11)
-        target[_HEAD] = noise[:5] + w @ _HEAD_BIAS
+        target[_HEAD] = noise[:5] + params[_P_BIAS]
         target[_YAW] += _GAZE_TO_HEAD[0] * gx
         target[_PITCH] += _GAZE_TO_HEAD[1] * gy
         target[_TORSO] = noise[5] + 0.3 * float(self._springs.x[7])
-        target[_BROW] = float(w @ _BROW_BIAS) + self._brow_pulse
+        target[_BROW] = float(params[_P_BROW]) + self._brow_pulse
         if dt > 0.0:
-            for k in range(m):
-                target[_MOUTH] = mouth[k]
-                self._springs.step(target, h)
+            targets = np.empty((m, 11))
+            targets[:] = target
+            targets[:, _MOUTH] = mouth
+            self._springs.advance(targets, h)
         x = self._springs.x
         self._spoken_until = max(
-            [self._spoken_until]
-            + [min(t, s.spoken_end) for s in self._speech if s.start <= t]
+            [self._spoken_until] + [min(t, s.spoken_end) for s in self._speech if s.start <= t]
         )
         self._speech = [s for s in self._speech if s.start + s.drive.end > t - 0.5]
 

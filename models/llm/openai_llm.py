@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import aiohttp
@@ -85,7 +85,7 @@ class OpenAIChatLLM:
         *,
         max_tokens: int | None = None,
         stats: GenerationStats | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Check ``messages`` now and stream the server's reply (see LanguageModel)."""
         prepared = prepare_messages(
             messages, self.config.system_prompt, self.config.max_input_chars
@@ -135,7 +135,9 @@ class OpenAIChatLLM:
             raise error(f"{self.url} answered HTTP {resp.status} {resp.reason}: {body}")
         return resp
 
-    async def _stream(self, payload: dict[str, Any], stats: GenerationStats) -> AsyncIterator[str]:
+    async def _stream(
+        self, payload: dict[str, Any], stats: GenerationStats
+    ) -> AsyncGenerator[str, None]:
         start = time.perf_counter()
         first_at: float | None = None
         resp: aiohttp.ClientResponse | None = None

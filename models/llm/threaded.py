@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from models.config import LlmConfig
 from models.llm.messages import prepare_messages
@@ -38,7 +38,7 @@ class ThreadedLanguageModel(ABC):
         *,
         max_tokens: int | None = None,
         stats: GenerationStats | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Check ``messages`` now and stream the reply (see LanguageModel)."""
         prepared = prepare_messages(
             messages, self.config.system_prompt, self.config.max_input_chars

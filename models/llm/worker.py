@@ -16,7 +16,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from models.errors import EngineError, LLMError
@@ -102,7 +102,9 @@ class GenerationRunner:
         with self._jobs_lock:
             return bool(self._jobs)
 
-    async def stream(self, generate: GenerateFn, stats: GenerationStats) -> AsyncIterator[str]:
+    async def stream(
+        self, generate: GenerateFn, stats: GenerationStats
+    ) -> AsyncGenerator[str, None]:
         """Run ``generate`` on the worker and yield its text; closing this stops it."""
         if self._closed:
             raise LLMError(f"language model {self.name} is closed")

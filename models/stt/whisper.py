@@ -145,9 +145,7 @@ class SpeechRecognizer:
             raise STTError(f"transcription failed: {exc}") from exc
         return _transcript(segments, info, duration)
 
-    async def atranscribe(
-        self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE
-    ) -> Transcript:
+    async def atranscribe(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> Transcript:
         """:meth:`transcribe` in a worker thread (validation happens at once)."""
         self.check(pcm, sample_rate)
         return await asyncio.to_thread(self.transcribe, pcm, sample_rate)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 from models.errors import InvalidTextError
 from models.types import Speech
-
-log = logging.getLogger(__name__)
 
 _POLL_S = 0.05
 
@@ -63,7 +60,7 @@ async def stream_in_thread(
     produce: Callable[[threading.Event], Iterator[Speech]],
     max_ahead: int = 2,
     name: str = "tts-stream",
-) -> AsyncIterator[Speech]:
+) -> AsyncGenerator[Speech, None]:
     """Run the blocking generator ``produce(stop)`` in a worker thread, yielding its items.
 
     The worker (a thread of its own, so a slow consumer never holds an executor
@@ -87,7 +84,7 @@ async def stream_in_thread(
 
     def wait_for_room() -> bool:
         while not room.acquire(timeout=_POLL_S):
-            if stop.is_set():
+            if stop.is_set() or loop.is_closed():  # closed: the consumer is gone for good
                 return False
         return not stop.is_set()
 
@@ -126,3 +123,4 @@ async def stream_in_thread(
         # Wait for the item in progress (if any) so that nothing runs on after we return.
         while not done:
             done = isinstance(await queue.get(), _Done)
+        worker.join(timeout=_POLL_S)  # it has delivered its last item: it is returning

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +127,7 @@ class PiperTTS:
         clean = check_text(text, self._config.max_text_chars)
         return self._sentences_of(clean, None)
 
-    def stream(self, text: str) -> AsyncIterator[Speech]:
+    def stream(self, text: str) -> AsyncGenerator[Speech, None]:
         """Yield each sentence as soon as it is synthesized in a worker thread.
 
         Closing or cancelling the iterator stops synthesis before the next sentence.

@@ -128,5 +128,5 @@ class ClauseSplitter:
 
 def split_sentences(text: str) -> list[str]:
     """Split ``text`` into sentences (no clause splitting), stripped and non-empty."""
-    splitter = ClauseSplitter(clauses=False, max_clause_chars=max(len(text), 1))
+    splitter = ClauseSplitter(1, max(len(text), 1), clauses=False)
     return splitter.push(text) + splitter.flush()

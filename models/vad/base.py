@@ -84,6 +84,8 @@ class WindowedVad(ABC):
         self._speaking = False
         self._silence_start: int | None = None  # onset of the current silence in speech
         self._last_end = 0  # sample of the last SPEECH_END (starts never precede it)
+        self._speech_start = 0  # sample of the last SPEECH_START
+        self._end_lag = 0  # samples a backend reports speech past its end (hangover)
 
     # --- the backend ------------------------------------------------------
 
@@ -145,7 +147,11 @@ class WindowedVad(ABC):
         """
         events: list[VadEvent] = []
         if self._speaking:
-            end = self._silence_start if self._silence_start is not None else self._received
+            end = (
+                self._silence_onset(self._silence_start)
+                if self._silence_start is not None
+                else self._received
+            )
             sample = min(end + self._pad, self._received)
             events.append(self._event(VadEventKind.SPEECH_END, sample))
         self.reset()
@@ -161,9 +167,14 @@ class WindowedVad(ABC):
         self._speaking = False
         self._silence_start = None
         self._last_end = 0
+        self._speech_start = 0
         self._reset_backend()
 
     # --- the state machine --------------------------------------------------
+
+    def _silence_onset(self, silence_start: int) -> int:
+        """Where the silence began, correcting for the backend's hangover."""
+        return max(silence_start - self._end_lag, self._speech_start)
 
     def _event(self, kind: VadEventKind, sample: int) -> VadEvent:
         return VadEvent(kind=kind, time=sample / VAD_SAMPLE_RATE, sample=sample)
@@ -178,8 +189,9 @@ class WindowedVad(ABC):
             elif prob < self._neg_threshold:
                 if self._silence_start is None:
                     self._silence_start = start
-                if end - self._silence_start >= self._min_silence:
-                    sample = min(self._silence_start + self._pad, end)
+                onset = self._silence_onset(self._silence_start)
+                if end - onset >= self._min_silence:
+                    sample = min(onset + self._pad, end)
                     events.append(self._event(VadEventKind.SPEECH_END, sample))
                     self._speaking = False
                     self._silence_start = None
@@ -190,11 +202,10 @@ class WindowedVad(ABC):
                 self._candidate = start
         elif prob < self._neg_threshold:
             self._candidate = None
-        if self._candidate is not None and end - self._candidate >= max(
-            self._min_speech, 1
-        ):
+        if self._candidate is not None and end - self._candidate >= max(self._min_speech, 1):
             sample = max(self._candidate - self._pad, self._last_end)
             events.append(self._event(VadEventKind.SPEECH_START, sample))
+            self._speech_start = sample
             self._speaking = True
             self._candidate = None
             self._silence_start = None

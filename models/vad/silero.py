@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,14 @@ from models.config import VadConfig
 from models.errors import AssetError
 from models.vad.base import WindowedVad
 
-log = logging.getLogger(__name__)
-
 SILERO_ASSET = "silero-vad"
 WINDOW = 512
 """New samples per window at 16 kHz (32 ms)."""
 CONTEXT = 64
 """Samples of the previous window prepended to each window."""
 STATE_SHAPE = (1, 1, 128)
+END_LAG_WINDOWS = 1
+"""Windows by which Silero's probability trails the end of speech."""
 
 
 class SileroModel:
@@ -66,11 +65,17 @@ class SileroModel:
 
 
 class SileroVad(WindowedVad):
-    """One stream's Silero detector (32 ms windows, recurrent state, 64-sample context)."""
+    """One stream's Silero detector (32 ms windows, recurrent state, 64-sample context).
+
+    Silero's recurrent state keeps the first silent window after speech above the
+    threshold (measured on Piper speech: ~0.9, then ~0.3), so speech-end times are
+    moved back by one window.
+    """
 
     def __init__(self, model: SileroModel, config: VadConfig | None = None) -> None:
         super().__init__(config or VadConfig(), WINDOW)
         self._model = model
+        self._end_lag = END_LAG_WINDOWS * WINDOW
         self._h = np.zeros(STATE_SHAPE, dtype=np.float32)
         self._c = np.zeros(STATE_SHAPE, dtype=np.float32)
         self._context = np.zeros(CONTEXT, dtype=np.float32)

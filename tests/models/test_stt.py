@@ -23,7 +23,6 @@ SENTENCES = [
     "I would like a cup of coffee with milk and sugar.",
     "The train to the city leaves from platform number four.",
     "Could you tell me a short story about a friendly dragon?",
-    "We planted tomatoes and beans in the garden last spring.",
 ]
 LEAD_S = 0.4
 TAIL_S = 0.3
@@ -88,7 +87,9 @@ async def test_atranscribe_runs_off_the_event_loop(whisper_stt: SpeechRecognizer
 
     tick = asyncio.create_task(ticker())
     try:
-        a, b = await asyncio.gather(whisper_stt.atranscribe(clip_a), whisper_stt.atranscribe(clip_b))
+        a, b = await asyncio.gather(
+            whisper_stt.atranscribe(clip_a), whisper_stt.atranscribe(clip_b)
+        )
     finally:
         stop.set()
         await tick

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.config import VadConfig
+from models.assets import AssetResolver
+from models.config import AssetsConfig, VadConfig
 from models.errors import InvalidAudioError
 from models.types import VadEvent, VadEventKind
 from models.vad import SileroModel, SileroVad, VoiceActivityDetector, WebRtcVad, create_vad
@@ -52,7 +53,7 @@ def _run(vad: VoiceActivityDetector, pcm: np.ndarray, frame: int) -> list[tuple[
 
 
 def _make(backend: str, silero_model: SileroModel, config: VadConfig | None = None):
-    config = config or VadConfig(backend=backend)  # type: ignore[arg-type]
+    config = config or VadConfig.model_validate({"backend": backend})
     if backend == "silero":
         return SileroVad(silero_model, config)
     return WebRtcVad(config)
@@ -62,7 +63,7 @@ def _make(backend: str, silero_model: SileroModel, config: VadConfig | None = No
 @pytest.mark.parametrize("frame_ms", [20, 32])
 def test_finds_the_speech_segments(backend, frame_ms, silero_model, signal) -> None:
     pcm, truth = signal
-    config = VadConfig(backend=backend)
+    config = VadConfig.model_validate({"backend": backend})
     vad = _make(backend, silero_model, config)
     got = _run(vad, pcm, RATE * frame_ms // 1000)
     kinds = [e.kind for e, _ in got]
@@ -76,7 +77,8 @@ def test_finds_the_speech_segments(backend, frame_ms, silero_model, signal) -> N
     # within min_silence + a window + a frame of the boundary.
     slack = vad.window_samples + RATE * frame_ms // 1000
     for event, position in got:
-        wait = config.min_speech_ms if event.kind is VadEventKind.SPEECH_START else config.min_silence_ms
+        starts = event.kind is VadEventKind.SPEECH_START
+        wait = config.min_speech_ms if starts else config.min_silence_ms
         assert 0 <= position - event.sample <= RATE * wait // 1000 + slack + RATE * 0.05
     assert not vad.speaking
 
@@ -137,7 +139,7 @@ def test_speaking_probability_flush_and_reset(backend, silero_model, signal) -> 
     vad.process(pcm[: RATE // 2])
     vad.reset()
     again = [e for e, _ in _run(vad, pcm, 512)]
-    assert again[0][0].time if False else again[0].time == pytest.approx(truth[0][0], abs=TOL_S)
+    assert again[0].time == pytest.approx(truth[0][0], abs=TOL_S)
 
 
 def test_silero_probability_tracks_speech(silero_model, signal) -> None:
@@ -181,8 +183,18 @@ def test_create_vad_builds_each_backend(resolver, silero_model) -> None:
     webrtc = create_vad(VadConfig(backend="webrtc"), resolver)
     assert isinstance(silero, SileroVad)
     assert isinstance(webrtc, WebRtcVad)
-    for vad in (silero, webrtc):
+    loaded = create_vad(VadConfig(min_silence_ms=300), resolver)  # loads its own model
+    assert isinstance(loaded, SileroVad)
+    for vad in (silero, webrtc, loaded):
         assert isinstance(vad, VoiceActivityDetector)
+
+
+def test_create_vad_falls_back_to_webrtc_without_silero(tmp_path) -> None:
+    broken = tmp_path / "silero.onnx"
+    broken.write_bytes(b"not an onnx model")
+    for path in (broken, tmp_path / "missing.onnx"):
+        resolver = AssetResolver(AssetsConfig(paths={"silero-vad": path}))
+        assert isinstance(create_vad(VadConfig(), resolver), WebRtcVad)
 
 
 @pytest.mark.timeout(10)

@@ -18,6 +18,4 @@ def normalize(text: str) -> str:
 
 def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
     """Overall WER of ``hypotheses`` against ``references`` after :func:`normalize`."""
-    return float(
-        jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses])
-    )
+    return float(jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses]))

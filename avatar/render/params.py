@@ -1,0 +1,146 @@
+"""From an :class:`AvatarState` to the renderer's coefficients (shared by both paths).
+
+Conventions (image coordinates, y down): ``head_yaw > 0`` turns the face toward the
+viewer's right; ``head_pitch > 0`` tilts it up; ``head_roll > 0`` tilts the head toward
+the viewer's right (clockwise on screen); ``head_x/head_y > 0`` move it right/down;
+``torso_x > 0`` sways right; ``gaze_x > 0`` looks to the viewer's right, ``gaze_y > 0``
+up; ``blink_right`` closes the subject's right eye (on the image's left). Angles are
+clamped to ±0.5 rad and translations to ±0.3 face heights: the warp is meant for the
+small motions of a talking head.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar.render.model import (
+    BREATH_RISE,
+    COMMON_UNITS,
+    MOUTH_COMMON_UNITS,
+    MOUTH_UNITS,
+    YAW_RADIUS,
+    RigModel,
+    Roi,
+)
+from avatar.state import AvatarState
+
+MAX_ANGLE = 0.5
+MAX_SHIFT = 0.3
+
+
+@dataclass(frozen=True)
+class FrameParams:
+    """Coefficients for a batch of states (B = number of states)."""
+
+    common: npt.NDArray[np.float32]
+    """(B, K) coefficients of the common basis."""
+    mouth: npt.NDArray[np.float32]
+    """(B, U) mouth-unit weights."""
+    blink: npt.NDArray[np.float32]
+    """(B, 2) effective lid closure (subject's right, left)."""
+    gaze: npt.NDArray[np.float32]
+    """(B, 2) gaze (x right, y up) in -1..1."""
+    mouth_box: npt.NDArray[np.int64]
+    """(B, 2) top-left corner of the fixed-size destination mouth box."""
+    eye_boxes: npt.NDArray[np.int64]
+    """(B, 2, 2) top-left corners of the fixed-size destination eye boxes."""
+    mouth_tight: npt.NDArray[np.int64]
+    """(B, 4) tight destination mouth box (x0, y0, x1, y1)."""
+    eye_tight: npt.NDArray[np.int64]
+    """(B, 2, 4) tight destination eye boxes."""
+
+
+def _clip(v: float, lo: float, hi: float) -> float:
+    return float(min(hi, max(lo, v))) if math.isfinite(v) else 0.0
+
+
+def common_coefficients(state: AvatarState, face_height: float) -> list[float]:
+    """The K coefficients of the common basis for one state (head, body, brows, mouth)."""
+    fh = face_height
+    roll = _clip(state.head_roll, -MAX_ANGLE, MAX_ANGLE)
+    yaw = _clip(state.head_yaw, -MAX_ANGLE, MAX_ANGLE)
+    pitch = _clip(state.head_pitch, -MAX_ANGLE, MAX_ANGLE)
+    brow = _clip(state.brow_raise, -1.0, 1.0)
+    coef = {
+        "rot_c": math.cos(roll) - 1.0,
+        "rot_s": math.sin(roll),
+        "tx": _clip(state.head_x, -MAX_SHIFT, MAX_SHIFT) * fh,
+        "ty": _clip(state.head_y, -MAX_SHIFT, MAX_SHIFT) * fh,
+        "yaw": YAW_RADIUS * fh * math.sin(yaw),
+        "pitch": -YAW_RADIUS * fh * math.sin(pitch),
+        "torso": _clip(state.torso_x, -MAX_SHIFT, MAX_SHIFT) * fh,
+        "breath": -BREATH_RISE * fh * _clip(state.breath, 0.0, 1.0),
+        "brow_up": max(0.0, brow),
+        "brow_down": max(0.0, -brow),
+    }
+    mouth = dict(zip(MOUTH_UNITS, mouth_coefficients(state), strict=True))
+    coef.update({f"mouth_{u}": mouth[u] for u in MOUTH_COMMON_UNITS})
+    return [coef[k] for k in COMMON_UNITS]
+
+
+def mouth_coefficients(state: AvatarState) -> list[float]:
+    """The mouth-unit weights (jaw, wide, round, press, teeth) for one state."""
+    wide = _clip(state.mouth_wide, -1.0, 1.0)
+    coef = {
+        "jaw": _clip(state.jaw_open, 0.0, 1.2),
+        "wide": max(0.0, wide),
+        "round": max(0.0, -wide),
+        "press": _clip(state.lip_press, 0.0, 1.0),
+        "teeth": _clip(state.teeth_show, 0.0, 1.0),
+    }
+    return [coef[k] for k in MOUTH_UNITS]
+
+
+def _box_origin(roi: Roi, common: npt.NDArray[np.float32], size: tuple[int, int]) -> np.ndarray:
+    """Top-left corners (B, 2) of the fixed-size destination box (torch renderer)."""
+    shift = np.rint(common.astype(np.float64) @ roi.probe_basis[:, -1].astype(np.float64))
+    x = np.clip(roi.x0 - roi.pad_x + shift[:, 0], 0, size[0] - roi.out_w)
+    y = np.clip(roi.y0 - roi.pad_y + shift[:, 1], 0, size[1] - roi.out_h)
+    return np.stack([x, y], axis=-1).astype(np.int64)
+
+
+def tight_box(roi: Roi, common: npt.NDArray[np.float32], size: tuple[int, int]) -> np.ndarray:
+    """Tight destination boxes (B, 4) as (x0, y0, x1, y1), end-exclusive (CPU renderer)."""
+    disp = np.einsum("bk,kpc->bpc", common.astype(np.float64), roi.probe_basis.astype(np.float64))
+    pts = roi.probes[None].astype(np.float64) + disp
+    lo = np.floor(pts.min(axis=1)) - roi.margin
+    hi = np.ceil(pts.max(axis=1)) + roi.margin + 1
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, np.array(size, np.float64))
+    return np.concatenate([lo, np.maximum(hi, lo + 1)], axis=1).astype(np.int64)
+
+
+def frame_params(model: RigModel, states: Sequence[AvatarState]) -> FrameParams:
+    """Coefficients and ROI placements for a batch of states."""
+    fh = model.face_height
+    common = np.array([common_coefficients(s, fh) for s in states], np.float32).reshape(
+        len(states), len(COMMON_UNITS)
+    )
+    mouth = np.array([mouth_coefficients(s) for s in states], np.float32).reshape(
+        len(states), len(MOUTH_UNITS)
+    )
+    gaze = np.array(
+        [[_clip(s.gaze_x, -1.0, 1.0), _clip(s.gaze_y, -1.0, 1.0)] for s in states], np.float32
+    ).reshape(len(states), 2)
+    # looking down lowers the upper lids a little
+    droop = 0.25 * np.maximum(0.0, -gaze[:, 1])
+    blink = np.array(
+        [[_clip(s.blink_right, 0.0, 1.0), _clip(s.blink_left, 0.0, 1.0)] for s in states],
+        np.float32,
+    ).reshape(len(states), 2)
+    blink = np.clip(blink + droop[:, None], 0.0, 1.0).astype(np.float32)
+    return FrameParams(
+        common=common,
+        mouth=mouth,
+        blink=blink,
+        gaze=gaze,
+        mouth_box=_box_origin(model.mouth.roi, common, model.size),
+        eye_boxes=np.stack([_box_origin(e.roi, common, model.size) for e in model.eyes], axis=1),
+        mouth_tight=tight_box(model.mouth.roi, common, model.size),
+        eye_tight=np.stack([tight_box(e.roi, common, model.size) for e in model.eyes], axis=1),
+    )

@@ -1,0 +1,238 @@
+"""The torch renderer: the same fields and compositing as the CPU path, batched.
+
+Many states (from one session or several sharing a rig) are rendered in one call: the
+common field is one matrix product for the whole batch, the portrait is sampled with
+``grid_sample`` for every frame at once, and the mouth and eye boxes are gathered,
+composited and scattered back as batched tensors. On a CUDA device the whole batch
+stays on the GPU until the final uint8 frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar.identity.rig import AvatarRig
+from avatar.render.cpu import LASH_DARKEN
+from avatar.render.model import DAMPING, ITERS, RigModel, Roi, build_model
+from avatar.render.params import FrameParams, frame_params
+from avatar.state import AvatarState
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; otherwise as given."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+    return device
+
+
+class TorchRenderer:
+    """Renders batches of :class:`AvatarState` frames of one rig with torch."""
+
+    def __init__(
+        self,
+        rig: AvatarRig,
+        device: str = "auto",
+        *,
+        model: RigModel | None = None,
+        max_batch: int = 32,
+    ) -> None:
+        import torch
+
+        self.rig = rig
+        self.model = model if model is not None else build_model(rig)
+        self.size: tuple[int, int] = self.model.size
+        self.device = torch.device(resolve_device(device))
+        self.max_batch = max(1, int(max_batch))
+        m = self.model
+
+        def t(a: np.ndarray) -> Any:
+            return torch.as_tensor(np.ascontiguousarray(a), device=self.device)
+
+        def chw(a: np.ndarray) -> Any:
+            return t(np.ascontiguousarray(np.moveaxis(a, -1, 0))[None])
+
+        self._t = t
+        self._basis = t(m.basis.reshape(m.basis.shape[0], -1))
+        self._nodes = t(_node_xy(m))
+        w, h = self.size
+        self._size = t(np.array([w, h], np.float32))
+        self._identity = t(m.identity)
+        self._portrait = chw(m.portrait_f)
+        mo = m.mouth
+        self._mouth = {
+            "up": t(mo.up_fields.reshape(mo.up_fields.shape[0], -1)),
+            "low": t(mo.low_fields.reshape(mo.low_fields.shape[0], -1)),
+            "atlas_up": chw(mo.atlas_up),
+            "atlas_low": chw(mo.atlas_low),
+        }
+        self._eyes = [
+            {
+                "lid": chw(e.lid_field),
+                "atlas_lid": chw(e.atlas_lid),
+                "atlas_face": chw(e.atlas_face),
+                "atlas_iris": chw(e.atlas_iris),
+                "gaze": t(np.array(e.gaze_px, np.float32) * np.array([1.0, -1.0], np.float32)),
+            }
+            for e in m.eyes
+        ]
+        log.info("torch renderer on %s, %dx%d", self.device, w, h)
+
+    # ------------------------------------------------------------ public API
+
+    def render(self, state: AvatarState) -> npt.NDArray[np.uint8]:
+        """One frame (H×W×3 uint8 RGB)."""
+        return self.render_batch([state])[0]
+
+    def render_batch(self, states: Sequence[AvatarState]) -> list[npt.NDArray[np.uint8]]:
+        """Frames for many states, rendered ``max_batch`` at a time."""
+        out: list[npt.NDArray[np.uint8]] = []
+        for s in range(0, len(states), self.max_batch):
+            chunk = list(states[s : s + self.max_batch])
+            frames = self.render_tensor(frame_params(self.model, chunk))
+            out.extend(frames.cpu().numpy())
+        return out
+
+    # ------------------------------------------------------------ internals
+
+    def render_tensor(self, p: FrameParams) -> Any:
+        """Frames (B, H, W, 3) uint8 on the renderer's device, for precomputed params."""
+        import torch
+
+        with torch.inference_mode():
+            warp = self._warp(self._t(p.common))
+            frames = self._sample_shared(self._portrait, warp)  # (B, H, W, 3)
+            self._mouth_boxes(frames, warp, p)
+            for e in range(2):
+                self._eye_boxes(frames, warp, p, e)
+            return frames.round_().clamp_(0, 255).to(torch.uint8)
+
+    def _warp(self, coef: Any) -> Any:
+        """Full-resolution backward map (B, H, W, 2) in portrait pixels."""
+        import torch
+        import torch.nn.functional as F
+
+        hl, wl = self.model.low_shape
+        w, h = self.size
+        b = coef.shape[0]
+        fwd = (coef @ self._basis).view(b, hl, wl, 2)
+        fwd_c = fwd.permute(0, 3, 1, 2)
+        g = -fwd
+        for _ in range(ITERS - 1):
+            grid = (self._nodes + g + 0.5) * (2.0 / self._size) - 1.0
+            s = F.grid_sample(fwd_c, grid, mode="bilinear", padding_mode="border",
+                              align_corners=False)  # fmt: skip
+            g = g + DAMPING * (-s.permute(0, 2, 3, 1) - g)
+        up = F.interpolate(g.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
+                           align_corners=False)  # fmt: skip
+        return torch.add(up.permute(0, 2, 3, 1), self._identity)
+
+    @staticmethod
+    def _norm(coords: Any, w: int, h: int) -> Any:
+        import torch
+
+        scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=coords.device)
+        return coords * scale - 1.0
+
+    def _sample_shared(self, img: Any, coords: Any, padding: str = "border") -> Any:
+        """Sample one (1, C, h, w) image at (B, oh, ow, 2) pixel coords → (B, oh, ow, C)."""
+        import torch.nn.functional as F
+
+        b, oh, ow, _ = coords.shape
+        h, w = img.shape[-2:]
+        grid = self._norm(coords, w, h).reshape(1, b * oh, ow, 2)
+        out = F.grid_sample(img, grid, mode="bilinear", padding_mode=padding, align_corners=True)
+        return out.view(img.shape[1], b, oh, ow).permute(1, 2, 3, 0)
+
+    def _sample_each(self, img: Any, coords: Any, padding: str = "zeros") -> Any:
+        """Sample (B, C, h, w) images at (B, oh, ow, 2) pixel coords → (B, oh, ow, C)."""
+        import torch.nn.functional as F
+
+        h, w = img.shape[-2:]
+        out = F.grid_sample(img, self._norm(coords, w, h), mode="bilinear",
+                            padding_mode=padding, align_corners=True)  # fmt: skip
+        return out.permute(0, 2, 3, 1)
+
+    def _pull_back(self, field: Any, start: Any) -> Any:
+        q = start - self._sample_each(field, start)
+        for _ in range(ITERS - 1):
+            q = q + DAMPING * (start - self._sample_each(field, q) - q)
+        return q
+
+    def _gather(self, frames: Any, warp: Any, origin: np.ndarray, roi: Roi) -> tuple[Any, ...]:
+        import torch
+
+        dev = self.device
+        org = torch.as_tensor(origin, device=dev)
+        ys = org[:, 1:2] + torch.arange(roi.out_h, device=dev)[None]
+        xs = org[:, 0:1] + torch.arange(roi.out_w, device=dev)[None]
+        bi = torch.arange(len(origin), device=dev)[:, None, None]
+        idx = (bi, ys[:, :, None], xs[:, None, :])
+        return warp[idx], idx
+
+    def _mouth_boxes(self, frames: Any, warp: Any, p: FrameParams) -> None:
+        m = self.model.mouth
+        roi = m.roi
+        src, idx = self._gather(frames, warp, p.mouth_box, roi)
+        origin = self._t(np.array([roi.x0, roi.y0], np.float32))
+        local = src - origin
+        coef = self._t(p.mouth)
+        b = coef.shape[0]
+        d_up = (coef @ self._mouth["up"]).view(b, roi.h, roi.w, 2).permute(0, 3, 1, 2)
+        d_low = (coef @ self._mouth["low"]).view(b, roi.h, roi.w, 2).permute(0, 3, 1, 2)
+        q_up = self._pull_back(d_up, local)
+        q_low = self._pull_back(d_low, local)
+        a_up = self._sample_shared(self._mouth["atlas_up"], q_up)
+        a_low = self._sample_shared(self._mouth["atlas_low"], q_low)
+        i_up = self._sample_shared(self._portrait, q_up + origin)
+        i_low = self._sample_shared(self._portrait, q_low + origin)
+        ml = a_low[..., 0:1]
+        w_int = (1.0 - ml - a_up[..., 0:1]).clamp(min=0.0)
+        w_up = 1.0 - ml - w_int
+        inter = a_up[..., 5:8]
+        inter = inter + (a_low[..., 1:4] - inter) * a_low[..., 4:5]
+        inter = inter + (a_up[..., 1:4] - inter) * a_up[..., 4:5]
+        frames[idx] = inter * w_int + i_low * ml + i_up * w_up
+
+    def _eye_boxes(self, frames: Any, warp: Any, p: FrameParams, e: int) -> None:
+        eye = self.model.eyes[e]
+        tens = self._eyes[e]
+        roi = eye.roi
+        src, idx = self._gather(frames, warp, p.eye_boxes[:, e], roi)
+        origin = self._t(np.array([roi.x0, roi.y0], np.float32))
+        local = src - origin
+        blink = self._t(p.blink[:, e])
+        field = tens["lid"] * blink[:, None, None, None]
+        q_lid = self._pull_back(field, local)
+        shift = self._t(p.gaze) * tens["gaze"]
+        a_lid = self._sample_shared(tens["atlas_lid"], q_lid)
+        a_face = self._sample_shared(tens["atlas_face"], local)
+        a_iris = self._sample_shared(tens["atlas_iris"], local - shift[:, None, None, :], "zeros")
+        i_lid = self._sample_shared(self._portrait, q_lid + origin)
+        i_face = self._sample_shared(self._portrait, src)
+        mu, ml = a_lid[..., 0:1], a_face[..., 0:1]
+        w_low = ml.minimum(1.0 - mu)
+        w_eye = 1.0 - mu - w_low
+        lid = i_lid * (1.0 - LASH_DARKEN * blink[:, None, None, None] * a_lid[..., 1:2])
+        ball = a_face[..., 1:4]
+        ball = ball + (a_iris[..., :3] - ball) * a_iris[..., 3:4]
+        frames[idx] = mu * lid + w_low * i_face + w_eye * ball
+
+
+def _node_xy(m: RigModel) -> np.ndarray:
+    hl, wl = m.low_shape
+    w, h = m.size
+    xs = (np.arange(wl) + 0.5) * (w / wl) - 0.5
+    ys = (np.arange(hl) + 0.5) * (h / hl) - 0.5
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx, gy], -1).astype(np.float32)

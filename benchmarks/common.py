@@ -1,0 +1,43 @@
+"""Shared bits of the benchmark scripts: machine description and table printing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+
+
+def machine() -> str:
+    """A one-line description of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of values."""
+    xs = sorted(values)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * q / 100.0
+    lo, hi = int(k), min(len(xs) - 1, int(k) + 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def summary(values: Sequence[float]) -> str:
+    """mean / p50 / p95 of a list of numbers."""
+    if not values:
+        return "n/a"
+    return (
+        f"mean {statistics.fmean(values):.3f}  p50 {pct(values, 50):.3f}  "
+        f"p95 {pct(values, 95):.3f}  (n={len(values)})"
+    )

@@ -1,0 +1,55 @@
+"""Fixtures shared by the service tests (tests/streaming) and the browser tests (tests/web).
+
+The models are loaded once per test run (``engines``), whichever of those packages runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avatar.config import AppConfig, load_config
+from models.audio import resample
+from streaming.engines import Engines
+
+TEST_PROMPT = (
+    "You are a friendly assistant in a spoken conversation. Answer in one short sentence "
+    "of at most fifteen words. No lists, no markdown."
+)
+
+
+@pytest.fixture(scope="session")
+def service_config() -> AppConfig:
+    """The default profile, kept on loopback, with short replies for fast tests."""
+    return load_config(
+        "default",
+        environ={},
+        overrides=[
+            "server.ice_host_addresses=[127.0.0.1]",
+            "server.max_sessions=2",
+            "llm.max_tokens=40",
+            f"llm.system_prompt={TEST_PROMPT!r}",
+            "vad.min_silence_ms=400",
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def engines(service_config: AppConfig) -> Engines:
+    """Every model, loaded once for all service and browser tests."""
+    return Engines.load(service_config)
+
+
+@pytest.fixture(scope="session")
+def speak(engines: Engines):
+    """Synthesize a question with Piper as 48 kHz mono float (the user's voice)."""
+
+    def _speak(text: str, pad_s: float = 0.3) -> np.ndarray:
+        chunks = list(engines.tts.synthesize(text))
+        rate = chunks[0].sample_rate
+        pcm = np.concatenate([c.pcm for c in chunks])
+        pcm48 = resample(pcm, rate, 48_000)
+        pad = np.zeros(int(pad_s * 48_000), np.float32)
+        return np.concatenate([pad, pcm48, pad])
+
+    return _speak

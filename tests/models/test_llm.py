@@ -1,0 +1,352 @@
+"""The language model engine, on real models: llama.cpp (Qwen2.5 0.5B GGUF), an
+OpenAI-compatible server (llama_cpp.server on loopback) and transformers (a tiny
+random-weight model built by the test)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from models.assets import AssetResolver
+from models.config import LlmConfig, OpenAIConfig
+from models.errors import BackendUnavailableError, InvalidTextError, LLMError
+from models.llm import (
+    LanguageModel,
+    LlamaCppLLM,
+    OpenAIChatLLM,
+    TransformersLLM,
+    build_messages,
+    create_llm,
+)
+from models.types import ChatMessage, GenerationStats
+from tests.models.llm_support import build_tiny_chat_model, free_port, llama_cpp_server
+
+QUESTION = "What is the capital of France?"
+STORY = "Tell me a very long story about a dragon, a knight and a village."
+
+
+async def collect(
+    llm: LanguageModel, messages: list[ChatMessage], stats: GenerationStats, **kw: int
+) -> str:
+    """The whole reply as one string."""
+    return "".join([piece async for piece in llm.stream(messages, stats=stats, **kw)])
+
+
+async def cancel_after(stream: AsyncIterator[str], pieces: int) -> tuple[int, asyncio.Task[None]]:
+    """Consume ``stream`` in a task; once ``pieces`` arrived, cancel that task and await it."""
+    got = 0
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        nonlocal got
+        async for _ in stream:
+            got += 1
+            if got >= pieces:
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return got, task
+
+
+async def assert_stopped(stats: GenerationStats, cap: int) -> None:
+    """The generation stopped early and for good: the token count no longer moves."""
+    before = stats.tokens
+    await asyncio.sleep(0.5)
+    assert stats.tokens == before, "the model kept generating after the cancellation"
+    assert 0 < before < cap
+    assert stats.cancelled
+    assert stats.finished
+    assert stats.stop_reason == "cancelled"
+
+
+# --- fixtures (each model loads once for this module) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def resolver() -> AssetResolver:
+    return AssetResolver()
+
+
+@pytest.fixture(scope="module")
+def gguf(resolver: AssetResolver) -> Path:
+    return resolver.resolve("qwen2.5-0.5b-instruct-gguf").path
+
+
+@pytest.fixture(scope="module")
+def llama(resolver: AssetResolver) -> Iterator[LlamaCppLLM]:
+    llm = create_llm(LlmConfig(), resolver)
+    assert isinstance(llm, LlamaCppLLM)
+    llm.load()
+    yield llm
+    asyncio.run(llm.aclose())
+
+
+@pytest.fixture(scope="module")
+def server_url(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_file = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with llama_cpp_server(gguf, log_file) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat-model"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path, resolver: AssetResolver) -> Iterator[TransformersLLM]:
+    config = LlmConfig(
+        backend="transformers",
+        model=str(tiny_model_dir),
+        device="cpu",
+        dtype="float32",
+        temperature=0.0,
+        context_tokens=4096,
+        max_tokens=12,
+    )
+    llm = create_llm(config, resolver)
+    assert isinstance(llm, TransformersLLM)
+    llm.load()
+    yield llm
+    asyncio.run(llm.aclose())
+
+
+def openai_llm(
+    base_url: str, timeout_s: float = 30.0, connect_timeout_s: float = 3.0
+) -> OpenAIChatLLM:
+    openai = OpenAIConfig(
+        base_url=base_url, model="qwen", timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
+    )
+    config = LlmConfig(backend="openai", openai=openai)
+    llm = create_llm(config, AssetResolver())
+    assert isinstance(llm, OpenAIChatLLM)
+    return llm
+
+
+# --- llama.cpp --------------------------------------------------------------------------
+
+
+async def test_llama_answers_a_spoken_question(llama: LlamaCppLLM) -> None:
+    stats = GenerationStats()
+    messages = build_messages(llama.config.system_prompt, [], QUESTION)
+    reply = await collect(llama, messages, stats)
+    assert "paris" in reply.lower(), reply
+    assert 0 < stats.tokens <= llama.config.max_tokens
+    assert stats.finished and not stats.cancelled
+    assert stats.stop_reason in {"stop", "length"}
+    assert stats.first_token_s is not None and stats.first_token_s < 5.0
+
+
+async def test_llama_cancelling_the_consumer_stops_generation(llama: LlamaCppLLM) -> None:
+    stats = GenerationStats()
+    cap = 400
+    stream = llama.stream(build_messages("", [], STORY), max_tokens=cap, stats=stats)
+    await cancel_after(stream, 3)
+    await assert_stopped(stats, cap)
+    assert not llama.busy  # the model is free again ...
+    again = GenerationStats()
+    reply = await collect(llama, build_messages("", [], QUESTION), again, max_tokens=16)
+    assert reply.strip()  # ... and answers right away
+    assert again.extra["queue_s"] < 0.2
+
+
+async def test_llama_closing_the_stream_stops_generation(llama: LlamaCppLLM) -> None:
+    stats = GenerationStats()
+    cap = 400
+    stream = llama.stream(build_messages("", [], STORY), max_tokens=cap, stats=stats)
+    async with contextlib.aclosing(stream):
+        async for _ in stream:
+            if stats.tokens >= 3:
+                break
+    await assert_stopped(stats, cap)
+    assert not llama.busy
+
+
+async def test_llama_serializes_concurrent_generations(llama: LlamaCppLLM) -> None:
+    first, second = GenerationStats(), GenerationStats()
+    messages = build_messages(llama.config.system_prompt, [], QUESTION)
+    replies = await asyncio.gather(
+        collect(llama, messages, first, max_tokens=24),
+        collect(llama, messages, second, max_tokens=24),
+    )
+    assert all("paris" in r.lower() for r in replies), replies
+    # One ran after the other: the second waited about as long as the first took.
+    waited = max(first.extra["queue_s"], second.extra["queue_s"])
+    assert waited >= 0.5 * min(first.extra["generate_s"], second.extra["generate_s"])
+
+
+async def test_llama_drops_the_oldest_turns_to_fit_the_context(resolver: AssetResolver) -> None:
+    llm = LlamaCppLLM(LlmConfig(context_tokens=256, max_tokens=24), resolver)
+    try:
+        filler = "Tell me about the weather in a town far away, in many words. " * 3
+        history: list[ChatMessage] = []
+        for i in range(12):  # far more than 256 tokens
+            history += [ChatMessage("user", f"{i}. {filler}"), ChatMessage("assistant", filler)]
+        stats = GenerationStats()
+        messages = build_messages(llm.config.system_prompt, history, QUESTION)
+        reply = await collect(llm, messages, stats)
+        assert "paris" in reply.lower(), reply
+        # A single message that cannot fit the context is refused, not truncated.
+        with pytest.raises(InvalidTextError, match="context"):
+            await collect(llm, build_messages("", [], filler * 20), GenerationStats())
+    finally:
+        await llm.aclose()
+
+
+# --- OpenAI-compatible server ---------------------------------------------------------
+
+
+async def test_openai_streams_from_a_local_server(server_url: str) -> None:
+    llm = openai_llm(server_url)
+    try:
+        llm.load()
+        stats = GenerationStats()
+        pieces = [
+            p
+            async for p in llm.stream(
+                build_messages(llm.config.system_prompt, [], QUESTION), stats=stats
+            )
+        ]
+        assert len(pieces) > 1  # it streamed, not one block
+        assert "paris" in "".join(pieces).lower()
+        assert 0 < stats.tokens <= llm.config.max_tokens
+        assert stats.finished and not stats.cancelled
+        assert stats.stop_reason in {"stop", "length"}
+    finally:
+        await llm.aclose()
+
+
+async def test_openai_cancel_closes_the_request(server_url: str) -> None:
+    llm = openai_llm(server_url)
+    try:
+        stats = GenerationStats()
+        cap = 400
+        await cancel_after(
+            llm.stream(build_messages("", [], STORY), max_tokens=cap, stats=stats), 3
+        )
+        await assert_stopped(stats, cap)
+        # The server stopped that reply too: the next one starts at once, not behind it.
+        again = GenerationStats()
+        reply = await collect(llm, build_messages("", [], QUESTION), again, max_tokens=16)
+        assert reply.strip()
+        assert again.first_token_s is not None and again.first_token_s < 3.0
+    finally:
+        await llm.aclose()
+
+
+async def test_openai_http_error_is_clear(server_url: str) -> None:
+    llm = openai_llm(server_url.removesuffix("/v1") + "/no-such-api")
+    try:
+        with pytest.raises(LLMError, match="HTTP 404"):
+            await collect(llm, build_messages("", [], QUESTION), GenerationStats())
+    finally:
+        await llm.aclose()
+
+
+async def test_openai_server_down_fails_fast() -> None:
+    port = free_port()  # nothing listens there
+    llm = openai_llm(f"http://127.0.0.1:{port}/v1", connect_timeout_s=1.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(BackendUnavailableError, match=f"127.0.0.1:{port}"):
+            await collect(llm, build_messages("", [], QUESTION), GenerationStats())
+    finally:
+        await llm.aclose()
+    assert time.monotonic() - start < 2.0
+
+
+async def test_openai_silent_server_times_out() -> None:
+    """A server that accepts the connection but never answers: a timeout, not a hang."""
+
+    async def accept_and_say_nothing(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.read()  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    llm = openai_llm(f"http://127.0.0.1:{port}/v1", timeout_s=0.5)
+    start = time.monotonic()
+    try:
+        with pytest.raises(BackendUnavailableError, match=r"0\.5 s"):
+            await collect(llm, build_messages("", [], QUESTION), GenerationStats())
+    finally:
+        await llm.aclose()
+        server.close()
+        await server.wait_closed()
+    assert time.monotonic() - start < 2.0
+
+
+# --- transformers ---------------------------------------------------------------------
+
+
+async def test_transformers_streams_within_the_cap(tiny: TransformersLLM) -> None:
+    stats = GenerationStats()
+    pieces = [p async for p in tiny.stream(build_messages("", [], "tell me a story"), stats=stats)]
+    assert "".join(pieces).strip()
+    assert len(pieces) > 1
+    assert stats.tokens == tiny.config.max_tokens  # this model never ends a reply by itself
+    assert stats.stop_reason == "length"
+    assert stats.finished and not stats.cancelled
+
+
+async def test_transformers_cancel_stops_generation(tiny: TransformersLLM) -> None:
+    stats = GenerationStats()
+    cap = 3000
+    await cancel_after(
+        tiny.stream(build_messages("", [], "tell me a story"), max_tokens=cap, stats=stats), 3
+    )
+    await assert_stopped(stats, cap)
+    assert not tiny.busy
+    again = GenerationStats()
+    assert (await collect(tiny, build_messages("", [], "hello"), again, max_tokens=4)).strip()
+
+
+# --- bad input ------------------------------------------------------------------------
+
+
+def test_build_messages_puts_the_persona_first() -> None:
+    history = [ChatMessage("user", "hi"), ChatMessage("assistant", "hello!")]
+    messages = build_messages("Be brief.", history, "  What time is it? ")
+    assert messages == [
+        ChatMessage("system", "Be brief."),
+        *history,
+        ChatMessage("user", "What time is it?"),
+    ]
+    with pytest.raises(InvalidTextError):
+        build_messages("Be brief.", history, "   ")
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        pytest.param([], id="no-messages"),
+        pytest.param([ChatMessage("user", "  \n")], id="empty-user-text"),
+        pytest.param(
+            [ChatMessage("user", "hi"), ChatMessage("assistant", "hello")], id="ends-with-reply"
+        ),
+        pytest.param([ChatMessage("user", "x" * 101)], id="too-long"),
+    ],
+)
+def test_bad_input_is_refused_by_every_backend(
+    messages: list[ChatMessage], resolver: AssetResolver
+) -> None:
+    config = LlmConfig(max_input_chars=100)
+    backends: list[LanguageModel] = [
+        LlamaCppLLM(config, resolver),
+        TransformersLLM(config.model_copy(update={"backend": "transformers"}), resolver),
+        OpenAIChatLLM(config.model_copy(update={"backend": "openai"})),
+    ]
+    for llm in backends:  # refused at the call, before any model is loaded
+        with pytest.raises(InvalidTextError):
+            llm.stream(messages)
