@@ -13,7 +13,8 @@ run: setup
 smoke: setup
 	$(VENV)/bin/avatar smoke --config $(CONFIG)
 
-test: setup
+test:
+	VENV=$(VENV) GWM_COQUI=1 bash scripts/setup.sh
 	VENV=$(VENV) bash scripts/test.sh
 
 lint: setup

@@ -19,14 +19,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avatar.config import load_config  # noqa: E402
-from benchmarks.common import machine, summary  # noqa: E402
-from models.assets import AssetResolver  # noqa: E402
-from models.audio import resample  # noqa: E402
-from models.llm import build_messages, create_llm  # noqa: E402
-from models.stt import create_stt  # noqa: E402
-from models.tts import create_tts  # noqa: E402
-from models.types import GenerationStats  # noqa: E402
+from avatar.config import load_config
+from benchmarks.common import machine, summary
+from models.assets import AssetResolver
+from models.audio import resample
+from models.llm import build_messages, create_llm
+from models.stt import create_stt
+from models.tts import create_tts
+from models.types import GenerationStats
 
 log = logging.getLogger("bench")
 
@@ -86,7 +86,9 @@ def bench_stt(stt_cfg, resolver, clips) -> None:  # type: ignore[no-untyped-def]
     """STT: latency and real-time factor on the TTS clips (2–5 s)."""
     t = time.perf_counter()
     stt = create_stt(stt_cfg, resolver)
-    out(f"STT ({stt_cfg.model}, {stt_cfg.device}/{stt_cfg.compute_type}, beam {stt_cfg.beam_size}) load: {time.perf_counter() - t:.2f} s")
+    out(
+        f"STT ({stt_cfg.model}, {stt_cfg.device}/{stt_cfg.compute_type}, beam {stt_cfg.beam_size}) load: {time.perf_counter() - t:.2f} s"
+    )
     stt.transcribe(resample(clips[0][1], clips[0][2], 16_000))  # warm-up
     lat, rtf = [], []
     for _text, pcm, rate in clips:
@@ -149,7 +151,9 @@ def main() -> int:
             from tests.models.llm_support import build_tiny_causal_lm  # test helper, local only
 
             folder = build_tiny_causal_lm(Path(tmp))
-            tcfg = cfg.llm.model_copy(update={"backend": "transformers", "model": str(folder), "device": "cpu"})
+            tcfg = cfg.llm.model_copy(
+                update={"backend": "transformers", "model": str(folder), "device": "cpu"}
+            )
             bench_llm(tcfg, resolver, "transformers (tiny random model built here)")
     return 0
 

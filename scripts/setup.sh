@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 EXTRAS="${GWM_EXTRAS:-dev,offline-models,transformers}"
-stamp_key=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${EXTRAS}
+# GWM_COQUI=1 adds the optional Coqui TTS backend (the test setup does; `make run` not).
+COQUI="${GWM_COQUI:-0}"
+stamp_key=$(cat pyproject.toml scripts/setup.sh scripts/install_coqui.sh | sha256sum | cut -c1-16)-${EXTRAS}-coqui${COQUI}
 stamp="$VENV/.gwm-setup-$stamp_key"
 if [ -f "$stamp" ]; then
   exit 0
@@ -38,5 +40,8 @@ if ! ls "$wheel_dir"/llama_cpp_python-*.whl > /dev/null 2>&1; then
 fi
 "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall "$wheel_dir"/llama_cpp_python-*.whl
 "$VENV/bin/python" -m pip install --quiet -e ".[${EXTRAS}]"
+if [ "$COQUI" = "1" ]; then
+  VENV="$VENV" bash scripts/install_coqui.sh
+fi
 rm -f "$VENV"/.gwm-setup-*
 touch "$stamp"

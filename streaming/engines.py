@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avatar.config import AppConfig
 from avatar.identity import AvatarRig, load_rig
 from avatar.render import Renderer, create_renderer
-
-from avatar.config import AppConfig
 from models.assets import AssetResolver
 from models.llm import LanguageModel, create_llm
 from models.stt import SpeechRecognizer, create_stt

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from avatar.render import Renderer
 
 from avatar.motion import WorldModel
+from avatar.render import Renderer
 from avatar.state import AvatarState
 from streaming.clock import MediaClock
 from streaming.playout import AudioPlayout

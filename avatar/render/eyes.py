@@ -15,7 +15,7 @@ import numpy as np
 from avatar.identity import landmarks as L
 from avatar.identity.rig import AvatarRig
 from avatar.render.geometry import F64, curve_y, smoothstep
-from avatar.render.model import CommonGrid, EyeModel, clip_box, make_roi
+from avatar.render.model import CommonGrid, EyeModel, clip_box, make_roi, sample_nearest
 
 
 def build_eye(rig: AvatarRig, grid: CommonGrid, basis: F64, *, side: str) -> EyeModel:
@@ -30,39 +30,47 @@ def build_eye(rig: AvatarRig, grid: CommonGrid, basis: F64, *, side: str) -> Eye
             L.LEFT_IRIS  # fmt: skip
     up, lo, brow = lm[list(up_i)], lm[list(lo_i)], lm[list(brow_i)]
     xa, xb = min(up[0, 0], up[-1, 0]), max(up[0, 0], up[-1, 0])
-    box = clip_box(xa - 0.05 * fh, brow[:, 1].min() - 0.01 * fh, xb + 0.05 * fh,
-                   lo[:, 1].max() + 0.05 * fh, rig.size)  # fmt: skip
-    x0, y0, w, h = box
-    roi = make_roi(box, basis, rig.size, (0.04 * fh, 0.04 * fh), 0.01 * fh)
-    xs = np.arange(x0, x0 + w, dtype=np.float64)
-    ys = np.arange(y0, y0 + h, dtype=np.float64)[:, None]
+    content = clip_box(xa - 0.05 * fh, brow[:, 1].min() - 0.01 * fh, xb + 0.05 * fh,
+                       lo[:, 1].max() + 0.05 * fh, rig.size)  # fmt: skip
+    roi = make_roi(content, basis, rig.size, (0.04 * fh, 0.04 * fh), 0.01 * fh)
+    x0, y0, w, h = roi.x0, roi.y0, roi.w, roi.h
+    xs = roi.columns()
+    ys = roi.rows()
     y_up = curve_y(up, xs)[None, :]
     y_lo = np.maximum(curve_y(lo, xs)[None, :], y_up)
-    y_brow = curve_y(brow, xs)[None, :]
     upper = np.clip(y_up - ys + 0.5, 0.0, 1.0)
     lower = np.clip(ys - y_lo + 0.5, 0.0, 1.0)
     aperture = np.clip(1.0 - upper - lower, 0.0, 1.0)
+    # the lid field on the coarse grid: the lid edge travels to just past the lower lid,
+    # the skin above it (up to the brow) stretches
+    nodes = roi.nodes()
+    nx, ny = nodes[..., 0], nodes[..., 1]
+    n_up = curve_y(up, nx)
+    n_lo = np.maximum(curve_y(lo, nx), n_up)
+    inside = (xs >= xa) & (xs <= xb)
+    y_brow = curve_y(brow, xs)
+    span = float(np.mean((curve_y(up, xs) - y_brow)[inside])) if inside.any() else 0.05 * fh
+    S = max(3.0, 0.9 * span)
+    n_out = np.maximum(0.0, np.maximum(xa - nx, nx - xb))
+    travel = (n_lo - n_up + 1.0) * (1.0 - smoothstep(n_out / (0.02 * fh)))
+    ramp = np.clip((ny - (n_up - S)) / S, 0.0, 1.0)
+    below = 1.0 - smoothstep((ny - (n_lo + 0.02 * fh)) / (0.02 * fh))
+    lid = np.zeros((*nodes.shape[:2], 2))
+    lid[..., 1] = travel * ramp * below * roi.content_taper(nodes, 0.01 * fh)
+    lid[..., 1] *= sample_nearest(grid.move_full, nodes)
     outside = np.maximum(0.0, np.maximum(xa - xs, xs - xb))[None, :]
     hwin = 1.0 - smoothstep(outside / (0.02 * fh))
-    inside = (xs >= xa) & (xs <= xb)
-    span = float(np.mean((y_up - y_brow)[0, inside])) if inside.any() else 0.05 * fh
-    S = max(3.0, 0.9 * span)
-    # the lid edge travels to just past the lower lid; the skin above it stretches
-    travel = (y_lo - y_up + 1.0) * hwin
-    ramp = np.clip((ys - (y_up - S)) / S, 0.0, 1.0)
-    below = 1.0 - smoothstep((ys - (y_lo + 0.02 * fh)) / (0.02 * fh))
-    lid = np.zeros((h, w, 2))
-    lid[..., 1] = travel * ramp * below * grid.move_full[y0 : y0 + h, x0 : x0 + w]
     lash = np.clip(1.0 - (y_up - ys) / (0.012 * fh + 0.5), 0.0, 1.0) * (ys <= y_up + 0.5) * hwin
     pf = rig.portrait[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
     # the iris sprite, and an eyeball with the iris painted out
     c = lm[iris_i[0]]
     rad = float(np.mean(np.linalg.norm(lm[list(iris_i[1:])] - c, axis=1)))
     dist = np.sqrt((xs[None, :] - c[0]) ** 2 + (ys - c[1]) ** 2)
-    # the sprite covers the iris with its anti-aliased rim; the eyeball under it is
-    # inpainted from the sclera around (a little wider, so no dark ring is left behind)
-    disc = np.clip(rad + 1.0 - dist, 0.0, 1.0)
-    core = (dist <= rad + 1.5).astype(np.uint8)
+    # the sprite covers the iris and a pixel of its rim; under its opaque part the
+    # eyeball is inpainted from the sclera around. Where the sprite is see-through the
+    # eyeball keeps the photo, so an unmoved iris reproduces the photo exactly.
+    disc = np.clip(rad + 2.0 - dist, 0.0, 1.0)
+    core = (disc >= 1.0).astype(np.uint8)
     sclera = np.array(rig.colors.sclera, np.float64)
     fill = np.where((aperture > 0.5)[..., None], pf, sclera)
     inpainted = cv2.inpaint(np.clip(fill, 0, 255).astype(np.uint8), core, 3, cv2.INPAINT_TELEA)
@@ -71,8 +79,9 @@ def build_eye(rig: AvatarRig, grid: CommonGrid, basis: F64, *, side: str) -> Eye
     mean_iris = pf[visible].mean(axis=0) if visible.any() else np.array([70.0, 50.0, 40.0])
     iris = np.empty_like(pf)
     iris[:] = mean_iris
-    iris[visible] = pf[visible]
-    yy, xx = np.nonzero((disc > 0) & ~visible)
+    seen = (aperture > 0.0) & (disc > 0)
+    iris[seen] = pf[seen]
+    yy, xx = np.nonzero((disc > 0) & ~seen)
     my = np.clip(np.round(2 * (c[1] - y0) - yy).astype(int), 0, h - 1)
     ok = visible[my, xx]
     iris[yy[ok], xx[ok]] = pf[my[ok], xx[ok]]
@@ -80,8 +89,8 @@ def build_eye(rig: AvatarRig, grid: CommonGrid, basis: F64, *, side: str) -> Eye
     return EyeModel(
         roi=roi,
         lid_field=lid.astype(np.float32),
-        atlas_lid=np.stack([upper, lash], -1).astype(np.float32),
-        atlas_face=np.concatenate([lower[..., None], eyeball], -1).astype(np.float32),
+        atlas_lid=np.concatenate([pf, upper[..., None], lash[..., None]], -1).astype(np.float32),
+        atlas_face=np.concatenate([pf, lower[..., None], eyeball], -1).astype(np.float32),
         atlas_iris=np.concatenate([iris, disc[..., None]], -1).astype(np.float32),
         gaze_px=(0.11 * ew, 0.07 * ew),
     )

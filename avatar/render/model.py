@@ -51,20 +51,27 @@ BROW_RISE = 0.035
 
 @dataclass(frozen=True, eq=False)
 class Roi:
-    """A source-space box (x0, y0, w, h), its destination padding, and its probes.
+    """A region of interest: its arrays' box in the portrait, its content, its probes.
 
-    The box moves with the common field: its destination is found from the common
-    displacement at nine probe points (corners, edge midpoints, centre). The torch
-    renderer uses a fixed-size box (``out_w`` × ``out_h``) placed by the centre probe;
-    the CPU renderer the tight bounding box of the moved probes.
+    The arrays (fields, masks, textures) cover the box (x0, y0, w, h): the content box
+    (where the local fields live) plus a margin, so the portrait is in the textures
+    wherever a destination pixel of the ROI samples it. The local fields are stored on
+    a coarser grid (every ``step`` pixels, node ``j`` at ``x0 + j * step``).
+
+    The ROI moves with the common field: the CPU renderer takes the tight box around
+    the moved probes (corners, edge midpoints and centre of the content box); the torch
+    renderer a fixed-size box (content ± pad) placed by the centre probe.
     """
 
     x0: int
     y0: int
     w: int
     h: int
+    content: tuple[int, int, int, int]
+    """(x0, y0, w, h) of the content box."""
     pad_x: int
     pad_y: int
+    step: int
     probes: F32
     """(9, 2) probe points in portrait pixels; the centre is the last."""
     probe_basis: F32
@@ -75,27 +82,53 @@ class Roi:
     @property
     def out_w(self) -> int:
         """Width of the fixed-size destination box."""
-        return self.w + 2 * self.pad_x
+        return self.content[2] + 2 * self.pad_x
 
     @property
     def out_h(self) -> int:
         """Height of the fixed-size destination box."""
-        return self.h + 2 * self.pad_y
+        return self.content[3] + 2 * self.pad_y
+
+    @property
+    def node_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the coarse field grid."""
+        return (self.h - 1) // self.step + 1, (self.w - 1) // self.step + 1
+
+    def nodes(self) -> F64:
+        """(rows, cols, 2) portrait coordinates of the coarse field grid."""
+        nh, nw = self.node_shape
+        gx, gy = np.meshgrid(self.x0 + self.step * np.arange(nw), self.y0 + self.step * np.arange(nh))
+        return np.stack([gx, gy], -1).astype(np.float64)
+
+    def columns(self) -> F64:
+        """Portrait x of each array column."""
+        return np.arange(self.x0, self.x0 + self.w, dtype=np.float64)
+
+    def rows(self) -> F64:
+        """Portrait y of each array row, as a column vector."""
+        return np.arange(self.y0, self.y0 + self.h, dtype=np.float64)[:, None]
+
+    def content_taper(self, pts: F64, margin: float) -> F64:
+        """1 inside the content box, falling smoothly to 0 at its edges."""
+        cx0, cy0, cw, ch = self.content
+        x, y = pts[..., 0], pts[..., 1]
+        edge = np.minimum(np.minimum(x - cx0, cx0 + cw - 1 - x), np.minimum(y - cy0, cy0 + ch - 1 - y))
+        return smoothstep(edge / max(margin, 1.0))
 
 
 @dataclass(frozen=True, eq=False)
 class MouthModel:
-    """Mouth ROI: per-unit local fields of the upper and lower parts, and textures."""
+    """Mouth ROI: per-unit local fields of the upper and lower lips, and textures."""
 
     roi: Roi
     up_fields: F32
-    """(U, h, w, 2) upper-part forward displacement per mouth unit."""
+    """(U, rows, cols, 2) upper-part forward displacement per mouth unit (coarse grid)."""
     low_fields: F32
-    """(U, h, w, 2) lower-part forward displacement per mouth unit."""
+    """(U, rows, cols, 2) lower-part forward displacement per mouth unit (coarse grid)."""
     atlas_up: F32
-    """(h, w, 8): upper-part mask, upper teeth RGBA, cavity RGB."""
+    """(h, w, 11): portrait RGB, upper-part mask, upper teeth RGBA, cavity RGB."""
     atlas_low: F32
-    """(h, w, 5): lower-part mask, lower interior (tongue + lower teeth) RGBA."""
+    """(h, w, 8): portrait RGB, lower-part mask, lower interior (tongue, teeth) RGBA."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,11 +137,11 @@ class EyeModel:
 
     roi: Roi
     lid_field: F32
-    """(h, w, 2) upper-lid forward displacement at blink = 1."""
+    """(rows, cols, 2) upper-lid forward displacement at blink = 1 (coarse grid)."""
     atlas_lid: F32
-    """(h, w, 2): upper-lid mask, lash-line alpha."""
+    """(h, w, 5): portrait RGB, upper-lid mask, lash-line alpha."""
     atlas_face: F32
-    """(h, w, 4): lower-lid mask, iris-free eyeball RGB."""
+    """(h, w, 7): portrait RGB, lower-lid mask, iris-free eyeball RGB."""
     atlas_iris: F32
     """(h, w, 4): iris RGBA."""
     gaze_px: tuple[float, float]
@@ -290,15 +323,19 @@ def clip_box(
 
 
 def make_roi(
-    box: tuple[int, int, int, int], basis: F64, size: tuple[int, int], pad: tuple[float, float],
-    margin: float,
+    content: tuple[int, int, int, int], basis: F64, size: tuple[int, int],
+    pad: tuple[float, float], margin: float, *, step: int = 2,
 ) -> Roi:  # fmt: skip
-    """A ROI for ``box`` with its probes; ``pad`` sizes the fixed destination box."""
-    x0, y0, w, h = box
-    px = max(0, min(int(math.ceil(pad[0])) + 2, (size[0] - w) // 2))
-    py = max(0, min(int(math.ceil(pad[1])) + 2, (size[1] - h) // 2))
-    xs = (x0, x0 + (w - 1) / 2.0, x0 + w - 1.0)
-    ys = (y0, y0 + (h - 1) / 2.0, y0 + h - 1.0)
+    """A ROI around a content box; ``pad`` sizes the fixed destination box."""
+    cx0, cy0, cw, ch = content
+    px = max(0, min(int(math.ceil(pad[0])) + 2, (size[0] - cw) // 2))
+    py = max(0, min(int(math.ceil(pad[1])) + 2, (size[1] - ch) // 2))
+    extra = int(math.ceil(margin)) + 6
+    x0, y0 = max(0, cx0 - px - extra), max(0, cy0 - py - extra)
+    x1 = min(size[0], cx0 + cw + px + extra)
+    y1 = min(size[1], cy0 + ch + py + extra)
+    xs = (cx0, cx0 + (cw - 1) / 2.0, cx0 + cw - 1.0)
+    ys = (cy0, cy0 + (ch - 1) / 2.0, cy0 + ch - 1.0)
     probes = [(x, y) for y in ys for x in xs if (x, y) != (xs[1], ys[1])] + [(xs[1], ys[1])]
     hl, wl = basis.shape[1:3]
     vals = np.zeros((len(basis), len(probes), 2))
@@ -307,9 +344,18 @@ def make_roi(
         v = (y + 0.5) * hl / size[1] - 0.5
         vals[:, j] = [bilinear(b, u, v) for b in basis]
     return Roi(
-        x0=x0, y0=y0, w=w, h=h, pad_x=px, pad_y=py, probes=np.array(probes, np.float32),
-        probe_basis=vals.astype(np.float32), margin=int(math.ceil(margin)) + 2,
+        x0=x0, y0=y0, w=x1 - x0, h=y1 - y0, content=content, pad_x=px, pad_y=py, step=step,
+        probes=np.array(probes, np.float32), probe_basis=vals.astype(np.float32),
+        margin=int(math.ceil(margin)) + 2,
     )  # fmt: skip
+
+
+def sample_nearest(img: F64, pts: F64) -> F64:
+    """Nearest-pixel values of a 2-D array at points (clamped to the image)."""
+    h, w = img.shape[:2]
+    xi = np.clip(np.rint(pts[..., 0]).astype(int), 0, w - 1)
+    yi = np.clip(np.rint(pts[..., 1]).astype(int), 0, h - 1)
+    return np.asarray(img[yi, xi])
 
 
 def build_model(rig: AvatarRig) -> RigModel:

@@ -16,23 +16,16 @@ import numpy as np
 
 from avatar.identity import landmarks as L
 from avatar.identity.rig import JAW_DROP, AvatarRig
-from avatar.render.geometry import (
-    F32,
-    F64,
-    box_ring,
-    box_taper,
-    curve_y,
-    grid_points,
-    smoothstep,
-    tps_field,
-)
+from avatar.render.geometry import F32, F64, box_ring, curve_y, smoothstep, tps_field
 from avatar.render.model import (
     MOUTH_COMMON_UNITS,
     MOUTH_UNITS,
     CommonGrid,
     MouthModel,
+    Roi,
     clip_box,
     make_roi,
+    sample_nearest,
 )
 
 
@@ -170,25 +163,28 @@ def build_mouth(
     J = JAW_DROP * fh
     mw, e, mid = t.width, t.axis, t.mid
     ends = np.array([mid - e * 0.75 * mw, mid + e * 0.75 * mw])
-    box = clip_box(ends[:, 0].min(), lm[L.NOSE_BASE][1] - 0.015 * fh, ends[:, 0].max(),
-                   lm[L.CHIN][1] + 0.01 * fh, rig.size)  # fmt: skip
-    x0, y0, w, h = box
-    roi = make_roi(box, basis, rig.size, (0.05 * fh + 0.15 * mw, 0.05 * fh + 0.6 * J), 0.02 * fh)
-    q = grid_points(x0, y0, w, h)
+    content = clip_box(ends[:, 0].min(), lm[L.NOSE_BASE][1] - 0.015 * fh, ends[:, 0].max(),
+                       lm[L.CHIN][1] + 0.01 * fh, rig.size)  # fmt: skip
+    roi = make_roi(content, basis, rig.size, (0.05 * fh + 0.15 * mw, 0.05 * fh + 0.6 * J),
+                   0.02 * fh)  # fmt: skip
+    nodes = roi.nodes()
+    q = nodes.reshape(-1, 2)
     u = ((q - mid) @ e) / (mw / 2.0)
     window = 1.0 - smoothstep((np.abs(u) - 1.0) / 0.25)
-    taper = box_taper(h, w, 0.03 * fh).ravel() * grid.move_full[y0 : y0 + h, x0 : x0 + w].ravel()
-    ring = box_ring(x0, y0, x0 + w - 1, y0 + h - 1, 0.05 * fh)
+    taper = roi.content_taper(q, 0.03 * fh) * sample_nearest(grid.move_full, q)
+    cx0, cy0, cw, ch = content
+    ring = box_ring(cx0, cy0, cx0 + cw - 1, cy0 + ch - 1, 0.05 * fh)
     anchors = np.vstack([lm[list(L.MOUTH_CORNERS + L.INNER_CORNERS)], lm[list(L.NOSE)],
                          lm[list(L.JAW_LINE)], ring])  # fmt: skip
     nu = len(MOUTH_UNITS)
+    nh, nw = roi.node_shape
     fields = []
     for pts, resid in ((t.up_pts, t.up_tgt - base_up), (t.lo_pts, t.lo_tgt - base_lo)):
         split = tps_field(np.vstack([pts, anchors]),
                           np.vstack([resid, np.zeros((len(anchors), 2 * nu))]), q, scale=fh)
         f = split * (window * taper)[:, None]
-        fields.append(np.ascontiguousarray(f.reshape(h, w, nu, 2).transpose(2, 0, 1, 3)))
-    atlas_up, atlas_low = mouth_atlases(rig, box)
+        fields.append(np.ascontiguousarray(f.reshape(nh, nw, nu, 2).transpose(2, 0, 1, 3)))
+    atlas_up, atlas_low = mouth_atlases(rig, roi)
     return MouthModel(
         roi=roi,
         up_fields=fields[0].astype(np.float32),
@@ -209,14 +205,14 @@ def _gap_shade(
     return shade
 
 
-def mouth_atlases(rig: AvatarRig, box: tuple[int, int, int, int]) -> tuple[F32, F32]:
-    """Part masks and interior textures of the mouth ROI (portrait coordinates)."""
-    x0, y0, w, h = box
+def mouth_atlases(rig: AvatarRig, roi: Roi) -> tuple[F32, F32]:
+    """Portrait, part masks and interior textures of the mouth ROI."""
+    x0, y0, w, h = roi.x0, roi.y0, roi.w, roi.h
     lm = rig.landmarks.astype(np.float64)
     fh = rig.face_height
     col = rig.colors
-    xs = np.arange(x0, x0 + w, dtype=np.float64)
-    ys = np.arange(y0, y0 + h, dtype=np.float64)[:, None]
+    xs = roi.columns()
+    ys = roi.rows()
     y_ui = curve_y(lm[list(L.LIPS_INNER_UPPER)], xs)[None, :]
     y_li = np.maximum(curve_y(lm[list(L.LIPS_INNER_LOWER)], xs)[None, :], y_ui)
     upper = np.clip(y_ui - ys + 0.5, 0.0, 1.0)
@@ -270,6 +266,8 @@ def mouth_atlases(rig: AvatarRig, box: tuple[int, int, int, int]) -> tuple[F32, 
     low_rgb = (lt_rgb * a_lt[..., None] + tg_rgb * (a_tg * (1.0 - a_lt))[..., None]) / np.maximum(
         a_low, 1e-6
     )[..., None]
-    atlas_up = np.concatenate([upper[..., None], teeth_rgb, a_teeth[..., None], cav], axis=-1)
-    atlas_low = np.concatenate([lower[..., None], low_rgb, a_low[..., None]], axis=-1)
+    atlas_up = np.concatenate(
+        [portrait, upper[..., None], teeth_rgb, a_teeth[..., None], cav], axis=-1
+    )
+    atlas_low = np.concatenate([portrait, lower[..., None], low_rgb, a_low[..., None]], axis=-1)
     return atlas_up.astype(np.float32), atlas_low.astype(np.float32)

@@ -17,9 +17,9 @@ from aiortc import RTCPeerConnection
 
 from avatar.analysis import mouth_opening
 from models.audio import resample
+from streaming.client import ClientPeer
 from streaming.engines import Engines
 from streaming.server import STATE_KEY
-from streaming.client import ClientPeer
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -1,0 +1,78 @@
+"""Renderers: an :class:`~avatar.state.AvatarState` in, an RGB frame of the avatar out.
+
+Every frame is rendered from the rig's reference portrait (nothing accumulates from
+frame to frame, so the identity cannot drift). :class:`CpuRenderer` uses numpy and
+OpenCV; :class:`TorchRenderer` batches many states (even from different sessions that
+share a rig) into one call, on CUDA when available. Both compute the same sampling
+fields and agree within a small tolerance. See :mod:`avatar.render.params` for the
+sign conventions of the state's angles and offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar.config import RenderConfig
+from avatar.identity.rig import AvatarRig
+from avatar.render.cpu import CpuRenderer
+from avatar.render.model import RigModel, build_model
+from avatar.state import AvatarState
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """Turns avatar states into frames of one rig."""
+
+    size: tuple[int, int]
+    """Output (width, height)."""
+
+    def render(self, state: AvatarState) -> npt.NDArray[np.uint8]:
+        """One H×W×3 uint8 RGB frame."""
+        ...
+
+    def render_batch(self, states: Sequence[AvatarState]) -> list[npt.NDArray[np.uint8]]:
+        """Frames for several states, in order."""
+        ...
+
+
+def render_size(config: RenderConfig) -> tuple[int, int]:
+    """The output (width, height) a render config asks for (``width`` defaults to ``size``)."""
+    return (config.width or config.size, config.size)
+
+
+def create_renderer(rig: AvatarRig, config: RenderConfig) -> Renderer:
+    """The renderer the config names (``cpu`` or ``torch``) for a rig of the right size."""
+    want = render_size(config)
+    if rig.size != want:
+        raise ValueError(
+            f"the rig is {rig.size[0]}x{rig.size[1]} but the render config asks for "
+            f"{want[0]}x{want[1]}; load the rig with size={want}"
+        )
+    if config.backend == "torch":
+        from avatar.render.torch_renderer import TorchRenderer
+
+        return TorchRenderer(rig, device=config.device, max_batch=config.max_batch)
+    return CpuRenderer(rig)
+
+
+def __getattr__(name: str) -> object:
+    if name == "TorchRenderer":  # imported lazily: torch is heavy
+        from avatar.render.torch_renderer import TorchRenderer
+
+        return TorchRenderer
+    raise AttributeError(name)
+
+
+__all__ = [
+    "CpuRenderer",
+    "Renderer",
+    "RigModel",
+    "TorchRenderer",
+    "build_model",
+    "create_renderer",
+    "render_size",
+]
