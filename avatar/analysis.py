@@ -4,12 +4,12 @@ Lip sync is checked on what a viewer sees: how open the mouth looks in each fram
 (:func:`mouth_opening`) against how loud the speech is around that frame
 (:func:`speech_envelope`), compared with :func:`best_lag_correlation`. Blinks are
 found as runs of closed-eye frames (:func:`blink_events`) in a per-frame eye measure
-(:func:`eye_openness`).
+(:func:`eye_closure`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -42,47 +42,43 @@ def luminance(rgb: npt.NDArray[np.uint8]) -> F32:
     return (0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]).astype(np.float32)
 
 
-def dark_threshold(
-    rest_frame: npt.NDArray[np.uint8], box: Sequence[float], pad: float = 0.2
-) -> float:
-    """A luma level that separates a mouth's dark interior from lips and skin.
-
-    Taken from the rest (mouth closed) frame: a fraction of the median luma around
-    the mouth, so it adapts to the portrait's lighting and skin tone.
-    """
-    x0, y0, x1, y1 = pad_box(box, pad, rest_frame.shape)
-    region = luminance(rest_frame[y0:y1, x0:x1])
-    return float(0.55 * np.median(region))
+def dark_mass(luma: F32, level: float) -> float:
+    """Mean of ``max(level - luma, 0)`` over a luma crop, in 0..1 (how much darkness)."""
+    return float(np.mean(np.maximum(level - luma, 0.0))) / 255.0
 
 
 def mouth_opening(
     frame: npt.NDArray[np.uint8],
     box: Sequence[float],
     *,
-    threshold: float | None = None,
     rest: npt.NDArray[np.uint8] | None = None,
-    pad: float = 0.2,
+    pad: float = 0.05,
+    percentile: float = 25.0,
 ) -> float:
-    """How open the mouth looks: the share of dark pixels in the (padded) mouth box.
+    """How open the mouth looks in ``frame``: the darkness inside the mouth box.
 
-    The box is padded by ``pad`` of its size on each side so that a head moving a few
-    pixels keeps the mouth inside. Dark means luma below ``threshold`` (by default
-    :func:`dark_threshold` of ``rest``, or of ``frame`` itself). With ``rest`` (the
-    same face with the mouth closed) the rest frame's dark share is subtracted, so a
-    closed mouth measures about 0.
+    An opening mouth shows its dark cavity where lips, teeth and skin were. With
+    ``rest`` (the same face with the mouth closed), darkness is measured below the
+    ``percentile`` luma of the rest frame's mouth box, and the rest frame's own
+    darkness is subtracted: a closed mouth reads about 0, and since it compares
+    amounts of dark pixels rather than pixels at fixed places, a head that moves or
+    turns a little does not read as an open mouth. The box is padded by ``pad`` of
+    its size. Without ``rest``, it is the share of pixels darker than half the box's
+    median luma.
     """
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frame must be H×W×3 RGB, got shape {frame.shape}")
-    if threshold is None:
-        threshold = dark_threshold(rest if rest is not None else frame, box, pad)
     x0, y0, x1, y1 = pad_box(box, pad, frame.shape)
     if x1 <= x0 or y1 <= y0:
         raise ValueError(f"mouth box {tuple(box)} is outside the frame")
-    dark = float(np.mean(luminance(frame[y0:y1, x0:x1]) < threshold))
-    if rest is not None:
-        rest_dark = float(np.mean(luminance(rest[y0:y1, x0:x1]) < threshold))
-        dark = max(0.0, dark - rest_dark)
-    return dark
+    luma = luminance(frame[y0:y1, x0:x1])
+    if rest is None:
+        return float(np.mean(luma < 0.5 * float(np.median(luma))))
+    if rest.shape != frame.shape:
+        raise ValueError(f"rest frame shape {rest.shape} differs from the frame's {frame.shape}")
+    rest_luma = luminance(rest[y0:y1, x0:x1])
+    level = float(np.percentile(rest_luma, percentile))
+    return max(0.0, dark_mass(luma, level) - dark_mass(rest_luma, level))
 
 
 def speech_envelope(pcm: npt.ArrayLike, sample_rate: int, fps: float) -> F32:
@@ -129,16 +125,93 @@ def best_lag_correlation(a: npt.ArrayLike, b: npt.ArrayLike, max_lag: int) -> tu
     return best_r, best_lag
 
 
-def eye_openness(frame: npt.NDArray[np.uint8], box: Sequence[float], *, pad: float = 0.15) -> float:
-    """How open an eye looks: the luma spread (standard deviation) in the eye box.
+def _aligned_rms(template: F32, ref: F32, box: Box, shift: int) -> float:
+    """RMS difference (0..1) of ``template`` (the crop at ``box``) against the crop of
+    ``ref`` at ``box`` moved by up to ``shift`` pixels, at the best-fitting shift."""
+    h, w = ref.shape
+    x0, y0, x1, y1 = box
+    sx0, sy0 = max(0, x0 - shift), max(0, y0 - shift)
+    sx1, sy1 = min(w, x1 + shift), min(h, y1 + shift)
+    scores = cv2.matchTemplate(ref[sy0:sy1, sx0:sx1], template, cv2.TM_SQDIFF)
+    return float(np.sqrt(max(float(scores.min()), 0.0) / template.size)) / 255.0
 
-    An open eye shows bright sclera beside a dark iris and lashes; a closed lid is
-    smooth skin. Compare against the value of an open-eye rest frame.
+
+def eye_change(
+    frame: npt.NDArray[np.uint8],
+    reference: npt.NDArray[np.uint8],
+    boxes: Sequence[Sequence[float]],
+    *,
+    pad: float = 0.15,
+    max_shift: int | None = None,
+) -> float:
+    """How different the eyes in ``frame`` look from those in ``reference`` (0..1).
+
+    The RMS luma difference in each (padded) eye box against the best-aligned crop of
+    the reference (shifted by up to ``max_shift`` pixels, default ~2% of the frame
+    height, to follow a moving head), averaged over ``boxes``.
     """
-    x0, y0, x1, y1 = pad_box(box, pad, frame.shape)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"eye box {tuple(box)} is outside the frame")
-    return float(np.std(luminance(frame[y0:y1, x0:x1])))
+    if frame.shape != reference.shape:
+        raise ValueError(
+            f"reference shape {reference.shape} differs from the frame's {frame.shape}"
+        )
+    if not boxes:
+        raise ValueError("no eye boxes")
+    shift = max(2, round(0.02 * frame.shape[0])) if max_shift is None else max(0, max_shift)
+    ref_luma = luminance(reference)
+    luma = luminance(frame)
+    total = 0.0
+    for box in boxes:
+        x0, y0, x1, y1 = pad_box(box, pad, frame.shape)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"eye box {tuple(box)} is outside the frame")
+        total += _aligned_rms(luma[y0:y1, x0:x1], ref_luma, (x0, y0, x1, y1), shift)
+    return total / len(boxes)
+
+
+def eye_closure(
+    frames: Iterable[npt.NDArray[np.uint8]],
+    closed_ref: npt.NDArray[np.uint8],
+    boxes: Sequence[Sequence[float]],
+    *,
+    window: int = 6,
+    pad: float = 0.15,
+) -> F32:
+    """Eyelid closure per frame of a video, read from pixels: ~0 open, ~1 closed.
+
+    Eyes are open most of the time, so the per-pixel median of the frames within
+    ``window`` frames of frame n is an open-eyed picture of the same moment (same head
+    pose, same gaze). With ``d_open`` the difference of frame n's eyes from that
+    median and ``d_closed`` from ``closed_ref`` (the face rendered with closed eyes),
+    the closure is ``d_open / (d_open + d_closed)``: a blink moves toward the closed
+    reference; head motion and saccades barely move away from the local median.
+    Frames are consumed one at a time and only the eye region of each is kept.
+    """
+    if not boxes:
+        raise ValueError("no eye boxes")
+    shape = closed_ref.shape
+    shift = max(2, round(0.02 * shape[0]))
+    padded = [pad_box(b, pad, shape) for b in boxes]
+    rx0 = max(0, min(b[0] for b in padded) - shift)
+    ry0 = max(0, min(b[1] for b in padded) - shift)
+    rx1 = min(shape[1], max(b[2] for b in padded) + shift)
+    ry1 = min(shape[0], max(b[3] for b in padded) + shift)
+    local = [(x0 - rx0, y0 - ry0, x1 - rx0, y1 - ry0) for x0, y0, x1, y1 in padded]
+    closed = luminance(closed_ref[ry0:ry1, rx0:rx1])
+    kept = [luminance(f[ry0:ry1, rx0:rx1]) for f in frames]
+    if not kept:
+        return np.zeros(0, dtype=np.float32)
+    crops = np.stack(kept)
+    n = len(crops)
+    out = np.zeros(n, dtype=np.float32)
+    for i in range(n):
+        median = np.median(crops[max(0, i - window) : i + window + 1], axis=0).astype(np.float32)
+        d_open = d_closed = 0.0
+        for x0, y0, x1, y1 in local:
+            template = crops[i, y0:y1, x0:x1]
+            d_open += _aligned_rms(template, median, (x0, y0, x1, y1), 2)
+            d_closed += _aligned_rms(template, closed, (x0, y0, x1, y1), shift)
+        out[i] = d_open / (d_open + d_closed + 1e-9)
+    return out
 
 
 @dataclass(frozen=True)
@@ -163,8 +236,8 @@ class BlinkEvent:
 def blink_events(closure: npt.ArrayLike, fps: float, threshold: float = 0.35) -> list[BlinkEvent]:
     """Runs of frames where ``closure`` (0 open .. 1 closed) exceeds ``threshold``.
 
-    ``closure`` can come from pixels (e.g. ``1 - eye_openness / open_value``,
-    normalized) or from states (``blink_left``).
+    ``closure`` can come from pixels (:func:`eye_closure`) or from states
+    (``blink_left``).
     """
     c = np.asarray(closure, dtype=np.float64) > threshold
     edges = np.flatnonzero(np.diff(np.concatenate([[0], c.astype(np.int8), [0]])))

@@ -12,6 +12,7 @@ import contextlib
 import fractions
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +104,10 @@ class ClientPeer:
         self._tasks: list[asyncio.Task[None]] = []
         self._keep_video = keep_video
         self._video_every = video_every
-        self._event_waiters: list[tuple[str, asyncio.Future[dict[str, Any]], Any]] = []
+        self._event_waiters: list[
+            tuple[str, asyncio.Future[dict[str, Any]], Callable[[dict[str, Any]], bool]]
+        ] = []
+        self._cursor = 0
 
         @self.channel.on("message")
         def _on_message(raw: str) -> None:
@@ -152,15 +156,29 @@ class ClientPeer:
         return None
 
     async def wait_event(
-        self, kind: str, timeout: float, pred: Any = lambda m: True
+        self, kind: str, timeout: float, pred: Callable[[dict[str, Any]], bool] = lambda m: True
     ) -> dict[str, Any]:
-        """Wait for the next event of a type that matches ``pred``."""
+        """The next event of a type matching ``pred``, after the last one waited for.
+
+        Events are consumed in arrival order: one that arrived before this call but after
+        the previously returned event is returned at once.
+        """
+        events = self.received.events
+        for i in range(self._cursor, len(events)):
+            msg = events[i][1]
+            if msg.get("type") == kind and pred(msg):
+                self._cursor = i + 1
+                return msg
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._event_waiters.append((kind, fut, pred))
         try:
-            return await asyncio.wait_for(fut, timeout)
+            msg = await asyncio.wait_for(fut, timeout)
         finally:
             self._event_waiters = [w for w in self._event_waiters if w[1] is not fut]
+        self._cursor = next(
+            (i + 1 for i in range(len(events) - 1, -1, -1) if events[i][1] is msg), len(events)
+        )
+        return msg
 
     def send(self, msg: dict[str, Any]) -> None:
         """Send a message on the events channel."""

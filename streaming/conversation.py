@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
 
-SCHEDULE_LEAD_S = 0.06
-"""How far ahead of the playing sample new speech is placed (the tracks pull ~1 frame ahead)."""
+SCHEDULE_LEAD_S = 0.12
+"""How far ahead of the playing sample new speech is placed: the video track steps the
+world model about two frames before a frame is due (it renders one frame ahead)."""
 PREROLL_S = 0.3
 """Audio kept before the VAD's speech start, so the first syllable reaches STT."""
 
@@ -257,6 +258,13 @@ class Conversation:
                     return
                 metrics["stt_ms"] = (time.monotonic() - t) * 1000
                 record.user_text = transcript.text.strip()
+                log.info(
+                    "turn %d: heard %r in %.0f ms (%.1f s of audio)",
+                    record.turn_id,
+                    record.user_text,
+                    metrics["stt_ms"],
+                    len(pcm) / VAD_RATE,
+                )
                 if not record.user_text:
                     self._set_state(Mode.LISTENING)
                     return
@@ -277,6 +285,9 @@ class Conversation:
         except EngineError as exc:
             log.warning("turn %d failed: %s", record.turn_id, exc)
             self._emit(error_event("turn_failed", str(exc)))
+        except Exception:
+            log.exception("turn %d failed unexpectedly", record.turn_id)
+            self._emit(error_event("turn_failed", "the avatar could not answer this turn"))
         finally:
             self._finish_turn(record, end_of_user)
 

@@ -9,19 +9,17 @@ request itself. Requests without an ``Origin`` (curl, server to server) pass thr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 API_PREFIX = "/v1/"
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = "Content-Type, Authorization"
 EXPOSE_HEADERS = "Retry-After"
 PREFLIGHT_MAX_AGE_S = 600
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def normalize_origin(origin: str) -> str:

@@ -79,6 +79,9 @@ class Session:
         self.video_out = AvatarVideoTrack(
             self.clock, self.world, avatar.renderer, render_executor, on_state=self._remember_state
         )
+        # emit() may run from Conversation.__init__ (its first state event): set these first.
+        self._channel: RTCDataChannel | None = None
+        self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
         self.conversation = Conversation(
             engines,
             self.clock,
@@ -92,8 +95,6 @@ class Session:
             ),
             on_turn_complete=self._turn_done,
         )
-        self._channel: RTCDataChannel | None = None
-        self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()

@@ -70,7 +70,13 @@ class AvatarAudioTrack(MediaStreamTrack):
 
 
 class AvatarVideoTrack(MediaStreamTrack):
-    """Video of the avatar at the clock's fps, one world-model step per frame."""
+    """Video of the avatar at the clock's fps, one world-model step per frame.
+
+    Rendering is pipelined one frame ahead: while frame ``n`` is being encoded and
+    sent, frame ``n+1`` is already rendering in the executor. The world model is
+    stepped when a frame's render starts, about two frame periods before it is due,
+    so speech must be scheduled at least that far ahead (the conversation does).
+    """
 
     kind = "video"
 
@@ -88,29 +94,37 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._renderer = renderer
         self._executor = executor
         self._on_state = on_state
-        self._n = 0
+        self._n = 0  # index of the next frame whose render will start
+        self._ahead: tuple[int, asyncio.Future[np.ndarray]] | None = None
         self.stats = TrackStats()
 
-    async def recv(self) -> av.VideoFrame:
-        """The next video frame, rendered ahead and released at its due time."""
-        if self.readyState != "live":
-            raise MediaStreamError
-        self._clock.start()
-        n = self._n
-        # If we fell behind (a slow render), skip frames instead of drifting: the
+    def _start_render(self) -> tuple[int, asyncio.Future[np.ndarray]]:
+        # If we fell behind (slow renders), skip frames instead of drifting: the
         # world model still steps through every frame so motion stays on the clock.
-        behind = self._clock.video_frame_at(self._clock.elapsed()) - n
-        if behind > 2:
+        due_now = self._clock.video_frame_at(self._clock.elapsed())
+        behind = due_now - self._n
+        if behind > 1:
             for _ in range(behind):
                 self._world.step()
             self.stats.dropped_frames += behind
-            n += behind
-        self._n = n + 1
+            self._n += behind
+        n = self._n
+        self._n += 1
         state = self._world.step()
         if self._on_state is not None:
             self._on_state(state)
         loop = asyncio.get_running_loop()
-        image: np.ndarray = await loop.run_in_executor(self._executor, self._renderer.render, state)
+        return n, loop.run_in_executor(self._executor, self._renderer.render, state)
+
+    async def recv(self) -> av.VideoFrame:
+        """The next video frame, released at its due time."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._clock.start()
+        n, pending = self._ahead if self._ahead is not None else self._start_render()
+        self._ahead = None
+        image = await pending
+        self._ahead = self._start_render()
         late = await self._clock.wait_until(self._clock.video_frame_time(n))
         if late > 1.0 / self._clock.fps:
             self.stats.late_frames += 1
@@ -119,3 +133,10 @@ class AvatarVideoTrack(MediaStreamTrack):
         frame.time_base = self._clock.video_time_base
         self.stats.frames += 1
         return frame
+
+    def stop(self) -> None:
+        """Stop the track and drop the frame rendering ahead."""
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+            self._ahead = None
+        super().stop()

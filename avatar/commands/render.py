@@ -134,17 +134,12 @@ def render_speech_to_mp4(
     world = WorldModel(avatar_config, fps, seed=avatar_config.seed if seed is None else seed)
     lookahead = avatar_config.lookahead_ms
     for chunk, offset in zip(chunks, offsets, strict=True):
-        if chunk.phonemes:
-            drive = MouthDrive.from_phonemes(chunk.phonemes, chunk.duration, lookahead_ms=lookahead)
-        else:
-            chunk_words = None
-            if words is not None:
-                chunk_words = [
-                    Word(w.text, w.start - offset, w.end - offset, w.probability) for w in words
-                ]
-            drive = MouthDrive.from_audio(
-                chunk.pcm, chunk.sample_rate, lookahead_ms=lookahead, words=chunk_words
-            )
+        chunk_words = None
+        if words is not None and not chunk.phonemes:
+            chunk_words = [
+                Word(w.text, w.start - offset, w.end - offset, w.probability) for w in words
+            ]
+        drive = MouthDrive.from_speech(chunk, lookahead_ms=lookahead, words=chunk_words)
         world.schedule_speech(drive, lead_in + offset)
 
     result = RenderResult(path=Path(out), frames=0, fps=fps, duration=duration)
@@ -262,16 +257,20 @@ def _stt_words(speech: Speech, config: AppConfig, resolver: AssetResolver) -> li
     return list(stt.transcribe(pcm16).words)
 
 
-def _load_renderer(
-    avatar: Path | None, size: tuple[int, int], config: RenderConfig
-) -> FrameRenderer:
+def sized_config(config: RenderConfig, size: tuple[int, int], fps: int) -> RenderConfig:
+    """``config`` with the output size and frame rate replaced."""
+    w, h = size
+    return config.model_copy(update={"size": h, "width": None if w == h else w, "fps": fps})
+
+
+def _load_renderer(avatar: Path | None, config: RenderConfig) -> FrameRenderer:
     from avatar.identity import IdentityError, load_rig
-    from avatar.render import create_renderer
+    from avatar.render import create_renderer, render_size
 
     if avatar is not None and not avatar.exists():
         raise UsageError(f"--avatar {avatar}: no such file or folder")
     try:
-        rig = load_rig(avatar, size=size)
+        rig = load_rig(avatar, size=render_size(config))
     except IdentityError as exc:
         raise UsageError(f"--avatar {avatar if avatar else '(default)'}: {exc}") from exc
     renderer: FrameRenderer = create_renderer(rig, config)
@@ -280,13 +279,13 @@ def _load_renderer(
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     """Render the speech to ``--output``; exit 0, or 2 for bad input."""
-    render_config = config.render
-    fps = int(args.fps) if args.fps is not None else render_config.fps
+    fps = int(args.fps) if args.fps is not None else config.render.fps
     if not 1 <= fps <= 60:
         raise UsageError(f"--fps must be between 1 and 60, got {fps}")
     if args.pad < 0 or args.pad > 10:
         raise UsageError(f"--pad must be between 0 and 10 seconds, got {args.pad}")
-    size = _size(args, render_config)
+    size = _size(args, config.render)
+    render_config = sized_config(config.render, size, fps)
     if args.output.suffix.lower() != ".mp4":
         raise UsageError(f"--output must be an .mp4 file, got {args.output}")
     resolver = AssetResolver(config.assets)
@@ -303,7 +302,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         if not chunks:
             raise UsageError("the text gave no speech")
     speech_s = time.perf_counter() - t0
-    renderer = _load_renderer(args.avatar, size, render_config)
+    renderer = _load_renderer(args.avatar, render_config)
     result = render_speech_to_mp4(
         chunks,
         args.output,

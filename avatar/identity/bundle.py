@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -81,9 +82,14 @@ def rig_from_photo(
     portrait = apply_framing(photo, framing)
     lm = framing.apply(lm_photo)
     rig = build_rig(
-        portrait, lm, person_mask(portrait), framing=framing,
-        source_size=(photo.shape[1], photo.shape[0]), name=name, colors=colors,
-    )  # fmt: skip
+        portrait,
+        lm,
+        person_mask(portrait),
+        framing=framing,
+        source_size=(photo.shape[1], photo.shape[0]),
+        name=name,
+        colors=colors,
+    )
     return rig, lm_photo
 
 
@@ -125,15 +131,20 @@ def draw_preview(rig: AvatarRig) -> npt.NDArray[np.uint8]:
 
 
 def write_bundle(
-    rig: AvatarRig, out_dir: Path, *, source: npt.NDArray[np.uint8],
-    source_landmarks: npt.NDArray[np.float32], source_name: str,
-) -> Path:  # fmt: skip
+    rig: AvatarRig,
+    out_dir: Path,
+    *,
+    source: npt.NDArray[np.uint8],
+    source_landmarks: npt.NDArray[np.float32],
+    source_name: str,
+) -> Path:
     """Write ``rig`` (and the photo it came from) as a bundle folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
     h, w = source.shape[:2]
     k = min(1.0, SOURCE_MAX_SIDE / max(h, w))
     if k < 1.0:
-        source = cv2.resize(source, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+        size = (round(w * k), round(h * k))
+        source = np.asarray(cv2.resize(source, size, interpolation=cv2.INTER_AREA), np.uint8)
         sx, sy = source.shape[1] / w, source.shape[0] / h
         source_landmarks = (source_landmarks + 0.5) * np.array([sx, sy], np.float32) - 0.5
     _png(out_dir / "portrait.png", rig.portrait)
@@ -167,9 +178,13 @@ def write_bundle(
 
 
 def prepare_bundle(
-    photo: Path | np.ndarray, out_dir: Path, *, size: tuple[int, int] = DEFAULT_SIZE,
-    name: str | None = None, max_pixels: int = MAX_PIXELS,
-) -> Path:  # fmt: skip
+    photo: Path | np.ndarray,
+    out_dir: Path,
+    *,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> Path:
     """Detect, frame and rig a photo; write the bundle to ``out_dir`` and return it.
 
     Raises an :class:`~avatar.identity.errors.IdentityError` subclass for a photo that
@@ -180,8 +195,9 @@ def prepare_bundle(
     rig_name = name or (Path(photo).stem if isinstance(photo, (str, Path)) else "avatar")
     rig, lm_photo = rig_from_photo(img, size, name=rig_name)
     log.info("prepared %s: face %.0f px in a %dx%d frame", rig_name, rig.face_height, *size)
-    return write_bundle(rig, Path(out_dir), source=img, source_landmarks=lm_photo,
-                        source_name=src_name)  # fmt: skip
+    return write_bundle(
+        rig, Path(out_dir), source=img, source_landmarks=lm_photo, source_name=src_name
+    )
 
 
 # ---------------------------------------------------------------- reading
@@ -195,7 +211,7 @@ def _read_png(path: Path, mode: str) -> np.ndarray:
         raise BundleError(f"bundle file {path} is unreadable: {exc}") from exc
 
 
-def _read_json(path: Path) -> dict:  # type: ignore[type-arg]
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -222,8 +238,9 @@ def read_bundle(bundle: Path) -> AvatarRig:
     if person.shape != (h, w):
         raise BundleError(f"{bundle}/person.png does not match the portrait size")
     fr = doc.get("framing")
-    framing = None if not fr else Framing(float(fr["scale"]), float(fr["x0"]), float(fr["y0"]),
-                                          w, h)  # fmt: skip
+    framing = (
+        None if not fr else Framing(float(fr["scale"]), float(fr["x0"]), float(fr["y0"]), w, h)
+    )
     src = doc.get("source_size")
     try:
         colors = RigColors.from_dict(doc["colors"]) if "colors" in doc else None
@@ -231,10 +248,15 @@ def read_bundle(bundle: Path) -> AvatarRig:
         raise BundleError(f"{bundle}/rig.json has invalid colours: {exc}") from exc
     # the feature masks are rebuilt from the landmarks; person.png is the segmentation
     return build_rig(
-        portrait, lm, person, framing=framing,
+        portrait,
+        lm,
+        person,
+        framing=framing,
         source_size=(int(src[0]), int(src[1])) if src else None,
-        name=str(doc.get("name", bundle.name)), colors=colors, clean_person=False,
-    )  # fmt: skip
+        name=str(doc.get("name", bundle.name)),
+        colors=colors,
+        clean_person=False,
+    )
 
 
 def _bundle_ok(path: Path, size: tuple[int, int]) -> bool:
@@ -260,11 +282,20 @@ def _prepare_into_cache(target: Path, size: tuple[int, int], make: _Maker, name:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         img, lm_photo, colors, src_name = make()
-        rig, lm_photo = rig_from_photo(img, size, name=name, photo_landmarks=lm_photo,
-                                       colors=colors)  # fmt: skip
+        rig, lm_photo = rig_from_photo(
+            img, size, name=name, photo_landmarks=lm_photo, colors=colors
+        )
         write_bundle(rig, tmp, source=img, source_landmarks=lm_photo, source_name=src_name)
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
+        os.chmod(tmp, 0o755)
+        if _bundle_ok(target, size):  # another process prepared it meanwhile
+            return read_bundle(target)
+        if target.exists():  # a stale entry (older version): move it aside, then drop it
+            stale = Path(tempfile.mkdtemp(prefix=f".{target.name}-stale-", dir=target.parent))
+            try:
+                os.replace(target, stale / "old")
+            except OSError:
+                log.debug("could not move the stale cache entry %s aside", target)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.replace(tmp, target)
         except OSError:  # another process won the race: use its bundle
@@ -282,9 +313,11 @@ def _digest(*parts: bytes) -> str:
 
 
 def load_rig(
-    bundle_or_photo: Path | str | None = None, *, size: tuple[int, int] = DEFAULT_SIZE,
+    bundle_or_photo: Path | str | None = None,
+    *,
+    size: tuple[int, int] = DEFAULT_SIZE,
     cache_dir: Path | None = None,
-) -> AvatarRig:  # fmt: skip
+) -> AvatarRig:
     """The avatar to animate, at ``size`` (W, H).
 
     ``None`` gives the default avatar (``skimage.data.astronaut()``, prepared once into
@@ -299,8 +332,7 @@ def load_rig(
         def make_default() -> tuple[np.ndarray, None, None, str]:
             return default_photo(), None, None, "skimage.data.astronaut"
 
-        return _prepare_into_cache(root / f"{DEFAULT_NAME}-{tag}", size, make_default,
-                                   DEFAULT_NAME)  # fmt: skip
+        return _prepare_into_cache(root / f"{DEFAULT_NAME}-{tag}", size, make_default, DEFAULT_NAME)
     path = Path(bundle_or_photo)
     if path.is_dir():
         if _bundle_ok(path, size):

@@ -60,10 +60,13 @@ def _run_detector(detector: Any, img: npt.NDArray[np.uint8]) -> list[FaceBox]:
         b = det.location_data.relative_bounding_box
         out.append(
             FaceBox(
-                b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h,
+                b.xmin * w,
+                b.ymin * h,
+                (b.xmin + b.width) * w,
+                (b.ymin + b.height) * h,
                 float(det.score[0]),
             )
-        )  # fmt: skip
+        )
     return out
 
 
@@ -90,9 +93,10 @@ def detect_faces(img: npt.NDArray[np.uint8], *, min_score: float = 0.5) -> list[
     """All faces in an RGB image, largest first (empty when there are none)."""
     h, w = img.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
-    small = img if scale == 1.0 else cv2.resize(
-        img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-    )  # fmt: skip
+    small = img
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), np.uint8)
     sh, sw = small.shape[:2]
     mp = _mp()
     boxes: list[FaceBox] = []
@@ -127,14 +131,19 @@ def face_landmarks(img: npt.NDArray[np.uint8], box: FaceBox) -> npt.NDArray[np.f
     # crop with replicated borders so a face at the photo's edge still sits mid-crop
     m = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]], dtype=np.float64)
     crop = cv2.warpAffine(
-        img, m, (out, out), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        img,
+        m,
+        (out, out),
+        flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
-    )  # fmt: skip
+    )
     mp = _mp()
     with mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True, refine_landmarks=True, max_num_faces=1,
+        static_image_mode=True,
+        refine_landmarks=True,
+        max_num_faces=1,
         min_detection_confidence=0.3,
-    ) as mesh:  # fmt: skip
+    ) as mesh:
         res = mesh.process(np.ascontiguousarray(crop))
     if not res.multi_face_landmarks:
         raise NoFaceError("a face was detected but its landmarks could not be found")
@@ -159,5 +168,8 @@ def person_mask(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         res = seg.process(np.ascontiguousarray(img))
     mask = np.asarray(res.segmentation_mask, dtype=np.float32)
     if mask.shape != img.shape[:2]:
-        mask = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+        mask = np.asarray(
+            cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR),
+            np.float32,
+        )
     return np.clip(mask, 0.0, 1.0)

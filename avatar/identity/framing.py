@@ -64,7 +64,7 @@ def plan_framing(
 def apply_framing(photo: npt.NDArray[np.uint8], framing: Framing) -> npt.NDArray[np.uint8]:
     """Cut and scale the portrait out of the photo (area-averaged when shrinking)."""
     m = np.vstack([framing.matrix(), [0.0, 0.0, 1.0]])
-    src = photo
+    src: np.ndarray = photo
     if framing.scale < 0.8:
         h, w = photo.shape[:2]
         nw, nh = max(1, round(w * framing.scale)), max(1, round(h * framing.scale))
@@ -73,7 +73,20 @@ def apply_framing(photo: npt.NDArray[np.uint8], framing: Framing) -> npt.NDArray
         pre = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
         m = m @ np.linalg.inv(pre)
     flags = cv2.INTER_CUBIC if framing.scale > 1.0 else cv2.INTER_LINEAR
-    out = cv2.warpAffine(
-        src, m[:2], (framing.width, framing.height), flags=flags, borderMode=cv2.BORDER_REPLICATE
+    size = (framing.width, framing.height)
+    out = cv2.warpAffine(src, m[:2], size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.warpAffine(
+        np.ones(src.shape[:2], np.float32),
+        m[:2],
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0.0,),
     )
+    if float(inside.min()) < 0.999:
+        # beyond the photo's edge: replicated border pixels, softened into a blur
+        sigma = 0.03 * max(size)
+        soft = cv2.GaussianBlur(out.astype(np.float32), (0, 0), sigma)
+        keep = np.clip(cv2.GaussianBlur(inside, (0, 0), 2.0), 0.0, 1.0)[..., None]
+        out = np.clip(out * keep + soft * (1.0 - keep) + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(out)

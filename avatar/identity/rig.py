@@ -11,7 +11,7 @@ import numpy.typing as npt
 from avatar.identity import landmarks as L
 from avatar.identity.framing import Framing
 
-RIG_VERSION = 1
+RIG_VERSION = 2
 JAW_DROP = 0.11
 """How far the lower lip drops at ``jaw_open = 1``, as a fraction of the face height."""
 
@@ -125,10 +125,10 @@ def polygon_mask(
     shift = 4
     img = np.zeros((h, w), np.uint8)
     poly = np.round(np.asarray(pts, np.float64) * (1 << shift)).astype(np.int32)
-    cv2.fillPoly(img, [poly], 255, lineType=cv2.LINE_AA, shift=shift)
+    cv2.fillPoly(img, [poly], (255.0,), lineType=cv2.LINE_AA, shift=shift)
     mask = img.astype(np.float32) / 255.0
     if feather > 0:
-        mask = cv2.GaussianBlur(mask, (0, 0), feather)
+        mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), feather), np.float32)
     return mask
 
 
@@ -174,10 +174,11 @@ def sample_colors(
     hsv = cv2.cvtColor(portrait, cv2.COLOR_RGB2HSV)
     opening = inner > 0.5
     skin_v = float(np.mean(skin))
-    teeth = _color(np.array([228.0, 222.0, 210.0]) * min(1.0, 0.55 + skin_v / 400.0))
-    if opening.sum() >= 20:
+    teeth = _color(np.array([232.0, 226.0, 214.0]) * min(1.0, 0.6 + skin_v / 400.0))
+    fh = float(np.ptp(lm[:468, 1]))
+    if opening.sum() >= max(20.0, 0.002 * fh * fh):  # the photo shows the teeth
         v, sat = hsv[:, :, 2], hsv[:, :, 1]
-        bright = opening & (v > np.percentile(v[opening], 60)) & (sat < 90)
+        bright = opening & (v > np.percentile(v[opening], 60)) & (v > 120) & (sat < 60)
         if bright.sum() >= 20:
             teeth = _median_color(portrait, bright, teeth)
     lip_a = np.array(lip, np.float32)

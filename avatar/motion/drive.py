@@ -62,6 +62,10 @@ _HOLD: dict[Viseme, float] = {
     Viseme.HH: 0.25,
     Viseme.KK: 0.6,
 }
+LOUDNESS_MIX = 0.6
+"""With audio, the share of the jaw opening that follows loudness (the rest: visemes)."""
+_HALF_WINDOW = 0.0125
+"""Half the analysis window of the audio features (they see this far ahead)."""
 _BLEND_HOPS = 5
 """Width (in hops) of the symmetric smoothing of the coarticulated targets."""
 _CARRY = 0.10
@@ -134,11 +138,26 @@ class MouthDrive:
     # ------------------------------------------------------------------ builders
 
     @classmethod
-    def from_speech(cls, speech: Speech, *, lookahead_ms: float = 60.0) -> MouthDrive:
-        """From a TTS chunk: its phoneme timeline when it has one, its audio otherwise."""
+    def from_speech(
+        cls,
+        speech: Speech,
+        *,
+        lookahead_ms: float = 60.0,
+        words: Sequence[Word] | None = None,
+    ) -> MouthDrive:
+        """From a TTS chunk: its phoneme timeline (with its loudness) when it has one,
+        its audio otherwise (``words``: STT timings that refine the audio path)."""
         if speech.phonemes:
-            return cls.from_phonemes(speech.phonemes, speech.duration, lookahead_ms=lookahead_ms)
-        return cls.from_audio(speech.pcm, speech.sample_rate, lookahead_ms=lookahead_ms)
+            return cls.from_phonemes(
+                speech.phonemes,
+                speech.duration,
+                lookahead_ms=lookahead_ms,
+                pcm=speech.pcm,
+                sample_rate=speech.sample_rate,
+            )
+        return cls.from_audio(
+            speech.pcm, speech.sample_rate, lookahead_ms=lookahead_ms, words=words
+        )
 
     @classmethod
     def from_phonemes(
@@ -147,6 +166,8 @@ class MouthDrive:
         duration: float,
         *,
         lookahead_ms: float = 60.0,
+        pcm: npt.ArrayLike | None = None,
+        sample_rate: int | None = None,
     ) -> MouthDrive:
         """Coarticulated mouth targets from a phoneme timeline (Piper/espeak IPA).
 
@@ -155,7 +176,9 @@ class MouthDrive:
         raised cosine over ``lookahead`` before it (never longer: causality) and
         ``_CARRY`` after it. The target at each instant is the dominance-weighted mean
         of the shapes. Bilabials and pauses hold firmly (the lips close), /h/ and
-        velars borrow their neighbours' shapes.
+        velars borrow their neighbours' shapes. With the speech audio (``pcm`` at
+        ``sample_rate``), louder syllables open the jaw wider (vocal effort) and the
+        loudness drives the head's prosody.
         """
         lead = max(0.0, lookahead_ms / 1000.0)
         shift = min(PHONEME_LEAD, lead)
@@ -202,6 +225,10 @@ class MouthDrive:
         )
         targets = blended.astype(np.float32)
         energy = np.clip(energy_acc / wsum, 0.0, 1.0).astype(np.float32)
+        if pcm is not None and sample_rate is not None:
+            level = _loudness(pcm, sample_rate, times, lead)
+            targets[:, 0] *= (1.0 - LOUDNESS_MIX) + LOUDNESS_MIX * level
+            energy = level.astype(np.float32)
         # nothing may move before the first sound minus the lead
         first = next((s.start for s in segments if s.viseme is not Viseme.SILENCE), None)
         if first is not None:
@@ -243,8 +270,7 @@ class MouthDrive:
         duration = len(audio) / float(sample_rate)
         lead = max(0.0, lookahead_ms / 1000.0)
         feats = speech_features(audio, sample_rate, hop=HOP)
-        half_window = 0.0125
-        shift = max(0.0, min(FILTER_LAG, lead - half_window))
+        shift = max(0.0, min(FILTER_LAG, lead - _HALF_WINDOW))
         gate = feats.gate.copy()
         if words is not None:
             gate &= _word_mask(len(gate), HOP, words, pad=0.06)
@@ -289,6 +315,22 @@ class MouthDrive:
             accents=accents,
             source="audio",
         )
+
+
+def _loudness(pcm: npt.ArrayLike, sample_rate: int, times: F64, lead: float) -> F32:
+    """Gated loudness 0..1 at ``times`` (seconds from the audio start), never using
+    audio later than ``t + lead``; 0 outside the audio."""
+    audio = as_float_mono(pcm, name="speech audio")
+    feats = speech_features(audio, sample_rate, hop=HOP)
+    span = max(feats.reference_db - feats.threshold_db, 1e-3)
+    level = np.clip((feats.db - feats.threshold_db + 3.0) / span, 0.0, 1.0)
+    level = _attack_release(np.where(feats.gate, level, 0.0), HOP, attack=0.006, release=0.02)
+    shift = max(0.0, min(FILTER_LAG, lead - _HALF_WINDOW))
+    src = np.round((times + shift) / HOP).astype(np.int64)
+    valid = (src >= 0) & (src < len(level))
+    out = np.zeros(len(times), dtype=np.float32)
+    out[valid] = level[src[valid]]
+    return out
 
 
 _SONORITY: dict[Viseme, float] = {

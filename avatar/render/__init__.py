@@ -10,6 +10,7 @@ sign conventions of the state's angles and offsets.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -21,6 +22,8 @@ from avatar.identity.rig import AvatarRig
 from avatar.render.cpu import CpuRenderer
 from avatar.render.model import RigModel, build_model
 from avatar.state import AvatarState
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -45,12 +48,16 @@ def render_size(config: RenderConfig) -> tuple[int, int]:
 
 
 def create_renderer(rig: AvatarRig, config: RenderConfig) -> Renderer:
-    """The renderer the config names (``cpu`` or ``torch``) for a rig of the right size."""
-    want = render_size(config)
-    if rig.size != want:
-        raise ValueError(
-            f"the rig is {rig.size[0]}x{rig.size[1]} but the render config asks for "
-            f"{want[0]}x{want[1]}; load the rig with size={want}"
+    """The renderer the config names (``cpu`` or ``torch``) for a rig.
+
+    Frames come out at the rig's size (prepare the rig with ``load_rig(...,
+    size=render_size(config))`` to honour the config's size).
+    """
+    if rig.size != render_size(config):
+        log.info(
+            "rendering at the rig's %dx%d (the config asks for %dx%d)",
+            *rig.size,
+            *render_size(config),
         )
     if config.backend == "torch":
         from avatar.render.torch_renderer import TorchRenderer

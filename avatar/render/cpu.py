@@ -1,8 +1,9 @@
 """The CPU renderer: numpy for the fields, OpenCV ``remap`` for the sampling.
 
-Per frame: the common field (a few small matrix products and three low-resolution
-remaps), one full-frame remap of the moving part of the portrait, and the mouth and
-eye ROIs when they are active. Single-threaded it costs a few milliseconds at 512×512.
+Per frame: the common field (a small matrix product and three low-resolution remaps),
+one remap of the moving part of the portrait, and the mouth and eye boxes when they
+are active (their local fields are inverted on a coarse grid, then each box is
+sampled once or twice). Single-threaded it costs a few milliseconds at 512×512.
 """
 
 from __future__ import annotations
@@ -14,26 +15,72 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar.identity.rig import AvatarRig
-from avatar.render.model import DAMPING, ITERS, EyeModel, RigModel, build_model
+from avatar.render.model import DAMPING, ITERS, EyeModel, RigModel, Roi, build_model
 from avatar.render.params import FrameParams, frame_params
 from avatar.state import AvatarState
 
 F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
 LASH_DARKEN = 0.55
 
 
 def _remap(img: np.ndarray, coords: F32, *, zero: bool = False) -> np.ndarray:
     border = cv2.BORDER_CONSTANT if zero else cv2.BORDER_REPLICATE
-    out = cv2.remap(img, coords, None, cv2.INTER_LINEAR, borderMode=border, borderValue=0)
+    out: np.ndarray = cv2.remap(  # type: ignore[call-overload]
+        img, coords, None, cv2.INTER_LINEAR, borderMode=border, borderValue=0
+    )
     return out if out.ndim == 3 else out[:, :, None]
 
 
-def _pull_back(field: F32, start: F32) -> F32:
-    """Invert a forward field: solve ``q + field(q) = start`` by damped fixed-point steps."""
-    q = start - _remap(field, start, zero=True)
-    for _ in range(ITERS - 1):
-        q += DAMPING * (start - _remap(field, q, zero=True) - q)
-    return q
+class _Grid:
+    """A ROI's coarse grid: node indices and the conversions to portrait pixels."""
+
+    def __init__(self, roi: Roi) -> None:
+        nh, nw = roi.node_shape
+        iy, ix = np.mgrid[0:nh, 0:nw].astype(np.float32)
+        self.idx = np.stack([ix, iy], -1)
+        self.step = np.float32(roi.step)
+        self.inv_step = np.float32(1.0 / roi.step)
+        self.origin = np.array([roi.x0, roi.y0], np.float32)
+        self.shape = (nh, nw)
+
+    def invert(self, fwd: F32) -> F32:
+        """Backward displacement at the nodes for a forward field given at the nodes."""
+        d = fwd * self.inv_step
+        q = self.idx - d
+        for _ in range(ITERS - 1):
+            q += DAMPING * (self.idx - _remap(d, q, zero=True) - q)
+        q -= self.idx
+        q *= self.step
+        return q
+
+    def pull(self, back: F32, local: F32) -> F32:
+        """Apply a node backward field at ROI-local pixel positions."""
+        return local + _remap(back, local * self.inv_step, zero=True)
+
+
+class _Warp:
+    """A backward map: the identity, except inside ``box`` where it is ``part``."""
+
+    def __init__(
+        self, identity: F32, part: F32 | None = None, box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    ) -> None:
+        self.identity = identity
+        self.part = identity[0:0, 0:0] if part is None else part
+        self.box = box
+
+    def crop(self, x0: int, y0: int, x1: int, y1: int) -> F32:
+        """The map over a box (a view when it lies inside the computed part)."""
+        bx0, by0, bx1, by1 = self.box
+        if bx0 <= x0 and by0 <= y0 and x1 <= bx1 and y1 <= by1:
+            return self.part[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+        out = self.identity[y0:y1, x0:x1].copy()
+        ix0, iy0, ix1, iy1 = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)
+        if ix1 > ix0 and iy1 > iy0:
+            out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = self.part[
+                iy0 - by0 : iy1 - by0, ix0 - bx0 : ix1 - bx0
+            ]
+        return out
 
 
 class CpuRenderer:
@@ -52,12 +99,16 @@ class CpuRenderer:
         mo = m.mouth
         self._up = mo.up_fields.reshape(mo.up_fields.shape[0], -1)
         self._low = mo.low_fields.reshape(mo.low_fields.shape[0], -1)
+        self._mouth_grid = _Grid(mo.roi)
+        c = m.cell
+        self._aligned = c == int(c) and self.size[0] % c == 0 and self.size[1] % c == 0
+        self._eye_grids = [_Grid(e.roi) for e in m.eyes]
 
-    def render(self, state: AvatarState) -> npt.NDArray[np.uint8]:
+    def render(self, state: AvatarState) -> U8:
         """One frame (H×W×3 uint8 RGB) for one state."""
         return self._render(frame_params(self.model, [state]), 0)
 
-    def render_batch(self, states: Sequence[AvatarState]) -> list[npt.NDArray[np.uint8]]:
+    def render_batch(self, states: Sequence[AvatarState]) -> list[U8]:
         """Frames for several states, in order."""
         params = frame_params(self.model, states)
         return [self._render(params, i) for i in range(len(states))]
@@ -73,20 +124,16 @@ class CpuRenderer:
             g += DAMPING * (-_remap(fwd, self._low_idx + g * self._low_scale) - g)
         return g
 
-    def _render(self, p: FrameParams, i: int) -> npt.NDArray[np.uint8]:
+    def _render(self, p: FrameParams, i: int) -> U8:
         m = self.model
-        w, h = self.size
         out = m.portrait.copy()
-        warp = m.identity
+        warp = _Warp(m.identity)
         if np.any(p.common[i] != 0):
-            g = self.inverse_common(p.common[i])
-            warp = cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR)
-            warp += m.identity
-            x0, y0, x1, y1 = m.move_box
-            out[y0:y1, x0:x1] = cv2.remap(
-                m.portrait, warp[y0:y1, x0:x1], None, cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )  # fmt: skip
+            warp = self._warp(self.inverse_common(p.common[i]))
+            x0, y0, x1, y1 = warp.box
+            out[y0:y1, x0:x1] = cv2.remap(  # type: ignore[call-overload]
+                m.portrait, warp.part, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
         if np.any(p.mouth[i] != 0):
             self._mouth(out, warp, p, i)
         for e, eye in enumerate(m.eyes):
@@ -94,74 +141,107 @@ class CpuRenderer:
                 self._eye(out, warp, eye, p, i, e)
         return out
 
-    def _mouth(self, out: npt.NDArray[np.uint8], warp: F32, p: FrameParams, i: int) -> None:
+    def _warp(self, g: F32) -> _Warp:
+        """The full-resolution backward map, computed only inside the moving box."""
         m = self.model
-        mo = m.mouth
-        roi = mo.roi
-        bx, by, bx1, by1 = (int(v) for v in p.mouth_tight[i])
-        src = warp[by:by1, bx:bx1]
-        origin = np.array([roi.x0, roi.y0], np.float32)
-        local = src - origin
-        coef = p.mouth[i]
-        d_up = (coef @ self._up).reshape(roi.h, roi.w, 2)
-        d_low = (coef @ self._low).reshape(roi.h, roi.w, 2)
-        q_up = _pull_back(d_up, local)
-        q_low = _pull_back(d_low, local)
-        a_up = _remap(mo.atlas_up, q_up)
-        a_low = _remap(mo.atlas_low, q_low)
-        i_up = _remap(m.portrait_f, q_up + origin)
-        i_low = _remap(m.portrait_f, q_low + origin)
-        out[by:by1, bx:bx1] = composite_mouth(a_up, a_low, i_up, i_low)
+        w, h = self.size
+        x0, y0, x1, y1 = m.move_box
+        c = int(m.cell)
+        if self._aligned and x1 > x0 and y1 > y0:
+            # resizing the box's cells alone gives the same values as resizing the whole
+            # field there: the box has a margin of still nodes on every side
+            sub = g[y0 // c : (y1 + c - 1) // c, x0 // c : (x1 + c - 1) // c]
+            up = cv2.resize(
+                sub, (sub.shape[1] * c, sub.shape[0] * c), interpolation=cv2.INTER_LINEAR
+            )
+            part = np.asarray(up, np.float32)[: y1 - y0, : x1 - x0]
+        else:
+            x0, y0, x1, y1 = 0, 0, w, h
+            part = np.asarray(cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+        part += m.identity[y0:y1, x0:x1]
+        return _Warp(m.identity, part, (x0, y0, x1, y1))
 
-    def _eye(
-        self, out: npt.NDArray[np.uint8], warp: F32, eye: EyeModel, p: FrameParams, i: int, e: int
-    ) -> None:
-        m = self.model
-        roi = eye.roi
-        bx, by, bx1, by1 = (int(v) for v in p.eye_tight[i, e])
-        src = warp[by:by1, bx:bx1]
-        origin = np.array([roi.x0, roi.y0], np.float32)
-        local = src - origin
+    def _mouth(self, out: U8, warp: _Warp, p: FrameParams, i: int) -> None:
+        mo = self.model.mouth
+        grid = self._mouth_grid
+        x0, y0, x1, y1 = (int(v) for v in p.mouth_tight[i])
+        local = warp.crop(x0, y0, x1, y1) - grid.origin
+        coef = p.mouth[i]
+        g_up = grid.invert((coef @ self._up).reshape(*grid.shape, 2))
+        g_low = grid.invert((coef @ self._low).reshape(*grid.shape, 2))
+        a_up = _remap(mo.atlas_up, grid.pull(g_up, local))
+        a_low = _remap(mo.atlas_low, grid.pull(g_low, local))
+        out[y0:y1, x0:x1] = composite_mouth(a_up, a_low)
+
+    def _eye(self, out: U8, warp: _Warp, eye: EyeModel, p: FrameParams, i: int, e: int) -> None:
+        grid = self._eye_grids[e]
+        x0, y0, x1, y1 = (int(v) for v in p.eye_tight[i, e])
+        local = warp.crop(x0, y0, x1, y1) - grid.origin
         blink = float(p.blink[i, e])
-        q_lid = _pull_back(eye.lid_field * np.float32(blink), local) if blink else local
+        q_lid = grid.pull(grid.invert(eye.lid_field * np.float32(blink)), local) if blink else local
         shift = np.array(
             [p.gaze[i, 0] * eye.gaze_px[0], -p.gaze[i, 1] * eye.gaze_px[1]], np.float32
         )
         a_lid = _remap(eye.atlas_lid, q_lid)
         a_face = _remap(eye.atlas_face, local)
         a_iris = _remap(eye.atlas_iris, local - shift, zero=True)
-        i_lid = _remap(m.portrait_f, q_lid + origin)
-        i_face = _remap(m.portrait_f, src)
-        out[by:by1, bx:bx1] = composite_eye(
-            a_lid, a_face, a_iris, i_lid, i_face, blink
-        )
+        out[y0:y1, x0:x1] = composite_eye(a_lid, a_face, a_iris, blink)
 
 
-def composite_mouth(a_up: F32, a_low: F32, i_up: F32, i_low: F32) -> npt.NDArray[np.uint8]:
-    """Blend the upper part, lower part and the synthesized interior of the mouth box."""
-    ml = a_low[..., 0:1]
-    w_int = np.maximum(1.0 - ml - a_up[..., 0:1], 0.0)
+def composite_mouth(a_up: F32, a_low: F32) -> U8:
+    """Blend the upper part, the lower part and the synthesized interior of the mouth.
+
+    ``a_up`` holds (portrait RGB, upper mask, teeth RGBA, cavity RGB) sampled through the
+    upper part's field, ``a_low`` (portrait RGB, lower mask, tongue/lower teeth RGBA)
+    through the lower part's. A pixel is lower lip where the lower pull-back lands below
+    the lower lip line, upper lip where the upper one lands above the upper lip line,
+    and the mouth's inside where neither does (there: cavity, under the tongue and lower
+    teeth, under the upper teeth).
+    """
+    u, lo = cv2.split(a_up), cv2.split(a_low)
+    ml = lo[3]
+    w_int = 1.0 - ml - u[3]
+    np.maximum(w_int, 0.0, out=w_int)
     w_up = 1.0 - ml - w_int
-    out = a_up[..., 5:8].copy()
-    out += (a_low[..., 1:4] - out) * a_low[..., 4:5]
-    out += (a_up[..., 1:4] - out) * a_up[..., 4:5]
-    out *= w_int
-    out += i_low * ml
-    out += i_up * w_up
-    np.clip(out, 0.0, 255.0, out=out)
-    return np.rint(out).astype(np.uint8)
+    w_teeth = w_int * u[7]
+    w_rest = w_int - w_teeth
+    w_tongue = w_rest * lo[7]
+    w_cav = w_rest - w_tongue
+    chans = []
+    for c in range(3):
+        o = u[8 + c] * w_cav
+        o += lo[4 + c] * w_tongue
+        o += u[4 + c] * w_teeth
+        o += lo[c] * ml
+        o += u[c] * w_up
+        chans.append(o)
+    return _to_u8(cv2.merge(chans))
 
 
-def composite_eye(
-    a_lid: F32, a_face: F32, a_iris: F32, i_lid: F32, i_face: F32, blink: float
-) -> npt.NDArray[np.uint8]:
-    """Blend the (closing) upper lid, the lower lid and the eyeball with its iris."""
-    mu, ml = a_lid[..., :1], a_face[..., :1]
-    w_up = mu
+def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
+    """Blend the (closing) upper lid, the lower lid and the eyeball with its iris.
+
+    ``a_lid`` holds (portrait RGB, upper-lid mask, lash alpha) sampled through the lid
+    field, ``a_face`` (portrait RGB, lower-lid mask, eyeball RGB) through the face, and
+    ``a_iris`` the iris sprite at the gaze offset.
+    """
+    lid, face, iris = cv2.split(a_lid), cv2.split(a_face), cv2.split(a_iris)
+    mu, ml = lid[3], face[3]
     w_low = np.minimum(ml, 1.0 - mu)
-    w_eye = 1.0 - w_up - w_low
-    lid = i_lid * (1.0 - LASH_DARKEN * blink * a_lid[..., 1:2])
-    ball = a_face[..., 1:4]
-    ball = ball + (a_iris[..., :3] - ball) * a_iris[..., 3:4]
-    colour = w_up * lid + w_low * i_face + w_eye * ball
-    return np.rint(np.clip(colour, 0.0, 255.0)).astype(np.uint8)
+    w_eye = 1.0 - mu - w_low
+    w_iris = w_eye * iris[3]
+    w_ball = w_eye - w_iris
+    w_lid = mu * (1.0 - LASH_DARKEN * blink * lid[4])
+    chans = []
+    for c in range(3):
+        o = face[4 + c] * w_ball
+        o += iris[c] * w_iris
+        o += face[c] * w_low
+        o += lid[c] * w_lid
+        chans.append(o)
+    return _to_u8(cv2.merge(chans))
+
+
+def _to_u8(img: np.ndarray) -> U8:
+    np.clip(img, 0.0, 255.0, out=img)
+    return np.rint(img).astype(np.uint8)

@@ -23,15 +23,28 @@ def build_eye(rig: AvatarRig, grid: CommonGrid, basis: F64, *, side: str) -> Eye
     lm = rig.landmarks.astype(np.float64)
     fh = rig.face_height
     if side == "right":
-        up_i, lo_i, brow_i, iris_i = L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER, L.RIGHT_BROW_LOWER, \
-            L.RIGHT_IRIS  # fmt: skip
+        up_i, lo_i, brow_i, iris_i = (
+            L.RIGHT_EYE_UPPER,
+            L.RIGHT_EYE_LOWER,
+            L.RIGHT_BROW_LOWER,
+            L.RIGHT_IRIS,
+        )
     else:
-        up_i, lo_i, brow_i, iris_i = L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER, L.LEFT_BROW_LOWER, \
-            L.LEFT_IRIS  # fmt: skip
+        up_i, lo_i, brow_i, iris_i = (
+            L.LEFT_EYE_UPPER,
+            L.LEFT_EYE_LOWER,
+            L.LEFT_BROW_LOWER,
+            L.LEFT_IRIS,
+        )
     up, lo, brow = lm[list(up_i)], lm[list(lo_i)], lm[list(brow_i)]
     xa, xb = min(up[0, 0], up[-1, 0]), max(up[0, 0], up[-1, 0])
-    content = clip_box(xa - 0.05 * fh, brow[:, 1].min() - 0.01 * fh, xb + 0.05 * fh,
-                       lo[:, 1].max() + 0.05 * fh, rig.size)  # fmt: skip
+    content = clip_box(
+        xa - 0.05 * fh,
+        brow[:, 1].min() - 0.01 * fh,
+        xb + 0.05 * fh,
+        lo[:, 1].max() + 0.05 * fh,
+        rig.size,
+    )
     roi = make_roi(content, basis, rig.size, (0.04 * fh, 0.04 * fh), 0.01 * fh)
     x0, y0, w, h = roi.x0, roi.y0, roi.w, roi.h
     xs = roi.columns()

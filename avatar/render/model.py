@@ -32,8 +32,17 @@ from avatar.identity.rig import AvatarRig
 from avatar.render.geometry import F32, F64, curve_y, smoothstep
 
 HEAD_UNITS = (
-    "rot_c", "rot_s", "tx", "ty", "yaw", "pitch", "torso", "breath", "brow_up", "brow_down",
-)  # fmt: skip
+    "rot_c",
+    "rot_s",
+    "tx",
+    "ty",
+    "yaw",
+    "pitch",
+    "torso",
+    "breath",
+    "brow_up",
+    "brow_down",
+)
 MOUTH_COMMON_UNITS = ("jaw", "wide", "round")
 COMMON_UNITS = HEAD_UNITS + tuple(f"mouth_{u}" for u in MOUTH_COMMON_UNITS)
 MOUTH_UNITS = ("jaw", "wide", "round", "press", "teeth")
@@ -97,7 +106,9 @@ class Roi:
     def nodes(self) -> F64:
         """(rows, cols, 2) portrait coordinates of the coarse field grid."""
         nh, nw = self.node_shape
-        gx, gy = np.meshgrid(self.x0 + self.step * np.arange(nw), self.y0 + self.step * np.arange(nh))
+        gx, gy = np.meshgrid(
+            self.x0 + self.step * np.arange(nw), self.y0 + self.step * np.arange(nh)
+        )
         return np.stack([gx, gy], -1).astype(np.float64)
 
     def columns(self) -> F64:
@@ -112,7 +123,9 @@ class Roi:
         """1 inside the content box, falling smoothly to 0 at its edges."""
         cx0, cy0, cw, ch = self.content
         x, y = pts[..., 0], pts[..., 1]
-        edge = np.minimum(np.minimum(x - cx0, cx0 + cw - 1 - x), np.minimum(y - cy0, cy0 + ch - 1 - y))
+        edge = np.minimum(
+            np.minimum(x - cx0, cx0 + cw - 1 - x), np.minimum(y - cy0, cy0 + ch - 1 - y)
+        )
         return smoothstep(edge / max(margin, 1.0))
 
 
@@ -161,7 +174,7 @@ class RigModel:
     identity: F32
     """(H, W, 2) pixel-centre coordinates."""
     move_box: tuple[int, int, int, int]
-    """(x0, y0, x1, y1): outside it the common field is exactly zero."""
+    """(x0, y0, x1, y1), on cell boundaries: outside it the common field is exactly zero."""
     portrait: npt.NDArray[np.uint8]
     portrait_f: F32
     """The portrait as float32 (sampled inside the ROIs)."""
@@ -210,7 +223,7 @@ def bilinear(arr: F64 | F32, x: float, y: float) -> F64:
     h, w = arr.shape[:2]
     x = float(np.clip(x, 0, w - 1))
     y = float(np.clip(y, 0, h - 1))
-    x0, y0 = int(math.floor(x)), int(math.floor(y))
+    x0, y0 = math.floor(x), math.floor(y)
     x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
     fx, fy = x - x0, y - y0
     a = np.asarray(arr, np.float64)
@@ -224,7 +237,7 @@ def movable_mask(person: F32, face_h: float, cell: float) -> F64:
     hard = (person > 0.5).astype(np.uint8)
     radius = 0.12 * face_h
     erode = 1.5 * cell + 4.0
-    pad = int(math.ceil(radius + erode)) + 2
+    pad = math.ceil(radius + erode) + 2
     padded = cv2.copyMakeBorder(hard, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[pad:-pad, pad:-pad]
     return smoothstep((dist - erode) / radius)
@@ -236,16 +249,20 @@ def common_grid(rig: AvatarRig) -> CommonGrid:
     cell, hl, wl = low_shape_for(size)
     nodes = node_coords(size, (hl, wl))
     move_full = movable_mask(rig.person, rig.face_height, cell)
-    m = cv2.remap(
-        move_full.astype(np.float32), nodes.astype(np.float32), None, cv2.INTER_LINEAR,
+    m = cv2.remap(  # type: ignore[call-overload]
+        move_full.astype(np.float32),
+        nodes.astype(np.float32),
+        None,
+        cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
-    ).astype(np.float64)  # fmt: skip
+    ).astype(np.float64)
     m[m < 1e-4] = 0.0
     # nodes next to an unmovable one are pinned too: the upsampled field is then exactly
     # zero on every pixel outside the silhouette
     m *= cv2.erode((m > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
-    return CommonGrid(size=size, cell=cell, shape=(hl, wl), nodes=nodes, move=m,
-                      move_full=move_full)  # fmt: skip
+    return CommonGrid(
+        size=size, cell=cell, shape=(hl, wl), nodes=nodes, move=m, move_full=move_full
+    )
 
 
 def _brow_field(lm: F32, xy: F64, fh: float, *, down: bool) -> F64:
@@ -317,20 +334,25 @@ def clip_box(
 ) -> tuple[int, int, int, int]:
     """Integer box (x0, y0, w, h) covering [x0, x1] × [y0, y1], inside the frame."""
     w, h = size
-    bx0, by0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
-    bx1, by1 = min(w, int(math.ceil(x1)) + 1), min(h, int(math.ceil(y1)) + 1)
+    bx0, by0 = max(0, math.floor(x0)), max(0, math.floor(y0))
+    bx1, by1 = min(w, math.ceil(x1) + 1), min(h, math.ceil(y1) + 1)
     return bx0, by0, max(2, bx1 - bx0), max(2, by1 - by0)
 
 
 def make_roi(
-    content: tuple[int, int, int, int], basis: F64, size: tuple[int, int],
-    pad: tuple[float, float], margin: float, *, step: int = 2,
-) -> Roi:  # fmt: skip
+    content: tuple[int, int, int, int],
+    basis: F64,
+    size: tuple[int, int],
+    pad: tuple[float, float],
+    margin: float,
+    *,
+    step: int = 2,
+) -> Roi:
     """A ROI around a content box; ``pad`` sizes the fixed destination box."""
     cx0, cy0, cw, ch = content
-    px = max(0, min(int(math.ceil(pad[0])) + 2, (size[0] - cw) // 2))
-    py = max(0, min(int(math.ceil(pad[1])) + 2, (size[1] - ch) // 2))
-    extra = int(math.ceil(margin)) + 6
+    px = max(0, min(math.ceil(pad[0]) + 2, (size[0] - cw) // 2))
+    py = max(0, min(math.ceil(pad[1]) + 2, (size[1] - ch) // 2))
+    extra = math.ceil(margin) + 6
     x0, y0 = max(0, cx0 - px - extra), max(0, cy0 - py - extra)
     x1 = min(size[0], cx0 + cw + px + extra)
     y1 = min(size[1], cy0 + ch + py + extra)
@@ -344,10 +366,18 @@ def make_roi(
         v = (y + 0.5) * hl / size[1] - 0.5
         vals[:, j] = [bilinear(b, u, v) for b in basis]
     return Roi(
-        x0=x0, y0=y0, w=x1 - x0, h=y1 - y0, content=content, pad_x=px, pad_y=py, step=step,
-        probes=np.array(probes, np.float32), probe_basis=vals.astype(np.float32),
-        margin=int(math.ceil(margin)) + 2,
-    )  # fmt: skip
+        x0=x0,
+        y0=y0,
+        w=x1 - x0,
+        h=y1 - y0,
+        content=content,
+        pad_x=px,
+        pad_y=py,
+        step=step,
+        probes=np.array(probes, np.float32),
+        probe_basis=vals.astype(np.float32),
+        margin=math.ceil(margin) + 2,
+    )
 
 
 def sample_nearest(img: F64, pts: F64) -> F64:
@@ -370,13 +400,11 @@ def build_model(rig: AvatarRig) -> RigModel:
     w, h = rig.size
     hl, wl = grid.shape
     ys, xs = np.nonzero(np.abs(basis).sum(axis=(0, 3)) > 0)
-    if len(xs):
-        move_box = (
-            max(0, int((xs.min() - 1) * w / wl)),
-            max(0, int((ys.min() - 1) * h / hl)),
-            min(w, int(math.ceil((xs.max() + 2) * w / wl))),
-            min(h, int(math.ceil((ys.max() + 2) * h / hl))),
-        )
+    if len(xs):  # whole cells, with two still nodes of margin (see CpuRenderer)
+        c = int(grid.cell)
+        j0, j1 = max(0, int(xs.min()) - 2), min(wl, int(xs.max()) + 3)
+        i0, i1 = max(0, int(ys.min()) - 2), min(hl, int(ys.max()) + 3)
+        move_box = (j0 * c, i0 * c, min(w, j1 * c), min(h, i1 * c))
     else:
         move_box = (0, 0, 0, 0)
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))

@@ -63,8 +63,13 @@ def mouth_targets(rig: AvatarRig) -> MouthTargets:
         return np.asarray(along * e + down * n)
 
     # smooth part: jaw line, corners, cheeks beside the corners, the neck under the chin
-    jaw_w = dict(zip((132, 58, 172, 136, 150, 149, 176, 148), (0.1, 0.25, 0.4, 0.55, 0.7, 0.85,
-                                                               0.95, 1.0), strict=True))  # fmt: skip
+    jaw_w = dict(
+        zip(
+            (132, 58, 172, 136, 150, 149, 176, 148),
+            (0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 0.95, 1.0),
+            strict=True,
+        )
+    )
     jaw_w.update(zip((361, 288, 397, 365, 379, 378, 400, 377), list(jaw_w.values()), strict=True))
     jaw_w[L.CHIN] = 1.08
     pts: list[F64] = []
@@ -74,22 +79,32 @@ def mouth_targets(rig: AvatarRig) -> MouthTargets:
         vals.append(np.r_[vec(0.0, wgt * J), 0.0, 0.0, 0.0, 0.0])
     for c, s in ((c0, -1.0), (c1, 1.0)):
         pts.append(c)
-        vals.append(np.r_[vec(-s * 0.03 * mw, 0.45 * J), vec(s * 0.10 * mw, -0.015 * fh),
-                          vec(-s * 0.14 * mw, 0.0)])  # fmt: skip
+        vals.append(
+            np.r_[
+                vec(-s * 0.03 * mw, 0.45 * J),
+                vec(s * 0.10 * mw, -0.015 * fh),
+                vec(-s * 0.14 * mw, 0.0),
+            ]
+        )
         for k, fj, fw, fr in ((0.35, 0.3, 0.06, 0.07), (0.8, 0.15, 0.025, 0.03)):
             pts.append(mid + s * e * (mw / 2.0) * (1.0 + k))
-            vals.append(np.r_[vec(0.0, fj * J), vec(s * fw * mw, -fw / 6.0 * fh),
-                              vec(-s * fr * mw, 0.0)])  # fmt: skip
+            vals.append(
+                np.r_[vec(0.0, fj * J), vec(s * fw * mw, -fw / 6.0 * fh), vec(-s * fr * mw, 0.0)]
+            )
     chin = lm[L.CHIN]
     for dy, f in ((0.1, 0.45), (0.2, 0.12)):
         pts.append(chin + n * dy * fh)
         vals.append(np.r_[vec(0.0, f * J), 0.0, 0.0, 0.0, 0.0])
 
     # lip points: total targets of each unit (jaw, wide, round, press, teeth)
+    inner_up, inner_lo = lm[list(L.LIPS_INNER_UPPER)], lm[list(L.LIPS_INNER_LOWER)]
+
     def lip_targets(idx: tuple[int, ...], inner: bool, upper: bool) -> F64:
         p = lm[list(idx[1:-1])]
         other = lm[list((L.LIPS_INNER_UPPER if upper else L.LIPS_INNER_LOWER)[1:-1])]
         thick = np.linalg.norm(p - other, axis=1)
+        # the opening between the lips at rest (a smile showing teeth): pressing closes it
+        gap = np.maximum(curve_y(inner_lo, p[:, 0]) - curve_y(inner_up, p[:, 0]), 0.0) + 0.3
         out = []
         for j, pt in enumerate(p):
             u = float((pt - mid) @ e / (mw / 2.0))
@@ -100,7 +115,8 @@ def mouth_targets(rig: AvatarRig) -> MouthTargets:
             wide = vec(0.10 * mw * u, -0.015 * fh * u * u)
             rnd = (0.007 if inner else 0.014) * fh * (1.0 - au * au)
             rnd_v = vec(-0.14 * mw * u, -rnd if upper else rnd)
-            press = vec(0.0, 0.0 if inner else (0.4 if upper else -0.4) * thick[j])
+            close = 0.5 * gap[j] + (0.0 if inner else 0.4 * thick[j])
+            press = vec(0.0, close if upper else -close)
             bare = (0.4 + 0.6 * (1.0 - au * au)) * fh
             teeth = vec(0.0, -0.028 * bare if upper else 0.012 * bare)
             out.append(np.r_[jaw, wide, rnd_v, press, teeth])
@@ -108,22 +124,38 @@ def mouth_targets(rig: AvatarRig) -> MouthTargets:
 
     up_pts = np.vstack([lm[list(L.LIPS_OUTER_UPPER[1:-1])], lm[list(L.LIPS_INNER_UPPER[1:-1])]])
     lo_pts = np.vstack([lm[list(L.LIPS_OUTER_LOWER[1:-1])], lm[list(L.LIPS_INNER_LOWER[1:-1])]])
-    up_tgt = np.vstack([lip_targets(L.LIPS_OUTER_UPPER, False, True),
-                        lip_targets(L.LIPS_INNER_UPPER, True, True)])  # fmt: skip
-    lo_tgt = np.vstack([lip_targets(L.LIPS_OUTER_LOWER, False, False),
-                        lip_targets(L.LIPS_INNER_LOWER, True, False)])  # fmt: skip
+    up_tgt = np.vstack(
+        [lip_targets(L.LIPS_OUTER_UPPER, False, True), lip_targets(L.LIPS_INNER_UPPER, True, True)]
+    )
+    lo_tgt = np.vstack(
+        [
+            lip_targets(L.LIPS_OUTER_LOWER, False, False),
+            lip_targets(L.LIPS_INNER_LOWER, True, False),
+        ]
+    )
     jaw = lm[list(L.JAW_LINE)]
-    jaw_box = clip_box(jaw[:, 0].min() - 0.05 * fh, lm[L.NOSE_TIP][1] - 0.02 * fh,
-                       jaw[:, 0].max() + 0.05 * fh, chin[1] + 0.32 * fh, rig.size)  # fmt: skip
+    jaw_box = clip_box(
+        jaw[:, 0].min() - 0.05 * fh,
+        lm[L.NOSE_TIP][1] - 0.02 * fh,
+        jaw[:, 0].max() + 0.05 * fh,
+        chin[1] + 0.32 * fh,
+        rig.size,
+    )
     return MouthTargets(
-        mid=mid, axis=e, width=mw, com_pts=np.array(pts), com_vals=np.array(vals),
-        up_pts=up_pts, lo_pts=lo_pts, up_tgt=up_tgt, lo_tgt=lo_tgt, jaw_box=jaw_box,
-    )  # fmt: skip
+        mid=mid,
+        axis=e,
+        width=mw,
+        com_pts=np.array(pts),
+        com_vals=np.array(vals),
+        up_pts=up_pts,
+        lo_pts=lo_pts,
+        up_tgt=up_tgt,
+        lo_tgt=lo_tgt,
+        jaw_box=jaw_box,
+    )
 
 
-def mouth_common_basis(
-    rig: AvatarRig, grid: CommonGrid, t: MouthTargets
-) -> tuple[F64, F64, F64]:
+def mouth_common_basis(rig: AvatarRig, grid: CommonGrid, t: MouthTargets) -> tuple[F64, F64, F64]:
     """The smooth part of the mouth units on the low-res grid; also its value at the lips."""
     fh = rig.face_height
     lm = rig.landmarks.astype(np.float64)
@@ -134,7 +166,7 @@ def mouth_common_basis(
     nc = t.com_vals.shape[1]
     cv = np.vstack([t.com_vals, np.zeros((len(ring) + len(nose), nc))])
     X, Y = grid.nodes[..., 0], grid.nodes[..., 1]
-    inside = (X >= x0) & (X <= x0 + w - 1) & (Y >= y0) & (Y <= y0 + h - 1)
+    inside = (x0 <= X) & (x0 + w - 1 >= X) & (y0 <= Y) & (y0 + h - 1 >= Y)
     query = np.vstack([grid.nodes[inside], t.up_pts, t.lo_pts])
     at = tps_field(cp, cv, query, scale=fh)
     n_in = int(inside.sum())
@@ -163,10 +195,16 @@ def build_mouth(
     J = JAW_DROP * fh
     mw, e, mid = t.width, t.axis, t.mid
     ends = np.array([mid - e * 0.75 * mw, mid + e * 0.75 * mw])
-    content = clip_box(ends[:, 0].min(), lm[L.NOSE_BASE][1] - 0.015 * fh, ends[:, 0].max(),
-                       lm[L.CHIN][1] + 0.01 * fh, rig.size)  # fmt: skip
-    roi = make_roi(content, basis, rig.size, (0.05 * fh + 0.15 * mw, 0.05 * fh + 0.6 * J),
-                   0.02 * fh)  # fmt: skip
+    content = clip_box(
+        ends[:, 0].min(),
+        lm[L.NOSE_BASE][1] - 0.015 * fh,
+        ends[:, 0].max(),
+        lm[L.CHIN][1] + 0.01 * fh,
+        rig.size,
+    )
+    roi = make_roi(
+        content, basis, rig.size, (0.05 * fh + 0.15 * mw, 0.05 * fh + 0.6 * J), 0.02 * fh
+    )
     nodes = roi.nodes()
     q = nodes.reshape(-1, 2)
     u = ((q - mid) @ e) / (mw / 2.0)
@@ -174,14 +212,19 @@ def build_mouth(
     taper = roi.content_taper(q, 0.03 * fh) * sample_nearest(grid.move_full, q)
     cx0, cy0, cw, ch = content
     ring = box_ring(cx0, cy0, cx0 + cw - 1, cy0 + ch - 1, 0.05 * fh)
-    anchors = np.vstack([lm[list(L.MOUTH_CORNERS + L.INNER_CORNERS)], lm[list(L.NOSE)],
-                         lm[list(L.JAW_LINE)], ring])  # fmt: skip
+    anchors = np.vstack(
+        [lm[list(L.MOUTH_CORNERS + L.INNER_CORNERS)], lm[list(L.NOSE)], lm[list(L.JAW_LINE)], ring]
+    )
     nu = len(MOUTH_UNITS)
     nh, nw = roi.node_shape
     fields = []
     for pts, resid in ((t.up_pts, t.up_tgt - base_up), (t.lo_pts, t.lo_tgt - base_lo)):
-        split = tps_field(np.vstack([pts, anchors]),
-                          np.vstack([resid, np.zeros((len(anchors), 2 * nu))]), q, scale=fh)
+        split = tps_field(
+            np.vstack([pts, anchors]),
+            np.vstack([resid, np.zeros((len(anchors), 2 * nu))]),
+            q,
+            scale=fh,
+        )
         f = split * (window * taper)[:, None]
         fields.append(np.ascontiguousarray(f.reshape(nh, nw, nu, 2).transpose(2, 0, 1, 3)))
     atlas_up, atlas_low = mouth_atlases(rig, roi)
@@ -234,12 +277,12 @@ def mouth_atlases(rig: AvatarRig, roi: Roi) -> tuple[F32, F32]:
     shows = float(np.max(o_h)) > 0.015 * fh
     h_t = o_h + 0.01 * fh
     if not shows:
-        h_t = np.maximum(h_t, 0.05 * fh * (0.55 + 0.45 * side))
+        h_t = np.maximum(h_t, 0.032 * fh * (0.55 + 0.45 * side))
     a_teeth = np.clip(h_t - t + 0.5, 0.0, 1.0) * np.clip(t + 2.5, 0.0, 1.0)
     a_teeth *= 1.0 - smoothstep((au - 0.8) / 0.35)
-    shade = (1.0 - 0.5 * au**1.6) * (0.78 + 0.22 * smoothstep(t / (0.3 * h_t)))
-    shade *= 1.0 - 0.15 * smoothstep((t - 0.75 * h_t) / (0.25 * h_t))
-    shade *= _gap_shade(u, half, gap_px, (0.0, 0.21, 0.39, 0.55, 0.68, 0.79))
+    shade = (1.0 - 0.45 * au**2) * (0.84 + 0.16 * smoothstep(t / (0.3 * h_t)))
+    shade *= 1.0 - 0.1 * smoothstep((t - 0.75 * h_t) / (0.25 * h_t))
+    shade *= _gap_shade(u, half, gap_px, (0.0, 0.24, 0.44), 0.07)
     teeth_rgb = teeth_col * shade[..., None]
     photo = opening > 0.01
     teeth_rgb[photo] = portrait[photo]
@@ -253,7 +296,7 @@ def mouth_atlases(rig: AvatarRig, roi: Roi) -> tuple[F32, F32]:
     h_lt = 0.017 * fh * (0.3 + 0.7 * side)
     a_lt = np.clip(h_lt - tl + 0.5, 0.0, 1.0) * np.clip(tl + 2.5, 0.0, 1.0)
     a_lt *= 1.0 - smoothstep((au - 0.35) / 0.3)
-    lt_shade = 0.8 * (1.0 - 0.4 * au**1.6) * _gap_shade(u, half, gap_px, (0.0, 0.2), 0.1)
+    lt_shade = 0.8 * (1.0 - 0.4 * au**1.6) * _gap_shade(u, half, gap_px, (0.0, 0.2), 0.06)
     lt_shade *= 0.85 + 0.15 * smoothstep((h_lt - tl) / (0.5 * h_lt + 1e-6))
     lt_rgb = teeth_col * lt_shade[..., None]
     mid_li = float(curve_y(lm[list(L.LIPS_INNER_LOWER)], [cx])[0])

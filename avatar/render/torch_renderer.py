@@ -70,17 +70,18 @@ class TorchRenderer:
         self._identity = t(m.identity)
         self._portrait = chw(m.portrait_f)
         mo = m.mouth
+        self._node_idx = {id(r): t(_node_idx(r)) for r in (m.mouth.roi, *(e.roi for e in m.eyes))}
         self._mouth = {
             "up": t(mo.up_fields.reshape(mo.up_fields.shape[0], -1)),
             "low": t(mo.low_fields.reshape(mo.low_fields.shape[0], -1)),
-            "atlas_up": chw(mo.atlas_up),
-            "atlas_low": chw(mo.atlas_low),
+            "atlas_up": chw(mo.atlas_up[..., 3:]),
+            "atlas_low": chw(mo.atlas_low[..., 3:]),
         }
         self._eyes = [
             {
-                "lid": chw(e.lid_field),
-                "atlas_lid": chw(e.atlas_lid),
-                "atlas_face": chw(e.atlas_face),
+                "lid": t(e.lid_field[None]),
+                "atlas_lid": chw(e.atlas_lid[..., 3:]),
+                "atlas_face": chw(e.atlas_face[..., 3:]),
                 "atlas_iris": chw(e.atlas_iris),
                 "gaze": t(np.array(e.gaze_px, np.float32) * np.array([1.0, -1.0], np.float32)),
             }
@@ -115,7 +116,7 @@ class TorchRenderer:
             self._mouth_boxes(frames, warp, p)
             for e in range(2):
                 self._eye_boxes(frames, warp, p, e)
-            return frames.round_().clamp_(0, 255).to(torch.uint8)
+            return frames.round_().clamp_(0, 255).to(torch.uint8).contiguous()
 
     def _warp(self, coef: Any) -> Any:
         """Full-resolution backward map (B, H, W, 2) in portrait pixels."""
@@ -130,11 +131,11 @@ class TorchRenderer:
         g = -fwd
         for _ in range(ITERS - 1):
             grid = (self._nodes + g + 0.5) * (2.0 / self._size) - 1.0
-            s = F.grid_sample(fwd_c, grid, mode="bilinear", padding_mode="border",
-                              align_corners=False)  # fmt: skip
+            s = F.grid_sample(
+                fwd_c, grid, mode="bilinear", padding_mode="border", align_corners=False
+            )
             g = g + DAMPING * (-s.permute(0, 2, 3, 1) - g)
-        up = F.interpolate(g.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
-                           align_corners=False)  # fmt: skip
+        up = F.interpolate(g.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=False)
         return torch.add(up.permute(0, 2, 3, 1), self._identity)
 
     @staticmethod
@@ -154,22 +155,29 @@ class TorchRenderer:
         out = F.grid_sample(img, grid, mode="bilinear", padding_mode=padding, align_corners=True)
         return out.view(img.shape[1], b, oh, ow).permute(1, 2, 3, 0)
 
-    def _sample_each(self, img: Any, coords: Any, padding: str = "zeros") -> Any:
-        """Sample (B, C, h, w) images at (B, oh, ow, 2) pixel coords → (B, oh, ow, C)."""
+    def _sample_each(self, img: Any, coords: Any) -> Any:
+        """Sample (B, C, h, w) images at (B, oh, ow, 2) pixel coords (zeros outside)."""
         import torch.nn.functional as F
 
         h, w = img.shape[-2:]
-        out = F.grid_sample(img, self._norm(coords, w, h), mode="bilinear",
-                            padding_mode=padding, align_corners=True)  # fmt: skip
+        out = F.grid_sample(
+            img, self._norm(coords, w, h), mode="bilinear", padding_mode="zeros", align_corners=True
+        )
         return out.permute(0, 2, 3, 1)
 
-    def _pull_back(self, field: Any, start: Any) -> Any:
-        q = start - self._sample_each(field, start)
+    def _pull_back(self, fwd: Any, roi: Roi, local: Any) -> Any:
+        """Invert a coarse-grid forward field (B, rows, cols, 2) and apply it at ``local``."""
+        step = float(roi.step)
+        idx = self._node_idx[id(roi)]
+        d = fwd * (1.0 / step)
+        d_c = d.permute(0, 3, 1, 2)
+        q = idx - d
         for _ in range(ITERS - 1):
-            q = q + DAMPING * (start - self._sample_each(field, q) - q)
-        return q
+            q = q + DAMPING * (idx - self._sample_each(d_c, q) - q)
+        back = ((q - idx) * step).permute(0, 3, 1, 2)
+        return local + self._sample_each(back, local * (1.0 / step))
 
-    def _gather(self, frames: Any, warp: Any, origin: np.ndarray, roi: Roi) -> tuple[Any, ...]:
+    def _gather(self, warp: Any, origin: np.ndarray, roi: Roi) -> tuple[Any, Any]:
         import torch
 
         dev = self.device
@@ -183,15 +191,18 @@ class TorchRenderer:
     def _mouth_boxes(self, frames: Any, warp: Any, p: FrameParams) -> None:
         m = self.model.mouth
         roi = m.roi
-        src, idx = self._gather(frames, warp, p.mouth_box, roi)
+        src, idx = self._gather(warp, p.mouth_box, roi)
         origin = self._t(np.array([roi.x0, roi.y0], np.float32))
         local = src - origin
         coef = self._t(p.mouth)
         b = coef.shape[0]
-        d_up = (coef @ self._mouth["up"]).view(b, roi.h, roi.w, 2).permute(0, 3, 1, 2)
-        d_low = (coef @ self._mouth["low"]).view(b, roi.h, roi.w, 2).permute(0, 3, 1, 2)
-        q_up = self._pull_back(d_up, local)
-        q_low = self._pull_back(d_low, local)
+        nh, nw = roi.node_shape
+        d_up = (coef @ self._mouth["up"]).view(b, nh, nw, 2)
+        d_low = (coef @ self._mouth["low"]).view(b, nh, nw, 2)
+        q_up = self._pull_back(d_up, roi, local)
+        q_low = self._pull_back(d_low, roi, local)
+        # masks and textures from the ROI's atlases; the portrait from the whole portrait,
+        # so a pixel of the box that samples far from the mouth still gets it right
         a_up = self._sample_shared(self._mouth["atlas_up"], q_up)
         a_low = self._sample_shared(self._mouth["atlas_low"], q_low)
         i_up = self._sample_shared(self._portrait, q_up + origin)
@@ -208,25 +219,30 @@ class TorchRenderer:
         eye = self.model.eyes[e]
         tens = self._eyes[e]
         roi = eye.roi
-        src, idx = self._gather(frames, warp, p.eye_boxes[:, e], roi)
+        src, idx = self._gather(warp, p.eye_boxes[:, e], roi)
         origin = self._t(np.array([roi.x0, roi.y0], np.float32))
         local = src - origin
-        blink = self._t(p.blink[:, e])
-        field = tens["lid"] * blink[:, None, None, None]
-        q_lid = self._pull_back(field, local)
-        shift = self._t(p.gaze) * tens["gaze"]
+        blink = self._t(p.blink[:, e])[:, None, None, None]
+        q_lid = self._pull_back(tens["lid"] * blink, roi, local)
+        shift = (self._t(p.gaze) * tens["gaze"])[:, None, None, :]
         a_lid = self._sample_shared(tens["atlas_lid"], q_lid)
         a_face = self._sample_shared(tens["atlas_face"], local)
-        a_iris = self._sample_shared(tens["atlas_iris"], local - shift[:, None, None, :], "zeros")
+        a_iris = self._sample_shared(tens["atlas_iris"], local - shift, "zeros")
         i_lid = self._sample_shared(self._portrait, q_lid + origin)
         i_face = self._sample_shared(self._portrait, src)
         mu, ml = a_lid[..., 0:1], a_face[..., 0:1]
         w_low = ml.minimum(1.0 - mu)
         w_eye = 1.0 - mu - w_low
-        lid = i_lid * (1.0 - LASH_DARKEN * blink[:, None, None, None] * a_lid[..., 1:2])
         ball = a_face[..., 1:4]
-        ball = ball + (a_iris[..., :3] - ball) * a_iris[..., 3:4]
-        frames[idx] = mu * lid + w_low * i_face + w_eye * ball
+        ball = ball + (a_iris[..., 0:3] - ball) * a_iris[..., 3:4]
+        lid = i_lid * (mu * (1.0 - LASH_DARKEN * blink * a_lid[..., 1:2]))
+        frames[idx] = ball * w_eye + i_face * w_low + lid
+
+
+def _node_idx(roi: Roi) -> np.ndarray:
+    nh, nw = roi.node_shape
+    iy, ix = np.mgrid[0:nh, 0:nw].astype(np.float32)
+    return np.stack([ix, iy], -1)
 
 
 def _node_xy(m: RigModel) -> np.ndarray:

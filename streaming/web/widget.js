@@ -18,7 +18,6 @@
   var ICE_GATHER_TIMEOUT_MS = 5000;
   var CHANNEL_OPEN_TIMEOUT_MS = 15000;
   var DISCONNECT_GRACE_MS = 4000;
-  var STABLE_CALL_MS = 30000;
   var MAX_CAPTIONS = 60;
   var MAX_TEXT = 2000;
   var DEFAULT_RETRY_S = 5;
@@ -244,7 +243,6 @@
       this._phase = "idle"; // idle | connecting | live
       this._gen = 0;
       this._reconnectsLeft = 1;
-      this._liveSince = 0;
       this._dropTimer = 0;
       this._replies = new Map();
       this._onPageHide = this._pageHidden.bind(this);
@@ -415,7 +413,10 @@
       if (prompt) body.system_prompt = prompt;
       if (language) body.language = language;
       var resp = await this._api("POST", "/v1/sessions", body);
-      if (gen !== this._gen) return;
+      if (gen !== this._gen) {
+        if (resp.ok) this._deleteSession((await resp.json()).session_id); // hung up meanwhile
+        return;
+      }
       if (!resp.ok) throw await this._refusal(resp);
       var answer = await resp.json();
       this._sessionId = answer.session_id;
@@ -423,7 +424,6 @@
       this._attachMedia(pc);
       await channelOpen(channel, CHANNEL_OPEN_TIMEOUT_MS);
       if (gen !== this._gen) return;
-      this._liveSince = Date.now();
       this._setPhase("live");
       window.addEventListener("pagehide", this._onPageHide);
       this._emit("connected", { sessionId: this._sessionId, reconnected: Boolean(reconnecting) });
@@ -465,9 +465,6 @@
 
     _dropped(gen) {
       if (gen !== this._gen || this._phase === "idle") return;
-      if (this._liveSince && Date.now() - this._liveSince > STABLE_CALL_MS) {
-        this._reconnectsLeft = 1; // a long, healthy call earns its retry back
-      }
       this._teardown(true);
       if (this._reconnectsLeft > 0) {
         this._reconnectsLeft -= 1;
@@ -480,8 +477,7 @@
       this._emit("ended", { reason: "connection_lost" });
     }
 
-    _pageHidden(ev) {
-      if (ev && ev.persisted) return; // into the back/forward cache: keep nothing open anyway
+    _pageHidden() {
       this.hangup("page_closed");
     }
 
@@ -489,10 +485,7 @@
       this._gen += 1;
       clearTimeout(this._dropTimer);
       window.removeEventListener("pagehide", this._onPageHide);
-      if (tellServer && this._sessionId) {
-        this._api("DELETE", "/v1/sessions/" + encodeURIComponent(this._sessionId), null, true)
-          .catch(function () {});
-      }
+      if (tellServer && this._sessionId) this._deleteSession(this._sessionId);
       if (this._channel) {
         try {
           this._channel.close();
@@ -504,9 +497,12 @@
       this._pc = null;
       this._channel = null;
       this._sessionId = null;
-      this._liveSince = 0;
       this._ui.video.srcObject = null;
       this._ui.sound.hidden = true;
+    }
+
+    _deleteSession(id) {
+      this._api("DELETE", "/v1/sessions/" + encodeURIComponent(id), null, true).catch(function () {});
     }
 
     _releaseMic() {
@@ -673,6 +669,7 @@
         this._ui.badge.textContent = STATE_LABEL[msg.state] || String(msg.state);
         this._emit("state", { state: msg.state });
       } else if (msg.type === "user_transcript") {
+        if (!this._micRefused) this._showMessage("", false); // a new turn: old news goes
         this._caption("user", "You", msg.text);
         this._emit("transcript", { text: msg.text, turnId: msg.turn_id });
       } else if (msg.type === "assistant_text") {

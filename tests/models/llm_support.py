@@ -102,7 +102,9 @@ def llama_cpp_server(gguf: Path, log_file: Path, timeout_s: float = 90.0) -> Ite
         "--n_ctx",
         "1024",
         "--n_threads",
-        "2",
+        "1",
+        "--n_threads_batch",
+        "1",
     ]
     base_url = f"http://127.0.0.1:{port}/v1"
     with log_file.open("wb") as log:

@@ -30,6 +30,7 @@ from streaming.server import STATE_KEY, ServerState, create_app
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 QUESTION = "What is the capital of France?"
+HOST_TOKEN = "host-minted-token"
 LEAD_SILENCE_S = 3.0
 TAIL_SILENCE_S = 20.0
 
@@ -86,7 +87,7 @@ async def _start(app: web.Application) -> RunningApp:
 
 @dataclass
 class HostSite:
-    """A static site on another origin whose pages embed the widget."""
+    """A static site on another origin whose pages embed the widget (and mint tokens)."""
 
     running: RunningApp
     pages: dict[str, str] = field(default_factory=dict)
@@ -114,6 +115,7 @@ def host_page(
 {widgets}
 {body}
 <script>
+  window.hostGlobals = Object.getOwnPropertyNames(window);
   window.hostLog = [];
   for (const el of document.querySelectorAll("gwm-avatar")) {{
     for (const type of ["connected", "transcript", "reply", "state", "metrics", "error",
@@ -196,8 +198,15 @@ def host_site(loop_thread: LoopThread) -> Iterator[HostSite]:
             raise web.HTTPNotFound()
         return web.Response(text=html, content_type="text/html")
 
+    async def token(request: web.Request) -> web.Response:
+        # A host backend's token endpoint: /token/ok mints one, /token/denied refuses.
+        if request.match_info["kind"] != "ok":
+            return web.json_response({"error": "not signed in"}, status=403)
+        return web.json_response({"token": HOST_TOKEN})
+
     app = web.Application()
     app.router.add_get("/{name}", serve)
+    app.router.add_post("/token/{kind}", token)
     running = loop_thread.run(_start(app))
     yield HostSite(running, pages)
     loop_thread.run(running.runner.cleanup())

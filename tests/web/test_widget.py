@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import time
 import urllib.request
@@ -21,12 +22,35 @@ import numpy as np
 import pytest
 
 from avatar.identity.detect import detect_faces
-from tests.web.conftest import QUESTION, HostSite, PageLog, RunningApp, free_port, host_page
+from tests.web.conftest import (
+    HOST_TOKEN,
+    QUESTION,
+    HostSite,
+    PageLog,
+    RunningApp,
+    free_port,
+    host_page,
+)
 
 pytestmark = pytest.mark.timeout(180)
+log = logging.getLogger(__name__)
 
 OpenPage = Callable[..., tuple[Any, PageLog]]
 NETWORK_NOISE = ("Failed to load resource", "net::ERR_", "CORS policy")
+
+MEDIA_FLOWING_JS = """async () => {
+  const pc = document.querySelector("gwm-avatar").peerConnection;
+  for (let i = 0; i < 100; i++) {  // inbound stats appear with the first packets
+    const kinds = new Set();
+    (await pc.getStats()).forEach((s) => {
+      const got = s.kind === "video" ? s.framesDecoded > 0 : s.packetsReceived > 0;
+      if (s.type === "inbound-rtp" && got) kinds.add(s.kind);
+    });
+    if (kinds.has("video") && kinds.has("audio")) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}"""
 
 STATS_JS = """async (ms) => {
   const pc = document.querySelector("gwm-avatar").peerConnection;
@@ -40,6 +64,7 @@ STATS_JS = """async (ms) => {
   const b = await snap();
   const dt = (b.video.timestamp - a.video.timestamp) / 1000;
   return {
+    decoded: b.video.framesDecoded - a.video.framesDecoded, seconds: dt,
     fps: (b.video.framesDecoded - a.video.framesDecoded) / dt,
     width: b.video.frameWidth, height: b.video.frameHeight,
     audioPackets: b.audio.packetsReceived - a.audio.packetsReceived,
@@ -74,8 +99,9 @@ def _has(kind: str, cond: str = "true") -> str:
     return f"() => hostLog.some((e) => e.type === {kind!r} && ({cond}))"
 
 
-def _events(page: Any, kind: str) -> list[dict[str, Any]]:
-    return page.evaluate(f"() => hostLog.filter((e) => e.type === {kind!r})")
+def _events(page: Any, kind: str, widget: str | None = None) -> list[dict[str, Any]]:
+    found = page.evaluate(f"() => hostLog.filter((e) => e.type === {kind!r})")
+    return [e for e in found if widget is None or e["id"] == widget]
 
 
 def _png(data_url: str) -> np.ndarray:
@@ -114,7 +140,7 @@ def test_voice_call_from_another_site(
         '<gwm-avatar id="w" audio-processing="off"></gwm-avatar>',
         widget_src=_widget_src(service),
     )
-    page, log = open_page(host_site.page("voice", html))
+    page, console = open_page(host_site.page("voice", html))
     w = page.locator("#w")
     w.get_by_role("button", name="Talk to the avatar").click()
     page.wait_for_function(_has("connected"), timeout=30_000)
@@ -122,13 +148,28 @@ def test_voice_call_from_another_site(
         "connected"
     )
 
+    # Video at ~25 fps and audio, as the page decodes them (getStats over 3 s).
+    assert page.evaluate(MEDIA_FLOWING_JS), "no media arrived"
+    sid = page.evaluate("() => document.querySelector('#w').sessionId")
+    track = service.state.sessions[sid].video_out.stats
+    sent0, dropped0 = track.frames, track.dropped_frames
     stats = page.evaluate(STATS_JS, 3000)
-    assert 20 <= stats["fps"] <= 30, stats
+    sent, dropped = track.frames - sent0, track.dropped_frames - dropped0
     assert stats["audioPackets"] > 100, stats  # 50 packets/s of 20 ms
     assert (stats["width"], stats["height"]) == (512, 512), stats
+    assert stats["decoded"] >= 0.9 * sent - 3, (stats, sent)  # the page keeps up
+    if dropped <= 0.1 * 25 * stats["seconds"]:
+        assert 20 <= stats["fps"] <= 30, (stats, dropped)
+    else:  # other processes starved the server's renderer: its frame rate is not ours
+        log.warning("server dropped %d frames (CPU starved); page fps %.1f", dropped, stats["fps"])
+        assert stats["fps"] >= 5, stats
 
     # The fake microphone asks the question; the avatar hears it and answers.
     page.wait_for_function(_has("transcript"), timeout=40_000)
+    # Mute now: the fake microphone loops and would ask again over a slow reply (barge-in).
+    mute = w.get_by_role("button", name="Mute the microphone")
+    mute.click()
+    assert mute.get_attribute("aria-pressed") == "true"
     page.wait_for_function(_has("state", "e.detail.state === 'speaking'"), timeout=60_000)
     energy_before = page.evaluate(AUDIO_ENERGY_JS)
     a, b = (_png(u) for u in page.evaluate(FRAMES_JS, 240))
@@ -159,18 +200,27 @@ def test_voice_call_from_another_site(
     faces = detect_faces(a)
     assert faces, "no face in the video frame"
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()
+    log.info(
+        "voice call: %.1f fps, %d audio packets in 3 s, reply energy %.3f, frame diff %.2f, "
+        "metrics %s",
+        stats["fps"],
+        stats["audioPackets"],
+        energy_after - energy_before,
+        diff,
+        metrics[0]["detail"],
+    )
     assert diff > 0.2, f"frames 240 ms apart are the same (mean diff {diff:.3f})"
     cv2.imwrite(str(artifacts / "voice-frame.png"), cv2.cvtColor(a, cv2.COLOR_RGB2BGR))
 
     # Hanging up ended the session on the server; nothing went wrong in the page.
     _wait_no_sessions(service)
-    assert not log.unexpected(), log
+    assert not console.unexpected(), console
 
 
 def test_demo_page_typed_message_gets_a_spoken_reply_and_reconnects(
     service: RunningApp, open_page: OpenPage, artifacts: Path
 ) -> None:
-    page, log = open_page(f"{service.url}/")
+    page, console = open_page(f"{service.url}/")
     page.evaluate(
         """() => {
         window.hostLog = [];
@@ -221,7 +271,7 @@ def test_demo_page_typed_message_gets_a_spoken_reply_and_reconnects(
     page.wait_for_function(_has("ended"), timeout=10_000)
     _wait_no_sessions(service)
     # Only the probes for the avatar API (not there yet) may 404.
-    assert not log.unexpected(allowed=("404",)), log
+    assert not console.unexpected(allowed=("404",)), console
 
 
 def test_microphone_denied_still_lets_you_type(
@@ -233,7 +283,7 @@ def test_microphone_denied_still_lets_you_type(
         f'<gwm-avatar id="w" server="{service.url}"></gwm-avatar>',
         widget_src=_widget_src(service),
     )
-    page, log = open_page(host_site.page("denied", html), init_script=deny)
+    page, console = open_page(host_site.page("denied", html), init_script=deny)
     w = page.locator("#w")
     w.get_by_role("button", name="Talk to the avatar").click()
     page.wait_for_function(_has("connected"), timeout=30_000)
@@ -241,6 +291,9 @@ def test_microphone_denied_still_lets_you_type(
     errors = [e["detail"]["code"] for e in _events(page, "error")]
     assert errors == ["mic_denied"]
     assert w.locator(".mute").is_disabled()
+    sdp = page.evaluate("() => document.querySelector('#w').peerConnection.localDescription.sdp")
+    audio = sdp.split("m=audio", 1)[1].split("m=", 1)[0]
+    assert "a=recvonly" in audio, "no receive-only audio m-line in the offer"
     box = w.get_by_role("textbox", name="Type a message to the avatar")
     box.fill("Hello there!")
     w.get_by_role("button", name="Send").click()
@@ -249,26 +302,35 @@ def test_microphone_denied_still_lets_you_type(
     w.get_by_role("button", name="Hang up").click()
     page.wait_for_function(_has("ended"), timeout=10_000)
     _wait_no_sessions(service)
-    assert not log.unexpected(), log
+    assert not console.unexpected(), console
 
 
-def test_server_down_shows_a_message_and_the_host_page_keeps_working(
+def test_server_down_or_no_token_shows_a_message_and_the_host_page_keeps_working(
     service: RunningApp, host_site: HostSite, open_page: OpenPage
 ) -> None:
-    html = host_page(
-        f'<gwm-avatar id="w" muted server="http://127.0.0.1:{free_port()}"></gwm-avatar>',
-        widget_src=_widget_src(service),
+    widgets = (
+        f'<gwm-avatar id="w" muted server="http://127.0.0.1:{free_port()}"></gwm-avatar>'
+        f'<gwm-avatar id="t" muted server="{service.url}" token-endpoint="/token/denied">'
+        "</gwm-avatar>"
     )
-    page, log = open_page(host_site.page("down", html))
-    w = page.locator("#w")
+    page, console = open_page(
+        host_site.page("down", host_page(widgets, widget_src=_widget_src(service)))
+    )
+    w, t = page.locator("#w"), page.locator("#t")
     w.get_by_role("button", name="Talk to the avatar").click()
-    page.wait_for_function(_has("error"), timeout=20_000)
-    assert [e["detail"]["code"] for e in _events(page, "error")] == ["unreachable"]
+    t.get_by_role("button", name="Talk to the avatar").click()
+    page.wait_for_function(_has("error", "e.id === 'w'"), timeout=20_000)
+    page.wait_for_function(_has("error", "e.id === 't'"), timeout=20_000)
+    assert [e["detail"]["code"] for e in _events(page, "error", "w")] == ["unreachable"]
     assert "cannot be reached" in w.locator(".msg").inner_text()
     assert w.get_by_role("button", name="Try again").is_enabled()
+    # The site's own token endpoint said no: the service is never called.
+    assert [e["detail"]["code"] for e in _events(page, "error", "t")] == ["not_allowed"]
+    assert "not allowed" in t.locator(".msg").inner_text()
+    assert not _sessions(service)
     page.locator("#host-button").click()
     assert page.locator("#host-button").inner_text() == "host clicks: 1"
-    assert not log.unexpected(allowed=NETWORK_NOISE), log
+    assert not console.unexpected(allowed=NETWORK_NOISE), console
 
 
 def test_busy_service_says_when_to_try_again(
@@ -277,9 +339,16 @@ def test_busy_service_says_when_to_try_again(
     small = make_service(max_sessions=1)
     widgets = (
         f'<gwm-avatar id="a" muted server="{small.url}"></gwm-avatar>'
-        f'<gwm-avatar id="b" muted server="{small.url}"></gwm-avatar>'
+        f'<gwm-avatar id="b" muted server="{small.url}" token-endpoint="/token/ok"></gwm-avatar>'
     )
-    page, log = open_page(host_site.page("busy", host_page(widgets, widget_src=_widget_src(small))))
+    page, console = open_page(
+        host_site.page("busy", host_page(widgets, widget_src=_widget_src(small)))
+    )
+    posts: list[dict[str, str]] = []
+    page.on(
+        "request",
+        lambda r: posts.append(r.headers) if r.method == "POST" and "/v1/" in r.url else None,
+    )
     a, b = page.locator("#a"), page.locator("#b")
     a.get_by_role("button", name="Talk to the avatar").click()
     page.wait_for_function("() => hostLog.some((e) => e.id === 'a' && e.type === 'connected')")
@@ -288,12 +357,14 @@ def test_busy_service_says_when_to_try_again(
     b_errors = page.evaluate("() => hostLog.filter((e) => e.id === 'b' && e.type === 'error')")
     assert [e["detail"]["code"] for e in b_errors] == ["busy"]
     assert "busy. Try again in 5 s" in b.locator(".msg").inner_text()
+    # b got a token from the host site's backend and sent it; a has none.
+    assert [p.get("authorization") for p in posts] == [None, f"Bearer {HOST_TOKEN}"]
     page.locator("#host-button").click()
     assert page.locator("#host-button").inner_text() == "host clicks: 1"
     a.get_by_role("button", name="Hang up").click()
     page.wait_for_function("() => hostLog.some((e) => e.id === 'a' && e.type === 'ended')")
     _wait_no_sessions(small)
-    assert not log.unexpected(allowed=("503",)), log
+    assert not console.unexpected(allowed=("503",)), console
 
 
 def test_origin_not_on_the_allow_list_is_refused(
@@ -301,14 +372,14 @@ def test_origin_not_on_the_allow_list_is_refused(
 ) -> None:
     strict = make_service(allowed_origins=["https://shop.example.com"])
     html = host_page('<gwm-avatar id="w" muted></gwm-avatar>', widget_src=_widget_src(strict))
-    page, log = open_page(host_site.page("refused", html))
+    page, console = open_page(host_site.page("refused", html))
     w = page.locator("#w")
     w.get_by_role("button", name="Talk to the avatar").click()
     page.wait_for_function(_has("error"), timeout=20_000)
     assert [e["detail"]["code"] for e in _events(page, "error")] == ["not_allowed"]
     assert "not allowed" in w.locator(".msg").inner_text()
     assert not _sessions(strict)
-    assert not log.unexpected(allowed=NETWORK_NOISE), log
+    assert not console.unexpected(allowed=NETWORK_NOISE), console
 
 
 HOSTILE_CSS = """<style>
@@ -330,7 +401,7 @@ def test_host_page_css_cannot_break_the_widget_on_a_phone(
         module=True,
         head=HOSTILE_CSS,
     )
-    page, log = open_page(host_site.page("hostile", html), width=360, height=740)
+    page, console = open_page(host_site.page("hostile", html), width=360, height=740)
     w = page.locator("#w")
     launch = w.get_by_role("button", name="Talk to the avatar")
     launch.wait_for(state="visible")
@@ -351,10 +422,16 @@ def test_host_page_css_cannot_break_the_widget_on_a_phone(
         box = w.get_by_role("button", name=name).bounding_box()
         assert box and box["x"] + box["width"] <= 360 and box["height"] >= 36, (name, box)
     assert w.locator(".captions").get_attribute("aria-live") == "polite"
+    # The widget added no global name but its element, and no style to the page.
+    added = page.evaluate(
+        "() => Object.getOwnPropertyNames(window).filter((n) => !hostGlobals.includes(n))"
+    )
+    assert set(added) <= {"hostGlobals", "hostLog"}, added
+    assert page.evaluate("() => document.styleSheets.length") == 1
     page.screenshot(path=str(artifacts / "hostile-css-360px.png"), full_page=True)
     page.locator("#host-button").click()
     assert "1" in page.locator("#host-button").inner_text()
     w.get_by_role("button", name="Hang up").click()
     page.wait_for_function(_has("ended"), timeout=10_000)
     _wait_no_sessions(service)
-    assert not log.unexpected(), log
+    assert not console.unexpected(), console

@@ -1,0 +1,56 @@
+"""``avatar prepare PHOTO -o BUNDLE``: turn a photo into an inspectable avatar bundle."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from avatar.cli import UsageError
+from avatar.config import AppConfig
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``avatar prepare``."""
+    parser.add_argument("photo", type=Path, help="a portrait photo (JPEG, PNG, ...)")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="bundle folder to write (created)"
+    )
+    parser.add_argument(
+        "--size",
+        default=None,
+        metavar="WxH",
+        help="output frame size, e.g. 512x512 or 1280x720 (default: the render config's)",
+    )
+    parser.add_argument("--name", default=None, help="avatar name stored in rig.json")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h)) if sep else (int(w), int(w))
+    except ValueError as exc:
+        raise UsageError(f"--size must look like 512x512, got {text!r}") from exc
+    if not all(64 <= v <= 3840 for v in size):
+        raise UsageError(f"--size {text!r} is out of range (64..3840 per side)")
+    return size
+
+
+def run(args: argparse.Namespace, config: AppConfig) -> int:
+    """Detect, frame and rig the photo; write the bundle; print where it is."""
+    from avatar.identity import IdentityError, prepare_bundle
+    from avatar.render import render_size
+
+    size = _parse_size(args.size) if args.size else render_size(config.render)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a folder")
+    try:
+        bundle = prepare_bundle(args.photo, out, size=size, name=args.name)
+    except IdentityError as exc:
+        raise UsageError(str(exc)) from exc
+    sys.stdout.write(f"avatar bundle written to {bundle} (preview: {bundle / 'preview.png'})\n")
+    return 0

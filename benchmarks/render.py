@@ -1,0 +1,146 @@
+"""Renderer timings and sample frames.
+
+Usage: python benchmarks/render.py [--frames-dir benchmarks/frames] [--repeat 40]
+
+Prints the CPU renderer's time per frame (one OpenCV thread; run with
+OPENBLAS_NUM_THREADS=1 for one core in all) at 512×512 and 1280×720
+on a varied talking sequence, and the torch renderer's frames per second for batches of
+1, 8 and 32 (on CUDA when available, else CPU). Saves a few frames of the default
+avatar (neutral, jaw open, blink, head turned, ...) as PNGs to look at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from avatar.identity import load_rig
+from avatar.render import CpuRenderer
+from avatar.state import AvatarState
+from benchmarks.common import machine, summary
+
+FRAMES = {
+    "neutral": AvatarState(),
+    "jaw_open": AvatarState(jaw_open=1.0),
+    "jaw_half_round": AvatarState(jaw_open=0.5, mouth_wide=-0.7),
+    "ee_teeth": AvatarState(jaw_open=0.2, mouth_wide=0.8, teeth_show=1.0),
+    "lips_pressed": AvatarState(lip_press=1.0),
+    "blink": AvatarState(blink_left=1.0, blink_right=1.0),
+    "gaze_right": AvatarState(gaze_x=1.0, gaze_y=0.3),
+    "head_turned": AvatarState(head_yaw=0.15, head_roll=0.06, head_pitch=-0.04),
+    "brows_talking": AvatarState(brow_raise=1.0, jaw_open=0.7, head_x=0.03, breath=1.0),
+}
+
+
+def out(line: str = "") -> None:
+    """Print one result line."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def talking(n: int, seed: int = 0) -> list[AvatarState]:
+    """A varied sequence of states like those of a talking avatar."""
+    rng = np.random.default_rng(seed)
+    return [
+        AvatarState(
+            jaw_open=float(rng.uniform(0, 1)),
+            mouth_wide=float(rng.uniform(-1, 1)),
+            lip_press=float(rng.uniform(0, 1) > 0.85),
+            teeth_show=float(rng.uniform(0, 0.5)),
+            blink_left=float(rng.uniform(0, 1) > 0.85),
+            blink_right=float(rng.uniform(0, 1) > 0.85),
+            gaze_x=float(rng.uniform(-0.5, 0.5)),
+            gaze_y=float(rng.uniform(-0.3, 0.3)),
+            brow_raise=float(rng.uniform(-0.3, 0.5)),
+            head_yaw=float(rng.uniform(-0.1, 0.1)),
+            head_pitch=float(rng.uniform(-0.05, 0.05)),
+            head_roll=float(rng.uniform(-0.05, 0.05)),
+            torso_x=float(rng.uniform(-0.02, 0.02)),
+            breath=float(rng.uniform(0, 1)),
+        )
+        for _ in range(n)
+    ]
+
+
+def bench_cpu(size: tuple[int, int], repeat: int) -> None:
+    """Milliseconds per frame of the CPU renderer on one thread."""
+    cv2.setNumThreads(1)
+    rig = load_rig(None, size=size)
+    t0 = time.perf_counter()
+    renderer = CpuRenderer(rig)
+    build = time.perf_counter() - t0
+    states = talking(repeat)
+    renderer.render_batch(states[:3])
+    wall, cpu = [], []
+    for s in states:
+        t, c = time.perf_counter(), time.process_time()
+        renderer.render(s)
+        wall.append((time.perf_counter() - t) * 1000.0)
+        cpu.append((time.process_time() - c) * 1000.0)
+    out(f"cpu {size[0]}x{size[1]}: per-rig setup {build:.2f} s")
+    out(f"  wall ms/frame {summary(wall)}")
+    out(f"  cpu  ms/frame {summary(cpu)}  (process time: insensitive to other load)")
+
+
+def bench_torch(size: tuple[int, int], batches: list[int], repeat: int, threads: int) -> None:
+    """Frames per second of the torch renderer for several batch sizes."""
+    import torch
+
+    from avatar.render.torch_renderer import TorchRenderer
+
+    if threads:
+        torch.set_num_threads(threads)
+    rig = load_rig(None, size=size)
+    renderer = TorchRenderer(rig, device="auto", max_batch=max(batches))
+    out(f"torch {size[0]}x{size[1]} on {renderer.device} ({torch.get_num_threads()} threads)")
+    for b in batches:
+        states = talking(b, seed=b)
+        renderer.render_batch(states)  # warm-up
+        n = max(2, repeat // b)
+        t, c = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            renderer.render_batch(states)
+        dt, dc = time.perf_counter() - t, time.process_time() - c
+        out(
+            f"  batch {b:3d}: {n * b / dt:7.1f} frames/s ({dt / n * 1000:.1f} ms per batch; "
+            f"{dc / (n * b) * 1000:.1f} ms of CPU time per frame)"
+        )
+
+
+def save_frames(folder: Path) -> None:
+    """Render the sample states of the default avatar at 512×512 into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    renderer = CpuRenderer(load_rig(None, size=(512, 512)))
+    for name, state in FRAMES.items():
+        Image.fromarray(renderer.render(state)).save(folder / f"{name}.png")
+    out(f"saved {len(FRAMES)} frames to {folder}")
+
+
+def main() -> int:
+    """Run the renderer benchmarks."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames-dir", type=Path, default=Path(__file__).parent / "frames")
+    parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--sizes", nargs="*", default=["512x512", "1280x720"])
+    parser.add_argument("--batches", nargs="*", type=int, default=[1, 8, 32])
+    parser.add_argument("--torch-threads", type=int, default=0, help="0: torch's default")
+    args = parser.parse_args()
+    out(f"{machine()}; load average {os.getloadavg()[0]:.1f}")
+    save_frames(args.frames_dir)
+    sizes = [(int(s.split("x")[0]), int(s.split("x")[1])) for s in args.sizes]
+    for size in sizes:
+        bench_cpu(size, args.repeat)
+    for size in sizes:
+        bench_torch(size, args.batches, args.repeat, args.torch_threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
