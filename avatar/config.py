@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from models.config import (
     AssetsConfig,
@@ -81,11 +81,96 @@ class ServerConfig(_Section):
             "(CORS); empty: any origin, for local use"
         ),
     )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description=(
+            "API keys; when set every /v1/ call needs 'Authorization: Bearer <key>' (or a "
+            "session token for POST /v1/sessions). Env: GWM_SERVER__API_KEYS=k1,k2. Empty: "
+            "no auth (local use; serve binds 127.0.0.1 unless allow_public_without_auth)"
+        ),
+    )
+    token_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "HMAC key signing session tokens; None: random per start (tokens do not "
+            "survive a restart, nor work across replicas)"
+        ),
+    )
+    token_ttl_s: float = Field(
+        default=120.0, gt=0.0, le=600.0, description="Default session-token lifetime"
+    )
+    rate_limit_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="/v1/ requests per minute per API key (per client IP without keys)",
+    )
+    session_rate_limit_per_minute: int = Field(
+        default=10, ge=1, description="POST /v1/sessions per minute per key (or client IP)"
+    )
+    max_sessions_per_key: int | None = Field(
+        default=None, ge=1, description="Concurrent sessions per key (or client IP); None: no cap"
+    )
+    avatars_dir: Path | None = Field(
+        default=None,
+        description="Where avatars uploaded with POST /v1/avatars live; None: <cache>/uploads",
+    )
+    max_avatar_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest avatar upload in bytes"
+    )
+    max_avatar_pixels: int = Field(
+        default=40_000_000, ge=4096, description="Largest avatar upload in pixels (from header)"
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        """Accept a comma-separated string (handy in an environment variable)."""
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "Where sessions and transcripts are kept: sqlite:///<path> or postgresql://...; "
+            "None: sqlite under $XDG_DATA_HOME/gwm-avatars/sessions.db"
+        ),
+    )
+    drain_timeout_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=600.0,
+        description="On SIGTERM: how long active sessions get to say goodbye before exit",
+    )
+    goodbye_line: str = Field(
+        default="I have to go now. Goodbye!",
+        min_length=1,
+        max_length=200,
+        description="What the avatar says to each active session when the server drains",
+    )
+
+
+class ServiceLlmConfig(LlmConfig):
+    """The language model plus how a turn degrades when it fails (service-only fields)."""
+
+    first_token_timeout_s: float = Field(
+        default=8.0,
+        gt=0.0,
+        le=300.0,
+        description="No first token from the LLM within this long: speak the fallback reply",
+    )
+    fallback_reply: str = Field(
+        default="Sorry, I lost my train of thought. Could you say that again?",
+        min_length=1,
+        max_length=200,
+        description="Spoken instead of a reply when the LLM errors or times out",
+    )
 
 
 class AppConfig(ModelsConfig):
     """The whole tree: engines, avatar, renderer and server."""
 
+    llm: ServiceLlmConfig = Field(default_factory=ServiceLlmConfig)
     avatar: AvatarConfig = Field(default_factory=AvatarConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -195,6 +280,7 @@ __all__ = [
     "LlmConfig",
     "RenderConfig",
     "ServerConfig",
+    "ServiceLlmConfig",
     "SttConfig",
     "TtsConfig",
     "VadConfig",

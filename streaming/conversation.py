@@ -321,6 +321,7 @@ class Conversation:
                 )
             self._emit(turn_metrics_event(record.turn_id, record.metrics))
             self.turns.append(record)
+            del self.turns[: -self._options.max_history_messages]
             if self._on_turn_complete is not None:
                 self._on_turn_complete(record)
         if not self._closed:
@@ -343,13 +344,10 @@ class Conversation:
         stats = GenerationStats()
         t0 = time.monotonic()
         try:
-            async for piece in self._engines.llm.stream(messages, stats=stats):
-                if "llm_first_token_ms" not in record.metrics:
-                    record.metrics["llm_first_token_ms"] = (time.monotonic() - t0) * 1000
-                reply_parts.append(piece)
-                self._emit(assistant_text_event(piece, record.turn_id, final=False))
-                for clause in splitter.push(piece):
-                    queue.put_nowait(clause)
+            pieces = self._engines.llm.stream(messages, stats=stats)
+            async with contextlib.aclosing(pieces):  # type: ignore[type-var]
+                async for piece in pieces:
+                    self._on_piece(record, piece, t0, reply_parts, splitter, queue)
             for clause in splitter.flush():
                 queue.put_nowait(clause)
             record.metrics["llm_total_ms"] = (time.monotonic() - t0) * 1000
@@ -362,6 +360,22 @@ class Conversation:
                 with contextlib.suppress(asyncio.CancelledError):
                     await speaker
 
+    def _on_piece(
+        self,
+        record: TurnRecord,
+        piece: str,
+        t0: float,
+        reply_parts: list[str],
+        splitter: ClauseSplitter,
+        queue: asyncio.Queue[str | None],
+    ) -> None:
+        if "llm_first_token_ms" not in record.metrics:
+            record.metrics["llm_first_token_ms"] = (time.monotonic() - t0) * 1000
+        reply_parts.append(piece)
+        self._emit(assistant_text_event(piece, record.turn_id, final=False))
+        for clause in splitter.push(piece):
+            queue.put_nowait(clause)
+
     async def _speak_clauses(
         self,
         record: TurnRecord,
@@ -372,10 +386,12 @@ class Conversation:
         rate = self._clock.sample_rate
         while (text := await queue.get()) is not None:
             t = time.monotonic()
-            async for speech in self._engines.tts.stream(text):
-                if "tts_first_chunk_ms" not in record.metrics:
-                    record.metrics["tts_first_chunk_ms"] = (time.monotonic() - t) * 1000
-                self._schedule(record, speech, clauses, rate, end_of_user)
+            chunks = self._engines.tts.stream(text)
+            async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+                async for speech in chunks:
+                    if "tts_first_chunk_ms" not in record.metrics:
+                        record.metrics["tts_first_chunk_ms"] = (time.monotonic() - t) * 1000
+                    self._schedule(record, speech, clauses, rate, end_of_user)
 
     def _schedule(
         self,

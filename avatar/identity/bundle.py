@@ -345,7 +345,10 @@ def load_rig(
         if src_lm.shape != (L.N_LANDMARKS, 2):
             raise BundleError(f"{path}/landmarks.json has no source landmarks")
         digest = _digest((path / "rig.json").read_bytes(), (path / "source.png").read_bytes())
-        colors = RigColors.from_dict(doc["colors"]) if "colors" in doc else None
+        try:
+            colors = RigColors.from_dict(doc["colors"]) if "colors" in doc else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{path}/rig.json has invalid colours: {exc}") from exc
 
         def make_reframe() -> tuple[np.ndarray, np.ndarray, RigColors | None, str]:
             img = _read_png(path / "source.png", "RGB").astype(np.uint8)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -66,7 +66,7 @@ def create_renderer(rig: AvatarRig, config: RenderConfig) -> Renderer:
     return CpuRenderer(rig)
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     if name == "TorchRenderer":  # imported lazily: torch is heavy
         from avatar.render.torch_renderer import TorchRenderer
 

@@ -70,13 +70,6 @@ def curve_y(contour: npt.ArrayLike, xs: npt.ArrayLike) -> F64:
     return np.where(x > xb, yb + (x - xb) * slope, y)
 
 
-def box_taper(h: int, w: int, margin: float) -> F64:
-    """1 inside an h×w box, smoothly 0 at its border (ramp ``margin`` px wide)."""
-    ys = smoothstep(np.minimum(np.arange(h), np.arange(h)[::-1]) / max(margin, 1.0))
-    xs = smoothstep(np.minimum(np.arange(w), np.arange(w)[::-1]) / max(margin, 1.0))
-    return ys[:, None] * xs[None, :]
-
-
 def box_ring(x0: float, y0: float, x1: float, y1: float, step: float) -> F64:
     """Points spaced about ``step`` apart along the border of a box."""
     nx = max(2, int(np.ceil((x1 - x0) / step)) + 1)
@@ -85,9 +78,3 @@ def box_ring(x0: float, y0: float, x1: float, y1: float, step: float) -> F64:
     pts = [np.c_[xs, np.full(nx, y0)], np.c_[xs, np.full(nx, y1)]]
     pts += [np.c_[np.full(ny - 2, x0), ys[1:-1]], np.c_[np.full(ny - 2, x1), ys[1:-1]]]
     return np.vstack(pts)
-
-
-def grid_points(x0: int, y0: int, w: int, h: int) -> F64:
-    """Pixel-centre coordinates (h·w × 2) of a box, row-major."""
-    ys, xs = np.mgrid[y0 : y0 + h, x0 : x0 + w]
-    return np.c_[xs.ravel(), ys.ravel()].astype(np.float64)

@@ -18,9 +18,10 @@ import numpy.typing as npt
 
 from avatar.identity.rig import AvatarRig
 from avatar.render.cpu import LASH_DARKEN
-from avatar.render.model import DAMPING, ITERS, RigModel, Roi, build_model
+from avatar.render.model import DAMPING, ITERS, RigModel, Roi, build_model, node_coords
 from avatar.render.params import FrameParams, frame_params
 from avatar.state import AvatarState
+from models.errors import BackendUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+        raise BackendUnavailableError("render.device is 'cuda' but torch sees no CUDA device")
     return device
 
 
@@ -64,7 +65,7 @@ class TorchRenderer:
 
         self._t = t
         self._basis = t(m.basis.reshape(m.basis.shape[0], -1))
-        self._nodes = t(_node_xy(m))
+        self._nodes = t(node_coords(m.size, m.low_shape).astype(np.float32))
         w, h = self.size
         self._size = t(np.array([w, h], np.float32))
         self._identity = t(m.identity)
@@ -243,12 +244,3 @@ def _node_idx(roi: Roi) -> np.ndarray:
     nh, nw = roi.node_shape
     iy, ix = np.mgrid[0:nh, 0:nw].astype(np.float32)
     return np.stack([ix, iy], -1)
-
-
-def _node_xy(m: RigModel) -> np.ndarray:
-    hl, wl = m.low_shape
-    w, h = m.size
-    xs = (np.arange(wl) + 0.5) * (w / wl) - 0.5
-    ys = (np.arange(hl) + 0.5) * (h / hl) - 0.5
-    gx, gy = np.meshgrid(xs, ys)
-    return np.stack([gx, gy], -1).astype(np.float32)

@@ -1,0 +1,326 @@
+"""API keys, short-lived session tokens and per-caller limits for ``/v1/``.
+
+With ``server.api_keys`` set, every ``/v1/`` call needs ``Authorization: Bearer <key>``.
+A backend holding a key mints a single-use session token with ``POST /v1/tokens``
+(body :class:`TokenRequest`) and gives it to a browser, which sends it as
+``Authorization: Bearer <token>`` on ``POST /v1/sessions`` only; the browser never sees
+a key. A token is ``v1.<payload>.<HMAC-SHA256>`` (base64url) over a random id, its
+expiry, the minting key's fingerprint and an optional scope (avatar, voice, origin).
+The HMAC secret is ``server.token_secret``, else random per start: then tokens do not
+survive a restart. Used token ids are remembered in memory until they expire.
+
+Without keys (the local default) nothing is authenticated; requests are then limited
+per client IP instead of per key. Refusals raise :class:`~streaming.api_error.ApiError`
+with a stable code: ``unauthorized``/``token_expired`` (401), ``token_reused``,
+``origin_mismatch``, ``scope_mismatch`` (403), ``rate_limited``/``session_limit`` (429).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from avatar.config import ServerConfig
+from streaming.api_error import ApiError
+from streaming.cors import API_PREFIX, normalize_origin
+from streaming.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "v1."
+MAX_TOKEN_TTL_S = 600.0
+MAX_TOKEN_CHARS = 2048
+SESSIONS_PATH = "/v1/sessions"
+
+
+class TokenRequest(BaseModel):
+    """Body of ``POST /v1/tokens``: the scope and lifetime of one session token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    avatar: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    voice: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    origin: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    ttl_s: Annotated[float, Field(gt=0.0, le=MAX_TOKEN_TTL_S)] | None = None
+
+
+class TokenResponse(BaseModel):
+    """Answer of ``POST /v1/tokens``."""
+
+    token: str
+    expires_at: float = Field(description="Unix time (seconds) after which it is refused")
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a verified session token grants."""
+
+    id: str
+    expires_at: float
+    key: str
+    avatar: str | None = None
+    voice: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: ``key:<fingerprint>`` or ``ip:<address>``, and the token used, if any."""
+
+    name: str
+    token: TokenClaims | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def key_fingerprint(key: str) -> str:
+    """A short, non-secret name for an API key (for limits and logs)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
+def _unauthorized(message: str, code: str = "unauthorized") -> ApiError:
+    return ApiError(401, code, message, {"WWW-Authenticate": 'Bearer realm="gwm"'})
+
+
+class TokenSigner:
+    """Mints and verifies signed session tokens."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("the token secret must be at least 16 bytes")
+        self._secret = secret
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._secret, payload.encode("ascii"), hashlib.sha256).digest())
+
+    def mint(
+        self, *, key: str, ttl_s: float, scope: TokenRequest, now: float | None = None
+    ) -> tuple[str, TokenClaims]:
+        """A new token for the key with fingerprint ``key``, valid ``ttl_s`` seconds."""
+        now = time.time() if now is None else now
+        claims = TokenClaims(
+            id=_b64(secrets.token_bytes(12)),
+            expires_at=round(now + min(ttl_s, MAX_TOKEN_TTL_S), 3),
+            key=key,
+            avatar=scope.avatar,
+            voice=scope.voice,
+            origin=normalize_origin(scope.origin) if scope.origin else None,
+        )
+        doc: dict[str, Any] = {"i": claims.id, "e": claims.expires_at, "k": key}
+        for short, value in (("a", claims.avatar), ("v", claims.voice), ("o", claims.origin)):
+            if value is not None:
+                doc[short] = value
+        payload = _b64(json.dumps(doc, separators=(",", ":")).encode("utf-8"))
+        return f"{TOKEN_PREFIX}{payload}.{self._sign(payload)}", claims
+
+    def verify(self, token: str, now: float | None = None) -> TokenClaims:
+        """The claims of a well-signed, unexpired token; else a 401 :class:`ApiError`."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_CHARS:
+            raise _unauthorized("invalid API key or session token")
+        payload, _, sig = token[len(TOKEN_PREFIX) :].partition(".")
+        if not hmac.compare_digest(sig.encode("ascii", "replace"), self._sign(payload).encode()):
+            raise _unauthorized("invalid API key or session token")
+        try:
+            doc = json.loads(_unb64(payload))
+            claims = TokenClaims(
+                id=str(doc["i"]),
+                expires_at=float(doc["e"]),
+                key=str(doc["k"]),
+                avatar=doc.get("a"),
+                voice=doc.get("v"),
+                origin=doc.get("o"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _unauthorized("malformed session token") from exc
+        if (time.time() if now is None else now) >= claims.expires_at:
+            raise _unauthorized("the session token has expired", "token_expired")
+        return claims
+
+
+@dataclass
+class UsedTokens:
+    """Ids of consumed tokens, remembered until they expire (one server's memory)."""
+
+    _used: dict[str, float] = field(default_factory=dict)
+
+    def consume(self, claims: TokenClaims, now: float | None = None) -> None:
+        """Mark a token used; a second use raises 403 ``token_reused``."""
+        now = time.time() if now is None else now
+        for tid, exp in list(self._used.items()):
+            if exp <= now:
+                del self._used[tid]
+        if claims.id in self._used:
+            raise ApiError(403, "token_reused", "this session token was already used")
+        self._used[claims.id] = claims.expires_at
+
+
+class AccessGuard:
+    """Authentication, rate limits and per-caller session caps for one server."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._keys = {
+            key_fingerprint(k.get_secret_value()): k.get_secret_value() for k in config.api_keys
+        }
+        if config.token_secret is not None:
+            secret = hashlib.sha256(config.token_secret.get_secret_value().encode()).digest()
+        else:
+            secret = secrets.token_bytes(32)
+            if self._keys:
+                log.warning(
+                    "server.token_secret is not set: session tokens are signed with a random "
+                    "secret and stop working when the server restarts"
+                )
+        self.signer = TokenSigner(secret)
+        self.used = UsedTokens()
+        self.requests = RateLimiter(config.rate_limit_per_minute)
+        self.session_starts = RateLimiter(config.session_rate_limit_per_minute)
+        self._owners: dict[str, str] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Whether API keys are configured (else no authentication)."""
+        return bool(self._keys)
+
+    def _match_key(self, presented: str) -> str | None:
+        found = None
+        for fp, key in self._keys.items():
+            if hmac.compare_digest(presented.encode("utf-8"), key.encode("utf-8")):
+                found = fp
+        return found
+
+    def identify(self, request: web.Request) -> Principal:
+        """Who sends ``request`` (401 when keys are configured and it proves nothing)."""
+        if not self.enabled:
+            return Principal(f"ip:{request.remote or 'unknown'}")
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise _unauthorized("send 'Authorization: Bearer <API key or session token>'")
+        fp = self._match_key(credential)
+        if fp is not None:
+            return Principal(f"key:{fp}")
+        if request.method == "POST" and request.path == SESSIONS_PATH:
+            claims = self.signer.verify(credential)
+            if claims.key not in self._keys:  # minted with a key that was since removed
+                raise _unauthorized("the key that minted this token is no longer valid")
+            return Principal(f"key:{claims.key}", claims)
+        raise _unauthorized("invalid API key (session tokens only open sessions)")
+
+    def limit(self, request: web.Request, principal: Principal) -> None:
+        """Spend this request from the caller's budgets (429 ``rate_limited`` when empty)."""
+        wait = self.requests.retry_after(principal.name)
+        if not wait and request.method == "POST" and request.path == SESSIONS_PATH:
+            wait = self.session_starts.retry_after(principal.name)
+        if wait:
+            raise ApiError(
+                429, "rate_limited", "too many requests; slow down", {"Retry-After": str(wait)}
+            )
+
+    def mint(self, principal: Principal, body: TokenRequest) -> TokenResponse:
+        """A session token for ``principal`` (who called with an API key)."""
+        if principal.token is not None:
+            raise _unauthorized("a session token cannot mint tokens")
+        key = principal.name.partition(":")[2] if principal.name.startswith("key:") else "local"
+        ttl = body.ttl_s if body.ttl_s is not None else self.config.token_ttl_s
+        token, claims = self.signer.mint(key=key, ttl_s=ttl, scope=body)
+        return TokenResponse(token=token, expires_at=claims.expires_at)
+
+    def admit_session(
+        self,
+        request: web.Request,
+        *,
+        avatar: str,
+        voice: str,
+        active: Collection[str],
+    ) -> Principal:
+        """Check a session request against its token (if any) and the caller's session cap.
+
+        ``avatar``/``voice`` are what the session would use; ``active`` the ids of the open
+        sessions. A token is spent here (single use), even if opening the session fails.
+        """
+        principal = request.get(PRINCIPAL_KEY) or self.identify(request)
+        claims = principal.token
+        if claims is not None:
+            if claims.origin is not None:
+                origin = request.headers.get("Origin")
+                if origin is None or normalize_origin(origin) != claims.origin:
+                    raise ApiError(
+                        403, "origin_mismatch", "this token is for pages on another origin"
+                    )
+            if claims.avatar is not None and claims.avatar != avatar:
+                raise ApiError(403, "scope_mismatch", f"this token is not for avatar {avatar!r}")
+            if claims.voice is not None and claims.voice != voice:
+                raise ApiError(403, "scope_mismatch", f"this token is not for voice {voice!r}")
+            self.used.consume(claims)
+        cap = self.config.max_sessions_per_key
+        if cap is not None:
+            self._owners = {sid: p for sid, p in self._owners.items() if sid in active}
+            mine = sum(1 for p in self._owners.values() if p == principal.name)
+            if mine >= cap:
+                raise ApiError(
+                    429,
+                    "session_limit",
+                    f"this caller already has {mine} open sessions (the limit is {cap})",
+                    {"Retry-After": "5"},
+                )
+        return principal
+
+    def bind(self, session_id: str, principal: Principal) -> None:
+        """Count an opened session against its caller's cap."""
+        self._owners[session_id] = principal.name
+
+
+GUARD_KEY: web.AppKey[AccessGuard] = web.AppKey("gwm_guard", AccessGuard)
+PRINCIPAL_KEY = "gwm_principal"
+
+
+def guard_middleware(guard: AccessGuard) -> Middleware:
+    """Authenticate and rate-limit ``/v1/`` (place it after the error middleware)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(API_PREFIX) and request.method != "OPTIONS":
+            principal = guard.identify(request)
+            guard.limit(request, principal)
+            request[PRINCIPAL_KEY] = principal
+        return await handler(request)
+
+    return middleware
+
+
+async def mint_token(request: web.Request) -> web.Response:
+    """``POST /v1/tokens``: mint a single-use session token (API key required)."""
+    guard = request.app[GUARD_KEY]
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
+    try:
+        data = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from exc
+    try:
+        body = TokenRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "body"
+        raise ApiError(400, "invalid_request", f"{loc}: {first['msg']}") from exc
+    principal = request.get(PRINCIPAL_KEY) or guard.identify(request)
+    return web.json_response(guard.mint(principal, body).model_dump(), status=201)
