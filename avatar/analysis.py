@@ -52,19 +52,19 @@ def mouth_opening(
     box: Sequence[float],
     *,
     rest: npt.NDArray[np.uint8] | None = None,
-    pad: float = 0.05,
-    percentile: float = 25.0,
+    pad: float = 0.03,
+    percentile: float = 5.0,
 ) -> float:
     """How open the mouth looks in ``frame``: the darkness inside the mouth box.
 
     An opening mouth shows its dark cavity where lips, teeth and skin were. With
     ``rest`` (the same face with the mouth closed), darkness is measured below the
-    ``percentile`` luma of the rest frame's mouth box, and the rest frame's own
-    darkness is subtracted: a closed mouth reads about 0, and since it compares
-    amounts of dark pixels rather than pixels at fixed places, a head that moves or
-    turns a little does not read as an open mouth. The box is padded by ``pad`` of
-    its size. Without ``rest``, it is the share of pixels darker than half the box's
-    median luma.
+    ``percentile`` luma of the rest frame's mouth box (darker than almost anything
+    there at rest), and the rest frame's own darkness is subtracted: a closed mouth
+    reads about 0, and since it compares amounts of dark pixels rather than pixels
+    at fixed places, a head that moves or turns a little (the box is padded by
+    ``pad`` of its size) does not read as an open mouth. Without ``rest``, it is the
+    share of pixels darker than half the box's median luma.
     """
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frame must be H×W×3 RGB, got shape {frame.shape}")

@@ -94,8 +94,16 @@ class Received:
 class ClientPeer:
     """Connects to the avatar service like a browser would."""
 
-    def __init__(self, base_url: str, *, keep_video: bool = True, video_every: int = 1) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        keep_video: bool = True,
+        video_every: int = 1,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.base_url = base_url
+        self.headers = dict(headers or {})  # sent on every HTTP call (e.g. Authorization)
         self.mic = MicTrack()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self.pc.createDataChannel("events")
@@ -140,14 +148,24 @@ class ClientPeer:
                 img = frame.to_ndarray(format="rgb24") if keep else np.zeros(0, np.uint8)
                 self.received.video.append((now, img))
 
-    async def connect(self, **request: Any) -> aiohttp.ClientResponse | None:
-        """Offer, POST /v1/sessions, apply the answer. Returns the response on failure."""
+    async def connect(
+        self, *, headers: dict[str, str] | None = None, **request: Any
+    ) -> aiohttp.ClientResponse | None:
+        """Offer, POST /v1/sessions, apply the answer. Returns the response on failure.
+
+        ``headers`` (e.g. ``Authorization: Bearer <session token>``, ``Origin``) replace
+        the peer's own headers for this one request.
+        """
         self.pc.addTrack(self.mic)
         self.pc.addTransceiver("video", direction="recvonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
         body = {"sdp": self.pc.localDescription.sdp, "type": "offer", **request}
         async with aiohttp.ClientSession() as http:
-            resp = await http.post(f"{self.base_url}/v1/sessions", json=body)
+            resp = await http.post(
+                f"{self.base_url}/v1/sessions",
+                json=body,
+                headers=self.headers if headers is None else headers,
+            )
             data = await resp.json()
             if resp.status != 201:
                 return resp
@@ -196,7 +214,9 @@ class ClientPeer:
         """DELETE the session (optionally) and close the peer."""
         if delete and self.session_id:
             async with aiohttp.ClientSession() as http:
-                await http.delete(f"{self.base_url}/v1/sessions/{self.session_id}")
+                await http.delete(
+                    f"{self.base_url}/v1/sessions/{self.session_id}", headers=self.headers
+                )
         await self.close()
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from avatar.motion import MouthDrive, WorldModel
 from avatar.state import Mode
-from models.errors import EngineError, InvalidAudioError
+from models.errors import BackendUnavailableError, EngineError, InvalidAudioError, LLMError
 from models.llm import build_messages
 from models.tts import ClauseSplitter
 from models.types import ChatMessage, FloatAudio, GenerationStats, Speech, VadEventKind
@@ -48,6 +48,10 @@ SCHEDULE_LEAD_S = 0.12
 world model about two frames before a frame is due (it renders one frame ahead)."""
 PREROLL_S = 0.3
 """Audio kept before the VAD's speech start, so the first syllable reaches STT."""
+PERSIST_TIMEOUT_S = 5.0
+"""How long a finished turn waits for ``on_turn_complete``'s write before it is announced."""
+DEFAULT_FIRST_TOKEN_TIMEOUT_S = 8.0
+DEFAULT_FALLBACK_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
 
 
 @dataclass
@@ -58,11 +62,18 @@ class ConversationOptions:
     language: str | None = None
     max_history_messages: int = 20
     max_utterance_s: float = 30.0
+    first_token_timeout_s: float = DEFAULT_FIRST_TOKEN_TIMEOUT_S
+    fallback_reply: str = DEFAULT_FALLBACK_REPLY
 
 
 @dataclass
 class TurnRecord:
-    """What happened in one turn (for the data channel and persistence)."""
+    """What happened in one turn (for the data channel and persistence).
+
+    ``reply_text`` is everything the LLM wrote, ``spoken_text`` what the user heard;
+    an interrupted turn has ``cut_at`` (wall clock) and ``spoken_s`` (seconds of reply
+    audio played before the cut). ``error`` is set when the turn was skipped.
+    """
 
     turn_id: int
     user_text: str = ""
@@ -70,6 +81,16 @@ class TurnRecord:
     spoken_text: str = ""
     interrupted: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    completed_at: float | None = None
+    cut_at: float | None = None
+    spoken_s: float | None = None
+    error: str = ""
+
+
+TurnHook = Callable[[TurnRecord], "Awaitable[None] | None"]
+"""Called with each finished turn; an awaitable it returns (a durable write) is awaited
+before the turn's final events go to the client."""
 
 
 @dataclass
@@ -91,7 +112,7 @@ class Conversation:
         emit: Emit,
         options: ConversationOptions,
         *,
-        on_turn_complete: Callable[[TurnRecord], None] | None = None,
+        on_turn_complete: TurnHook | None = None,
     ) -> None:
         self._engines = engines
         self._clock = clock
@@ -172,6 +193,22 @@ class Conversation:
             self._reply_task.cancel()
         else:
             self._cut_playout()
+
+    async def say(self, text: str) -> None:
+        """Speak one line outside any turn (a goodbye) and return once it has played."""
+        if self._closed:
+            return
+        self.interrupt()
+        self._turn_counter += 1
+        record = TurnRecord(turn_id=self._turn_counter)
+        clauses: list[_ScheduledClause] = []
+        rate = self._clock.sample_rate
+        chunks = self._engines.tts.stream(text)
+        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+            async for speech in chunks:
+                self._schedule(record, speech, clauses, rate, time.monotonic())
+        self._emit(assistant_text_event(text, record.turn_id, final=True))
+        await self._clock.wait_until(self._playout.end_sample() / rate)
 
     async def close(self) -> None:
         """Cancel and await every task of this conversation."""
@@ -283,18 +320,26 @@ class Conversation:
             record.spoken_text = self._spoken_before_cut(clauses)
             raise
         except EngineError as exc:
-            log.warning("turn %d failed: %s", record.turn_id, exc)
-            self._emit(error_event("turn_failed", str(exc)))
+            log.warning("turn %d skipped: %s", record.turn_id, exc)
+            self._skip(record, str(exc))
         except Exception:
             log.exception("turn %d failed unexpectedly", record.turn_id)
-            self._emit(error_event("turn_failed", "the avatar could not answer this turn"))
+            self._skip(record, "the avatar could not answer this turn")
         finally:
-            self._finish_turn(record, end_of_user)
+            await self._finish_turn(record, end_of_user)
+
+    def _skip(self, record: TurnRecord, reason: str) -> None:
+        """A stage failed: stop any partial reply and tell the client the turn is skipped."""
+        self._cut_playout()
+        record.error = reason or "turn failed"
+        self._emit(error_event("turn_skipped", f"this turn was skipped: {record.error}"))
 
     def _spoken_before_cut(self, clauses: list[_ScheduledClause]) -> str:
         cut = self._clock.sample_now() + self._clock.samples_per_frame
         self._playout.interrupt(cut)
         self._world.interrupt(cut / self._clock.sample_rate)
+        heard_s = max(0, cut - clauses[0].start) / self._clock.sample_rate if clauses else 0.0
+        self._last_cut = (time.time(), heard_s)
         said = []
         for c in clauses:
             if c.end <= cut:
@@ -303,29 +348,53 @@ class Conversation:
                 said.append(heard_text(c.text, (cut - c.start) / max(1, c.end - c.start)))
         return " ".join(s for s in said if s).strip()
 
-    def _finish_turn(self, record: TurnRecord, end_of_user: float) -> None:
+    async def _finish_turn(self, record: TurnRecord, end_of_user: float) -> None:
+        record.completed_at = time.time()
+        if record.interrupted:
+            record.cut_at, record.spoken_s = self._last_cut
         if record.user_text:
-            if record.spoken_text:
+            if record.error:
+                # Nothing was answered: drop the question so the history keeps alternating.
+                last = self.history[-1] if self.history else None
+                if last is not None and last.role == "user" and last.content == record.user_text:
+                    self.history.pop()
+            elif record.spoken_text:
                 self.history.append(ChatMessage("assistant", record.spoken_text))
             excess = len(self.history) - self._options.max_history_messages
             if excess > 0:
                 del self.history[:excess]
-            if record.reply_text or record.interrupted:
-                self._emit(
-                    assistant_text_event(
-                        record.spoken_text,
-                        record.turn_id,
-                        final=True,
-                        interrupted=record.interrupted,
-                    )
-                )
-            self._emit(turn_metrics_event(record.turn_id, record.metrics))
             self.turns.append(record)
             del self.turns[: -self._options.max_history_messages]
-            if self._on_turn_complete is not None:
-                self._on_turn_complete(record)
+            await self._persist(record)
+            if not record.error:
+                if record.reply_text or record.interrupted:
+                    self._emit(
+                        assistant_text_event(
+                            record.spoken_text,
+                            record.turn_id,
+                            final=True,
+                            interrupted=record.interrupted,
+                        )
+                    )
+                self._emit(turn_metrics_event(record.turn_id, record.metrics))
         if not self._closed:
             self._set_state(Mode.LISTENING)
+
+    async def _persist(self, record: TurnRecord) -> None:
+        """Run the turn hook and wait (bounded) for the write it returns, so that a turn
+        the client has seen completed is already stored."""
+        if self._on_turn_complete is None:
+            return
+        try:
+            pending = self._on_turn_complete(record)
+            if pending is not None:
+                await asyncio.wait_for(asyncio.shield(pending), PERSIST_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning("turn %d: storing it took over %.0f s", record.turn_id, PERSIST_TIMEOUT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("turn %d: the turn hook failed", record.turn_id)
 
     async def _reply(
         self,
@@ -344,10 +413,17 @@ class Conversation:
         stats = GenerationStats()
         t0 = time.monotonic()
         try:
-            pieces = self._engines.llm.stream(messages, stats=stats)
-            async with contextlib.aclosing(pieces):  # type: ignore[type-var]
-                async for piece in pieces:
-                    self._on_piece(record, piece, t0, reply_parts, splitter, queue)
+            try:
+                await self._stream_llm(record, messages, stats, t0, reply_parts, splitter, queue)
+            except (BackendUnavailableError, LLMError, asyncio.TimeoutError) as exc:
+                log.warning("turn %d: the language model failed: %r", record.turn_id, exc)
+                record.metrics["llm_failed"] = 1.0
+                if not reply_parts:
+                    # Say something rather than nothing; the session goes on.
+                    line = self._options.fallback_reply
+                    reply_parts.append(line)
+                    self._emit(assistant_text_event(line, record.turn_id, final=False))
+                    queue.put_nowait(line)
             for clause in splitter.flush():
                 queue.put_nowait(clause)
             record.metrics["llm_total_ms"] = (time.monotonic() - t0) * 1000
@@ -359,6 +435,28 @@ class Conversation:
                 speaker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await speaker
+
+    async def _stream_llm(
+        self,
+        record: TurnRecord,
+        messages: list[ChatMessage],
+        stats: GenerationStats,
+        t0: float,
+        reply_parts: list[str],
+        splitter: ClauseSplitter,
+        queue: asyncio.Queue[str | None],
+    ) -> None:
+        """Feed the LLM's pieces on; TimeoutError when no first piece comes in time."""
+        pieces = self._engines.llm.stream(messages, stats=stats)
+        async with contextlib.aclosing(pieces):  # type: ignore[type-var]
+            it = pieces.__aiter__()
+            try:
+                first = await asyncio.wait_for(it.__anext__(), self._options.first_token_timeout_s)
+            except StopAsyncIteration:
+                return
+            self._on_piece(record, first, t0, reply_parts, splitter, queue)
+            async for piece in it:
+                self._on_piece(record, piece, t0, reply_parts, splitter, queue)
 
     def _on_piece(
         self,

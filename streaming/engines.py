@@ -9,6 +9,7 @@ functions of a state, safe to call from several sessions' frames.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,8 +23,11 @@ from models.llm import LanguageModel, create_llm
 from models.stt import SpeechRecognizer, create_stt
 from models.tts import TextToSpeech, create_tts
 from models.vad import SileroModel, VoiceActivityDetector, create_vad
+from streaming.avatars_api import avatars_dir
 
 log = logging.getLogger(__name__)
+
+AVATAR_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 class UnknownAvatarError(LookupError):
@@ -77,6 +81,7 @@ class Engines:
         tts = create_tts(config.tts, resolver)
         times["tts"] = time.perf_counter() - t
         engines = cls(config, resolver, stt, llm, tts, vad_model, load_seconds=times)
+        engines.avatar_dirs.append(avatars_dir(config.server))
         t = time.perf_counter()
         engines.avatar("default")
         times["avatar"] = time.perf_counter() - t
@@ -109,6 +114,8 @@ class Engines:
                 return cached
             if name == "default":
                 bundle = self.config.avatar.bundle
+            elif not AVATAR_NAME_RE.fullmatch(name):  # never a path
+                raise UnknownAvatarError(name)
             else:
                 bundle = next(
                     (d / name for d in self.avatar_dirs if (d / name / "rig.json").is_file()), None

@@ -22,29 +22,24 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avatar.config import AppConfig
+from streaming.api_error import ApiError
+from streaming.auth import GUARD_KEY, AccessGuard, guard_middleware, mint_token
+from streaming.avatars_api import AVATARS_KEY, AvatarStore, list_avatars, upload_avatar
 from streaming.conversation import TurnRecord
 from streaming.cors import cors_middleware
 from streaming.engines import Engines, UnknownAvatarError
 from streaming.ice import use_host_addresses
 from streaming.metrics import ServerMetrics
+from streaming.openapi import openapi_route
+from streaming.records import attach_store, session_closed, session_opened, turn_finished
 from streaming.session import Session, SessionRequest
+from streaming.store import TranscriptStore
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_SDP_BYTES = 64 * 1024
 RETRY_AFTER_S = 5
-
-
-class ApiError(Exception):
-    """An error answered to the client as JSON with a stable code."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
 
 
 class SessionOffer(BaseModel):
@@ -73,6 +68,8 @@ class ServerState:
     loader: asyncio.Task[None] | None = None
     load_error: str | None = None
     owns_engines: bool = True
+    store: TranscriptStore | None = None
+    draining: bool = False
 
 
 STATE_KEY: web.AppKey[ServerState] = web.AppKey("gwm_state", ServerState)
@@ -145,6 +142,9 @@ async def create_session(request: web.Request) -> web.Response:
         raise ApiError(
             503, "not_ready", "models are still loading", {"Retry-After": str(RETRY_AFTER_S)}
         )
+    if state.draining:
+        state.metrics.sessions_rejected.labels(reason="draining").inc()
+        raise ApiError(503, "draining", "the server is shutting down; try another instance")
     if len(state.sessions) + state.pending >= state.config.server.max_sessions:
         state.metrics.sessions_rejected.labels(reason="capacity").inc()
         raise ApiError(
@@ -154,6 +154,9 @@ async def create_session(request: web.Request) -> web.Response:
             {"Retry-After": str(RETRY_AFTER_S)},
         )
     name = offer.avatar or "default"
+    principal = request.app[GUARD_KEY].admit_session(
+        request, avatar=name, voice=offer.voice or engines.config.tts.voice, active=state.sessions
+    )
     try:
         avatar = await asyncio.to_thread(engines.avatar, name)
     except UnknownAvatarError:
@@ -181,6 +184,9 @@ async def create_session(request: web.Request) -> web.Response:
             await session.close("bad offer")
             raise ApiError(400, "invalid_sdp", f"the offer could not be applied: {exc}") from exc
         state.sessions[session.id] = session
+        if state.store is not None:
+            session_opened(state.store, session.id, session.created, name)
+        request.app[GUARD_KEY].bind(session.id, principal)
         state.metrics.sessions_total.inc()
         state.metrics.active_sessions.set(len(state.sessions))
     finally:
@@ -194,11 +200,18 @@ async def create_session(request: web.Request) -> web.Response:
 def _forget(state: ServerState, session: Session) -> None:
     if state.sessions.pop(session.id, None) is not None:
         state.metrics.dropped_frames.inc(session.video_out.stats.dropped_frames)
+        if state.store is not None:
+            session_closed(state.store, session.id, session.close_reason)
     state.metrics.active_sessions.set(len(state.sessions))
 
 
-def _record_turn(state: ServerState, session: Session, record: TurnRecord) -> None:
+def _record_turn(
+    state: ServerState, session: Session, record: TurnRecord
+) -> Awaitable[None] | None:
     state.metrics.observe_turn(record.metrics, record.interrupted)
+    if state.store is None:
+        return None
+    return turn_finished(state.store, session.id, record)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -226,15 +239,17 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: models loaded and capacity left."""
     state = request.app[STATE_KEY]
     cap = state.config.server.max_sessions
+    ready = state.engines is not None and not state.draining
     body: dict[str, Any] = {
-        "ready": state.engines is not None,
+        "ready": ready,
+        "draining": state.draining,
         "sessions": len(state.sessions),
         "max_sessions": cap,
         "capacity_left": max(0, cap - len(state.sessions)),
     }
     if state.load_error:
         body["error"] = state.load_error
-    return web.json_response(body, status=200 if state.engines is not None else 503)
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -297,7 +312,11 @@ async def _on_cleanup(app: web.Application) -> None:
 def create_app(config: AppConfig, engines: Engines | None = None) -> web.Application:
     """Build the aiohttp application (pass ``engines`` to share loaded models)."""
     app = web.Application(
-        middlewares=[cors_middleware(config.server.allowed_origins), error_middleware],
+        middlewares=[
+            cors_middleware(config.server.allowed_origins),
+            error_middleware,
+            guard_middleware(guard := AccessGuard(config.server)),
+        ],
         client_max_size=config.server.max_body_bytes,
     )
     app[STATE_KEY] = ServerState(config=config, engines=engines, owns_engines=engines is None)
@@ -309,6 +328,13 @@ def create_app(config: AppConfig, engines: Engines | None = None) -> web.Applica
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/widget.js", widget_js)
+    app[GUARD_KEY] = guard
+    app[AVATARS_KEY] = AvatarStore(config, engines)
+    app.router.add_post("/v1/tokens", mint_token)
+    app.router.add_post("/v1/avatars", upload_avatar)
+    app.router.add_get("/v1/avatars", list_avatars)
+    app.router.add_get("/openapi.json", openapi_route(SessionOffer))
+    app[STATE_KEY].store = attach_store(app, config)
     app.router.add_static("/static/", WEB_DIR, show_index=False)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)

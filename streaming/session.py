@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +60,7 @@ class Session:
         *,
         render_executor: Executor | None = None,
         on_closed: Callable[[Session], None] | None = None,
-        on_turn: Callable[[Session, TurnRecord], None] | None = None,
+        on_turn: Callable[[Session, TurnRecord], Awaitable[None] | None] | None = None,
     ) -> None:
         cfg = engines.config
         self.id = secrets.token_urlsafe(12)
@@ -92,6 +92,8 @@ class Session:
                 system_prompt=request.system_prompt or cfg.llm.system_prompt,
                 language=request.language,
                 max_utterance_s=min(cfg.stt.max_utterance_s, 30.0),
+                first_token_timeout_s=cfg.llm.first_token_timeout_s,
+                fallback_reply=cfg.llm.fallback_reply,
             ),
             on_turn_complete=self._turn_done,
         )
@@ -198,9 +200,21 @@ class Session:
     def _remember_state(self, state: AvatarState) -> None:
         self.last_state = state
 
-    def _turn_done(self, record: TurnRecord) -> None:
+    def _turn_done(self, record: TurnRecord) -> Awaitable[None] | None:
         if self._on_turn is not None:
-            self._on_turn(self, record)
+            return self._on_turn(self, record)
+        return None
+
+    async def goodbye(self, text: str, timeout_s: float) -> None:
+        """Say ``text`` (within ``timeout_s``), then hang up: the server is going away."""
+        if self._closing is None:
+            try:
+                await asyncio.wait_for(self.conversation.say(text), timeout_s)
+            except asyncio.TimeoutError:
+                log.info("session %s: goodbye cut short after %.1f s", self.id, timeout_s)
+            except Exception as exc:  # noqa: BLE001 - a failed goodbye must not stop the drain
+                log.warning("session %s: goodbye failed: %s", self.id, exc)
+        await self.close("server draining")
 
     # --- lifecycle ----------------------------------------------------------------
 

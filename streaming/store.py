@@ -249,7 +249,9 @@ class TranscriptStore:
                     continue
                 for stmt in statements:
                     cur.execute(stmt)
-                cur.execute(self._sql("INSERT INTO schema_version (version) VALUES (?)"), (version,))
+                cur.execute(
+                    self._sql("INSERT INTO schema_version (version) VALUES (?)"), (version,)
+                )
                 log.info("transcript store migrated to schema version %d", version)
             conn.commit()
         except Exception:

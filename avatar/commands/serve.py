@@ -1,4 +1,9 @@
-"""``avatar serve``: start the real-time WebRTC service."""
+"""``avatar serve``: start the real-time WebRTC service.
+
+On SIGTERM or SIGINT the server drains: readiness turns false, new sessions get 503
+``draining``, each active session hears ``server.goodbye_line`` and is closed within
+``server.drain_timeout_s``, then the process exits 0.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def _serve(config: AppConfig) -> None:
     from aiohttp import web
 
-    from streaming.server import create_app
+    from streaming.drain import drain_sessions
+    from streaming.server import STATE_KEY, create_app
 
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
@@ -36,6 +42,12 @@ async def _serve(config: AppConfig) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    state = app[STATE_KEY]
+    state.draining = True
+    log.info("draining: no new sessions; %d active", len(state.sessions))
+    await drain_sessions(
+        list(state.sessions.values()), config.server.goodbye_line, config.server.drain_timeout_s
+    )
     log.info("shutting down")
     await runner.cleanup()
 

@@ -62,7 +62,7 @@ _HOLD: dict[Viseme, float] = {
     Viseme.HH: 0.25,
     Viseme.KK: 0.6,
 }
-LOUDNESS_MIX = 0.6
+LOUDNESS_MIX = 0.75
 """With audio, the share of the jaw opening that follows loudness (the rest: visemes)."""
 _HALF_WINDOW = 0.0125
 """Half the analysis window of the audio features (they see this far ahead)."""

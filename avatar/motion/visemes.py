@@ -66,10 +66,10 @@ VISEME_TARGETS: dict[Viseme, MouthTarget] = {
     Viseme.YY: MouthTarget(0.18, 0.55, 0.0, 0.45, 0.5),
     Viseme.HH: MouthTarget(0.35, 0.0, 0.0, 0.1, 0.15),
     Viseme.AA: MouthTarget(0.85, 0.15, 0.0, 0.2, 0.6),
-    Viseme.EE: MouthTarget(0.55, 0.45, 0.0, 0.45, 0.55),
-    Viseme.IH: MouthTarget(0.3, 0.7, 0.0, 0.6, 0.55),
+    Viseme.EE: MouthTarget(0.6, 0.45, 0.0, 0.45, 0.55),
+    Viseme.IH: MouthTarget(0.38, 0.7, 0.0, 0.6, 0.55),
     Viseme.OH: MouthTarget(0.6, -0.6, 0.0, 0.1, 0.6),
-    Viseme.OU: MouthTarget(0.28, -0.8, 0.0, 0.0, 0.65),
+    Viseme.OU: MouthTarget(0.35, -0.8, 0.0, 0.0, 0.65),
     Viseme.SCHWA: MouthTarget(0.42, 0.0, 0.0, 0.15, 0.4),
 }
 

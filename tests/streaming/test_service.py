@@ -153,7 +153,7 @@ async def test_text_turn_gets_a_spoken_answer(server: TestServer) -> None:
     assert user["text"] == "Please say hello to me."
     assert final["text"].strip()
     pcm = peer.received.audio_pcm()
-    assert (np.abs(pcm) > LOUD).sum() > 48_000 * 0.3
+    assert (np.abs(pcm) > LOUD).sum() > 48_000 * 0.3, final["text"]
 
 
 async def test_hangup_mid_reply_leaves_nothing_behind(server: TestServer) -> None:

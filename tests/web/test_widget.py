@@ -71,17 +71,28 @@ STATS_JS = """async (ms) => {
   };
 }"""
 
-AUDIO_JS = """async () => {
+AUDIO_JS = """async ([base, waitMs]) => {
+  // The received audio's energy (getStats); waits up to waitMs for it to pass `base`
+  // (the reply's sound reaches the speaker a little after its text events).
   const el = document.querySelector("gwm-avatar");
   const video = el.shadowRoot.querySelector("video");
-  const out = { energy: 0, samples: 0, muted: video.muted, paused: video.paused };
-  (await el.peerConnection.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "audio") {
-      out.energy = s.totalAudioEnergy || 0;
-      out.samples = s.totalSamplesReceived || 0;
-    }
-  });
-  return out;
+  const read = async () => {
+    const out = { energy: 0, samples: 0, muted: video.muted, paused: video.paused };
+    (await el.peerConnection.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        out.energy = s.totalAudioEnergy || 0;
+        out.samples = s.totalSamplesReceived || 0;
+      }
+    });
+    return out;
+  };
+  const until = performance.now() + waitMs;
+  let now = await read();
+  while (now.energy <= base && performance.now() < until) {
+    await new Promise((r) => setTimeout(r, 100));
+    now = await read();
+  }
+  return now;
 }"""
 
 FRAMES_JS = """async (gapMs) => {
@@ -175,11 +186,11 @@ def test_voice_call_from_another_site(
     mute.click()
     assert mute.get_attribute("aria-pressed") == "true"
     page.wait_for_function(_has("state", "e.detail.state === 'speaking'"), timeout=60_000)
-    audio_before = page.evaluate(AUDIO_JS)
+    audio_before = page.evaluate(AUDIO_JS, [-1, 0])
     a, b = (_png(u) for u in page.evaluate(FRAMES_JS, 240))
     page.screenshot(path=str(artifacts / "voice-call.png"))
     page.wait_for_function(_has("reply", "e.detail.final"), timeout=90_000)
-    audio_after = page.evaluate(AUDIO_JS)
+    audio_after = page.evaluate(AUDIO_JS, [audio_before["energy"] + 0.01, 10_000])
     captions = w.locator(".captions").inner_text()
     w.get_by_role("button", name="Hang up").click()
     page.wait_for_function(_has("ended"), timeout=10_000)
@@ -251,11 +262,11 @@ def test_demo_page_typed_message_gets_a_spoken_reply_and_reconnects(
     box.fill("Please say hello to me.")
     box.press("Enter")
     page.wait_for_function(_has("transcript"), timeout=10_000)
-    audio_before = page.evaluate(AUDIO_JS)
+    audio_before = page.evaluate(AUDIO_JS, [-1, 0])
     page.wait_for_function(_has("reply", "e.detail.final"), timeout=90_000)
     page.wait_for_function(_has("metrics"), timeout=10_000)
     page.wait_for_timeout(400)
-    audio_after = page.evaluate(AUDIO_JS)
+    audio_after = page.evaluate(AUDIO_JS, [audio_before["energy"] + 0.01, 10_000])
     assert _events(page, "transcript")[0]["detail"]["text"] == "Please say hello to me."
     reply = next(e["detail"] for e in _events(page, "reply") if e["detail"]["final"])
     assert reply["text"].strip()

@@ -1,0 +1,28 @@
+"""Graceful shutdown: stop admitting sessions, let each active one say goodbye, close them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from streaming.session import Session
+
+log = logging.getLogger(__name__)
+
+
+async def drain_sessions(sessions: Iterable[Session], line: str, timeout_s: float) -> None:
+    """Each session says ``line`` and hangs up; all are closed within about ``timeout_s``."""
+    active = list(sessions)
+    if not active:
+        return
+    log.info("draining %d session(s) (up to %.1f s)", len(active), timeout_s)
+    goodbyes = [asyncio.ensure_future(s.goodbye(line, timeout_s)) for s in active]
+    done, pending = await asyncio.wait(goodbyes, timeout=timeout_s + 2.0)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a session's goodbye failed: %s", task.exception())
+    await asyncio.gather(*(s.close("server draining") for s in active), return_exceptions=True)

@@ -1,0 +1,50 @@
+"""Helpers for the auth, limits, avatar-upload and fuzz tests: a server with its own config."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp.test_utils import TestServer
+from aiortc import RTCPeerConnection
+
+from avatar.config import AppConfig, ServerConfig
+from streaming.engines import Engines
+from streaming.server import create_app
+
+
+@contextlib.asynccontextmanager
+async def custom_server(
+    base: AppConfig, engines: Engines, **server: Any
+) -> AsyncIterator[TestServer]:
+    """A server on 127.0.0.1 sharing the loaded engines, with ``server.<field>`` overrides."""
+    fields = base.server.model_dump() | server
+    config = base.model_copy(update={"server": ServerConfig.model_validate(fields)})
+    srv = TestServer(create_app(config, engines=engines), host="127.0.0.1", port=0)
+    await srv.start_server()
+    try:
+        yield srv
+    finally:
+        await srv.close()
+        # Shared engines: forget this server's upload folder again.
+        root = config.server.avatars_dir
+        if root is not None and root in engines.avatar_dirs:
+            engines.avatar_dirs.remove(root)
+
+
+def base_url(server: TestServer) -> str:
+    """``http://127.0.0.1:<port>``."""
+    return str(server.make_url("")).rstrip("/")
+
+
+async def offer_sdp(audio: str = "sendrecv") -> str:
+    """A real SDP offer from an aiortc peer (audio in ``audio`` direction, video recvonly)."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio", direction=audio)
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription.sdp
+    finally:
+        await pc.close()
