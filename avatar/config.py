@@ -105,7 +105,7 @@ class ServerConfig(_Section):
         description="/v1/ requests per minute per API key (per client IP without keys)",
     )
     session_rate_limit_per_minute: int = Field(
-        default=10, ge=1, description="POST /v1/sessions per minute per key (or client IP)"
+        default=30, ge=1, description="POST /v1/sessions per minute per key (or client IP)"
     )
     max_sessions_per_key: int | None = Field(
         default=None, ge=1, description="Concurrent sessions per key (or client IP); None: no cap"

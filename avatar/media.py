@@ -7,6 +7,7 @@ mono; :func:`probe` reports what a file holds (for tests and the CLI).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from models.audio import as_float_mono, resample
+from models.audio import as_float_mono
 from models.errors import EngineError, InvalidAudioError
 from models.types import FloatAudio
 
@@ -134,6 +135,116 @@ def probe(path: str | Path) -> MediaInfo:
     )
 
 
+class Mp4Writer:
+    """An H.264 (yuv420p) + AAC (48 kHz mono) MP4, written as frames and audio come.
+
+    ``write_frame`` and ``write_audio`` may be called in any order and amounts; the
+    muxer interleaves the packets by time. Use it as a context manager, or call
+    :meth:`close` (which flushes both encoders) when done. Width and height must be
+    even.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        size: tuple[int, int],
+        fps: int,
+        sample_rate: int,
+        *,
+        crf: int = 20,
+        preset: str = "veryfast",
+    ) -> None:
+        w, h = int(size[0]), int(size[1])
+        if w <= 0 or h <= 0 or w % 2 or h % 2:
+            raise MediaError(f"frame size {w}x{h} must be positive and even for H.264 yuv420p")
+        if sample_rate <= 0 or fps <= 0:
+            raise MediaError(f"invalid fps {fps} or sample rate {sample_rate}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.size = (w, h)
+        self.fps = int(fps)
+        self.sample_rate = int(sample_rate)
+        self.frames = 0
+        self.audio_samples = 0
+        """Samples (at ``sample_rate``) written so far."""
+        self._closed = False
+        try:
+            self._container = av.open(str(self.path), mode="w", format="mp4")
+            video = self._container.add_stream("libx264", rate=Fraction(self.fps, 1))
+            video.pix_fmt = "yuv420p"
+            video.width, video.height = w, h
+            video.options = {"crf": str(crf), "preset": preset}
+            video.codec_context.time_base = Fraction(1, self.fps)
+            audio = self._container.add_stream("aac", rate=MP4_AUDIO_RATE)
+            audio.layout = "mono"
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"could not open {self.path} for writing: {exc}") from exc
+        self._video = video
+        self._audio = audio
+        self._resampler = av.AudioResampler(
+            format="fltp", layout="mono", rate=MP4_AUDIO_RATE, frame_size=_AAC_FRAME
+        )
+
+    def write_frame(self, rgb: npt.NDArray[np.uint8]) -> None:
+        """Append one H×W×3 uint8 RGB frame."""
+        if rgb.shape != (self.size[1], self.size[0], 3) or rgb.dtype != np.uint8:
+            raise MediaError(
+                f"frame must be {self.size[1]}x{self.size[0]}x3 uint8, got {rgb.shape} {rgb.dtype}"
+            )
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = self.frames
+        self._mux(self._video.encode(frame))
+        self.frames += 1
+
+    def write_audio(self, pcm: npt.ArrayLike) -> None:
+        """Append mono PCM (float in [-1, 1] or int16) at ``sample_rate``."""
+        arr = np.asarray(pcm)
+        if arr.size == 0:
+            return
+        audio = as_float_mono(arr, name="mp4 audio").reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio), format="flt", layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = self.audio_samples
+        frame.time_base = Fraction(1, self.sample_rate)
+        self.audio_samples += audio.shape[1]
+        self._encode_audio(frame)
+
+    def _encode_audio(self, frame: av.AudioFrame | None) -> None:
+        for out in self._resampler.resample(frame):
+            self._mux(self._audio.encode(out))
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        try:
+            for packet in packets:
+                self._container.mux(packet)
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"could not write {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Flush the encoders and finish the file (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._mux(self._video.encode(None))
+            self._encode_audio(None)
+            self._mux(self._audio.encode(None))
+        finally:
+            self._container.close()
+        log.debug(
+            "wrote %s: %d frames, %.2f s of audio",
+            self.path,
+            self.frames,
+            self.audio_samples / self.sample_rate,
+        )
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def write_mp4(
     path: str | Path,
     frames: Iterable[npt.NDArray[np.uint8]],
@@ -147,68 +258,21 @@ def write_mp4(
     """Encode ``frames`` (H×W×3 uint8 RGB) and ``pcm`` into an H.264/AAC MP4.
 
     Frames are consumed one at a time (the iterable may be a generator); the audio
-    (mono, resampled to 48 kHz) is interleaved as the video advances. Width and
-    height must be even (yuv420p). Returns the number of frames written.
+    is interleaved as the video advances. Width and height must be even (yuv420p).
+    Returns the number of frames written.
     """
-    audio = resample(as_float_mono(pcm, name="mp4 audio"), int(sample_rate), MP4_AUDIO_RATE)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    try:
-        with av.open(str(out), mode="w", format="mp4") as container:
-            video = container.add_stream("libx264", rate=Fraction(int(fps), 1))
-            video.pix_fmt = "yuv420p"
-            video.options = {"crf": str(crf), "preset": preset}
-            video.codec_context.time_base = Fraction(1, int(fps))
-            astream = container.add_stream("aac", rate=MP4_AUDIO_RATE)
-            astream.layout = "mono"
-            apos = 0
-            for count, rgb in enumerate(frames, start=1):
-                if count == 1:
-                    h, w = rgb.shape[:2]
-                    if h % 2 or w % 2:
-                        raise MediaError(f"frame size {w}x{h} must be even for H.264 yuv420p")
-                    video.width, video.height = w, h
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-                vf.pts = count - 1
-                for packet in video.encode(vf):
-                    container.mux(packet)
-                # audio up to the end of this frame, in whole AAC frames
-                until = int(count * MP4_AUDIO_RATE / fps)
-                apos = _encode_audio(container, astream, audio, apos, until, final=False)
-            for packet in video.encode(None):
-                container.mux(packet)
-            _encode_audio(container, astream, audio, apos, len(audio), final=True)
-    except av.error.FFmpegError as exc:
-        raise MediaError(f"could not write {out}: {exc}") from exc
-    log.debug("wrote %s: %d frames, %.2f s of audio", out, count, len(audio) / MP4_AUDIO_RATE)
-    return count
-
-
-def _encode_audio(
-    container: av.container.OutputContainer,
-    stream: av.audio.stream.AudioStream,
-    audio: FloatAudio,
-    pos: int,
-    until: int,
-    *,
-    final: bool,
-) -> int:
-    """Encode ``audio[pos:until]`` in AAC-sized frames; return the new position."""
-    until = min(until, len(audio))
-    while until - pos >= _AAC_FRAME or (final and pos < until):
-        n = min(_AAC_FRAME, until - pos)
-        chunk = audio[pos : pos + n].reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(chunk), format="fltp", layout="mono"
-        )
-        frame.sample_rate = MP4_AUDIO_RATE
-        frame.pts = pos
-        frame.time_base = Fraction(1, MP4_AUDIO_RATE)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        pos += n
-    if final:
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return pos
+    audio = as_float_mono(pcm, name="mp4 audio")
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise MediaError("no frames to write")
+    h, w = first.shape[:2]
+    with Mp4Writer(path, (w, h), fps, sample_rate, crf=crf, preset=preset) as writer:
+        pos = 0
+        for rgb in itertools.chain([first], it):
+            writer.write_frame(rgb)
+            until = min(len(audio), round(writer.frames * sample_rate / fps))
+            writer.write_audio(audio[pos:until])
+            pos = max(pos, until)
+        writer.write_audio(audio[pos:])
+        return writer.frames

@@ -290,7 +290,7 @@ class AccessGuard:
 
 
 GUARD_KEY: web.AppKey[AccessGuard] = web.AppKey("gwm_guard", AccessGuard)
-PRINCIPAL_KEY = "gwm_principal"
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("gwm_principal", Principal)
 
 
 def guard_middleware(guard: AccessGuard) -> Middleware:
@@ -324,3 +324,32 @@ async def mint_token(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_request", f"{loc}: {first['msg']}") from exc
     principal = request.get(PRINCIPAL_KEY) or guard.identify(request)
     return web.json_response(guard.mint(principal, body).model_dump(), status=201)
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def public_bind_refusal(config: ServerConfig) -> str | None:
+    """Why ``avatar serve`` must not bind ``config.host``, or None when it may.
+
+    Loopback is always fine; another address needs API keys, or the explicit
+    ``server.allow_public_without_auth``.
+    """
+    if config.host in LOOPBACK_HOSTS or config.api_keys or config.allow_public_without_auth:
+        return None
+    return (
+        f"refusing to bind {config.host} without authentication; set server.api_keys "
+        "(GWM_SERVER__API_KEYS), bind 127.0.0.1, or set server.allow_public_without_auth=true"
+    )
+
+
+def auth_summary(config: ServerConfig) -> str:
+    """One log line saying how the service authenticates callers."""
+    if config.api_keys:
+        return (
+            f"auth: {len(config.api_keys)} API key(s); /v1/ needs 'Authorization: Bearer'; "
+            f"{config.rate_limit_per_minute} requests/min per key"
+        )
+    if config.host in LOOPBACK_HOSTS:
+        return f"auth: none (no server.api_keys); listening on {config.host} only"
+    return f"auth: NONE on public address {config.host} (server.allow_public_without_auth)"

@@ -40,6 +40,16 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_SDP_BYTES = 64 * 1024
 RETRY_AFTER_S = 5
+# What aiortc raises on a malformed offer (found by fuzzing, tests/streaming/test_api_fuzz.py).
+SDP_FAILURES = (
+    ValueError,
+    AssertionError,
+    TypeError,
+    AttributeError,
+    LookupError,
+    RuntimeError,
+    asyncio.TimeoutError,
+)
 
 
 class SessionOffer(BaseModel):
@@ -180,7 +190,7 @@ async def create_session(request: web.Request) -> web.Response:
         )
         try:
             answer = await asyncio.wait_for(session.accept(offer.sdp), timeout=15)
-        except (ValueError, AssertionError, TypeError, asyncio.TimeoutError) as exc:
+        except SDP_FAILURES as exc:
             await session.close("bad offer")
             raise ApiError(400, "invalid_sdp", f"the offer could not be applied: {exc}") from exc
         state.sessions[session.id] = session

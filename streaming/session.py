@@ -163,6 +163,7 @@ class Session:
 
     def _on_client_message(self, raw: str | bytes) -> None:
         now = time.monotonic()
+        self._last_inbound = now  # a typing-only user is not idle
         if now - self._msg_window_start > 1.0:
             self._msg_window_start, self._msg_count = now, 0
         self._msg_count += 1
@@ -257,6 +258,8 @@ class Session:
 
     async def _close(self) -> None:
         log.info("session %s: closing (%s)", self.id, self.close_reason)
+        # Tell the client this end is planned, so it does not reconnect.
+        self.emit({"type": "closing", "reason": self.close_reason})
         await self.conversation.close()
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import re
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +27,7 @@ from tqdm import tqdm
 
 from avatar.cli import UsageError
 from avatar.config import AppConfig, AvatarConfig, RenderConfig
-from avatar.media import MediaError, read_audio, write_mp4
+from avatar.media import MediaError, Mp4Writer, read_audio
 from avatar.motion import MouthDrive, WorldModel
 from avatar.state import AvatarState, Mode
 from models.assets import AssetResolver
@@ -58,7 +60,8 @@ class RenderResult:
     duration: float
     """Seconds of audio (speech plus padding) = seconds of video within a frame."""
     seconds: dict[str, float] = field(default_factory=dict)
-    """Wall time per stage: ``motion``, ``render``, ``encode``, ``total``."""
+    """Busy time per stage (``speech``: pulling the chunks, i.e. the TTS; ``motion``,
+    ``render``, ``encode``) and the wall time of it all (``total``); the stages overlap."""
     states: list[AvatarState] = field(default_factory=list)
 
     @property
@@ -82,24 +85,102 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def join_speech(chunks: Sequence[Speech]) -> tuple[npt.NDArray[np.float32], int, list[float]]:
-    """Concatenate chunks (resampled to the first one's rate): (pcm, rate, start offsets)."""
-    if not chunks:
-        raise InvalidAudioError("there is no speech to render")
-    rate = chunks[0].sample_rate
-    parts: list[npt.NDArray[np.float32]] = []
-    offsets: list[float] = []
-    pos = 0
-    for c in chunks:
-        pcm = c.pcm if c.sample_rate == rate else resample(c.pcm, c.sample_rate, rate)
-        offsets.append(pos / rate)
-        parts.append(pcm.astype(np.float32, copy=False))
-        pos += len(pcm)
-    return np.concatenate(parts), rate, offsets
+class _SpeechFeed:
+    """Speech chunks produced in a worker thread (e.g. by the TTS), placed back to back.
+
+    The timeline (at the first chunk's sample rate) is ``pad`` samples of silence, the
+    chunks, and (once the producer is done) ``pad`` samples of silence again.
+    """
+
+    def __init__(self, pad_s: float) -> None:
+        self._cond = threading.Condition()
+        self._pad_s = max(0.0, pad_s)
+        self.chunks: list[tuple[Speech, int]] = []
+        """(chunk, start sample on the timeline), appended as they come."""
+        self.rate = 0
+        self.pad = 0
+        self.known = 0
+        """Timeline samples known so far (the lead-in and the chunks so far)."""
+        self.done = False
+        self.error: BaseException | None = None
+        self.busy_s = 0.0
+
+    @property
+    def total(self) -> int:
+        """Samples of the whole timeline (valid once ``done``)."""
+        return self.known + self.pad
+
+    def produce(self, chunks: Iterable[Speech], stop: threading.Event) -> None:
+        """Pull chunks (runs the TTS) until exhausted or ``stop``; run in a thread."""
+        it = iter(chunks)
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                chunk = next(it, None)
+                self.busy_s += time.perf_counter() - t0
+                if chunk is None:
+                    break
+                with self._cond:
+                    if not self.rate:
+                        self.rate = int(chunk.sample_rate)
+                        self.pad = round(self._pad_s * self.rate)
+                        self.known = self.pad
+                    if chunk.sample_rate != self.rate:
+                        pcm = resample(chunk.pcm, chunk.sample_rate, self.rate)
+                        chunk = Speech(pcm, self.rate, chunk.text, chunk.phonemes)
+                    self.chunks.append((chunk, self.known))
+                    self.known += len(chunk.pcm)
+                    self._cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumers' threads
+            self.error = exc
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+            with self._cond:
+                self.done = True
+                self._cond.notify_all()
+
+    def snapshot(self, since: int) -> tuple[list[tuple[Speech, int]], bool, int, int, int]:
+        """Chunks from index ``since`` on, and (done, rate, pad, total) at this moment."""
+        with self._cond:
+            return self.chunks[since:], self.done, self.rate, self.pad, self.total
+
+    def wait_for(self, t: float, stop: threading.Event) -> None:
+        """Block until the timeline is known up to clock time ``t`` (or is complete)."""
+        with self._cond:
+            while not (self.done or stop.is_set() or (self.rate and self.known >= t * self.rate)):
+                self._cond.wait(0.1)
+        if self.error is not None:
+            raise self.error
+
+    def audio(self, lo: int, hi: int) -> npt.NDArray[np.float32]:
+        """Timeline samples ``lo:hi`` (silence in the padding), as far as they are known."""
+        with self._cond:
+            end = self.total if self.done else self.known
+            chunks = list(self.chunks)
+        hi = min(hi, end)
+        out = np.zeros(max(0, hi - lo), np.float32)
+        for chunk, start in chunks:
+            a, b = max(lo, start), min(hi, start + len(chunk.pcm))
+            if a < b:
+                out[a - lo : b - lo] = chunk.pcm[a - start : b - start]
+        return out
+
+
+@dataclass
+class _Clock:
+    motion: float = 0.0
+    render: float = 0.0
+    encode: float = 0.0
+
+
+_END = object()
+_Batch = tuple[list[AvatarState], list[npt.NDArray[np.uint8]]]
 
 
 def render_speech_to_mp4(
-    chunks: Sequence[Speech],
+    chunks: Iterable[Speech],
     out: str | Path,
     renderer: FrameRenderer,
     *,
@@ -114,92 +195,161 @@ def render_speech_to_mp4(
 ) -> RenderResult:
     """Animate ``chunks`` of speech (played back to back) and encode an MP4.
 
-    Each chunk drives the mouth from its phoneme timeline, or from its audio when it
-    has none (``words``, STT timings relative to the first chunk, refine the
-    audio-driven mouth). ``pad_s`` seconds of silence go before and after. Frames
-    stream from the world model through ``renderer`` into the encoder; batches of
-    ``render_config.max_batch`` frames go to ``render_batch`` at once.
+    ``chunks`` may be a lazy iterable (``tts.synthesize(text)``): a worker thread
+    pulls it while a second thread steps the world model and renders, and this
+    thread encodes, so synthesis, rendering and encoding overlap. Each chunk drives
+    the mouth from its phoneme timeline and loudness, or from its audio alone when
+    it has no timeline (``words``, STT timings relative to the first chunk, refine
+    that). ``pad_s`` seconds of silence go before and after. The video has
+    ``round(duration * fps)`` frames for ``duration`` seconds of audio.
     """
     avatar_config = avatar_config or AvatarConfig()
     render_config = render_config or RenderConfig()
     fps = int(fps or render_config.fps)
-    speech_pcm, rate, offsets = join_speech(chunks)
-    pad = np.zeros(round(max(0.0, pad_s) * rate), np.float32)
-    pcm = np.concatenate([pad, speech_pcm, pad])
-    duration = len(pcm) / rate
-    n_frames = max(1, round(duration * fps))
-    lead_in = len(pad) / rate
-    speech_end = lead_in + len(speech_pcm) / rate
-
     world = WorldModel(avatar_config, fps, seed=avatar_config.seed if seed is None else seed)
-    lookahead = avatar_config.lookahead_ms
-    for chunk, offset in zip(chunks, offsets, strict=True):
-        chunk_words = None
-        if words is not None and not chunk.phonemes:
-            chunk_words = [
-                Word(w.text, w.start - offset, w.end - offset, w.probability) for w in words
-            ]
-        drive = MouthDrive.from_speech(chunk, lookahead_ms=lookahead, words=chunk_words)
-        world.schedule_speech(drive, lead_in + offset)
-
-    result = RenderResult(path=Path(out), frames=0, fps=fps, duration=duration)
-    clock = {"motion": 0.0, "render": 0.0}
     batch = max(1, render_config.max_batch if render_config.backend == "torch" else 1)
+    feed = _SpeechFeed(pad_s)
+    stop = threading.Event()
+    frames_q: queue.Queue[object] = queue.Queue(maxsize=max(8, 2 * batch))
+    clock = _Clock()
+    result = RenderResult(path=Path(out), frames=0, fps=fps, duration=0.0)
+    ahead = max(avatar_config.lookahead_ms / 1000.0, 1.0 / fps) + 0.05
 
-    def frames() -> Iterator[npt.NDArray[np.uint8]]:
-        done = 0
-        while done < n_frames:
-            t0 = time.perf_counter()
-            states = []
-            for _ in range(min(batch, n_frames - done)):
-                t = world.time
-                if t >= lead_in - 0.3 and t < speech_end + 0.3:
-                    world.set_mode(Mode.SPEAKING)
-                elif t >= speech_end + 0.3:
-                    world.set_mode(Mode.IDLE)
-                states.append(world.step())
-            t1 = time.perf_counter()
-            images = (
-                [renderer.render(states[0])] if len(states) == 1 else renderer.render_batch(states)
-            )
-            t2 = time.perf_counter()
-            clock["motion"] += t1 - t0
-            clock["render"] += t2 - t1
-            if keep_states:
-                result.states.extend(states)
-            done += len(states)
-            yield from images
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                frames_q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make_frames() -> None:
+        try:
+            n = scheduled = 0
+            while not stop.is_set():
+                feed.wait_for((n + batch - 1) / fps + ahead, stop)
+                new, done, rate, pad, total = feed.snapshot(scheduled)
+                for chunk, start in new:
+                    world.schedule_speech(
+                        _drive(chunk, start, pad, rate, words, avatar_config), start / rate
+                    )
+                scheduled += len(new)
+                if done and not rate:
+                    break
+                n_frames = max(1, round(total / rate * fps)) if done else None
+                count = batch if n_frames is None else min(batch, n_frames - n)
+                if count <= 0:
+                    break
+                t0 = time.perf_counter()
+                states = []
+                for _ in range(count):
+                    t = world.time
+                    speech_end = (feed.known / rate) if done else float("inf")
+                    if pad / rate - 0.3 <= t < speech_end + 0.3:
+                        world.set_mode(Mode.SPEAKING)
+                    elif t >= speech_end + 0.3:
+                        world.set_mode(Mode.IDLE)
+                    states.append(world.step())
+                t1 = time.perf_counter()
+                images = (
+                    [renderer.render(states[0])] if count == 1 else renderer.render_batch(states)
+                )
+                clock.motion += t1 - t0
+                clock.render += time.perf_counter() - t1
+                if not put((states, images)):
+                    return
+                n += count
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the encoding thread
+            put(exc)
+            return
+        put(_END)
 
     start = time.perf_counter()
-    bar = tqdm(
-        frames(),
-        total=n_frames,
-        unit="frame",
-        desc="render",
-        file=sys.stderr,
-        disable=not progress,
-        leave=False,
-    )
+    workers = [
+        threading.Thread(target=feed.produce, args=(chunks, stop), name="render-speech"),
+        threading.Thread(target=make_frames, name="render-frames"),
+    ]
+    for worker in workers:
+        worker.daemon = True
+        worker.start()
+    bar = tqdm(total=None, unit="frame", desc="render", file=sys.stderr, disable=not progress)
+    writer: Mp4Writer | None = None
+    audio_pos = 0
     try:
-        result.frames = write_mp4(result.path, bar, pcm, rate, fps)
+        while True:
+            item = frames_q.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            states, images = cast(_Batch, item)
+            t0 = time.perf_counter()
+            for image in images:
+                if writer is None:
+                    h, w = image.shape[:2]
+                    writer = Mp4Writer(result.path, (w, h), fps, feed.rate)
+                writer.write_frame(image)
+                until = round(writer.frames * feed.rate / fps)
+                chunk = feed.audio(audio_pos, until)
+                writer.write_audio(chunk)
+                audio_pos += len(chunk)
+            clock.encode += time.perf_counter() - t0
+            if keep_states:
+                result.states.extend(states)
+            if bar.total is None and feed.done and feed.rate:
+                bar.total = max(1, round(feed.total / feed.rate * fps))
+            bar.update(len(images))
+        if feed.error is not None:
+            raise feed.error
+        if writer is None:
+            raise InvalidAudioError("there is no speech to render")
+        t0 = time.perf_counter()
+        writer.write_audio(feed.audio(audio_pos, feed.total))
+        writer.close()
+        clock.encode += time.perf_counter() - t0
     finally:
+        stop.set()
         bar.close()
+        for worker in workers:
+            worker.join()
+        if writer is not None:
+            writer.close()
     total = time.perf_counter() - start
+    result.frames = writer.frames
+    result.duration = feed.total / feed.rate
     result.seconds = {
-        "motion": clock["motion"],
-        "render": clock["render"],
-        "encode": max(0.0, total - clock["motion"] - clock["render"]),
+        "speech": feed.busy_s,
+        "motion": clock.motion,
+        "render": clock.render,
+        "encode": clock.encode,
         "total": total,
     }
     log.info(
         "rendered %s: %d frames, %.2f s in %.2f s (%.1fx real time)",
         result.path,
         result.frames,
-        duration,
+        result.duration,
         total,
         result.realtime_factor,
     )
     return result
+
+
+def _drive(
+    chunk: Speech,
+    start: int,
+    pad: int,
+    rate: int,
+    words: Sequence[Word] | None,
+    config: AvatarConfig,
+) -> MouthDrive:
+    """The mouth drive of one chunk starting at timeline sample ``start``."""
+    chunk_words = None
+    if words is not None and not chunk.phonemes:
+        offset = (start - pad) / rate
+        chunk_words = [Word(w.text, w.start - offset, w.end - offset, w.probability) for w in words]
+    return MouthDrive.from_speech(chunk, lookahead_ms=config.lookahead_ms, words=chunk_words)
 
 
 # ---------------------------------------------------------------- the command
@@ -289,20 +439,22 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     if args.output.suffix.lower() != ".mp4":
         raise UsageError(f"--output must be an .mp4 file, got {args.output}")
     resolver = AssetResolver(config.assets)
-    words: list[Word] | None = None
     t0 = time.perf_counter()
+    words: list[Word] | None = None
+    chunks: Iterable[Speech]
     if args.audio is not None:
-        chunks = [_speech_from_audio(args.audio)]
+        speech = _speech_from_audio(args.audio)
+        renderer = _load_renderer(args.avatar, render_config)
         if args.stt_words:
-            words = _stt_words(chunks[0], config, resolver)
+            words = _stt_words(speech, config, resolver)
+        chunks = [speech]
     else:
         from models.tts import create_tts
 
-        chunks = list(create_tts(config.tts, resolver).synthesize(args.text))
-        if not chunks:
-            raise UsageError("the text gave no speech")
-    speech_s = time.perf_counter() - t0
-    renderer = _load_renderer(args.avatar, render_config)
+        renderer = _load_renderer(args.avatar, render_config)
+        # lazy: sentences are synthesized while the first ones are rendered
+        chunks = create_tts(config.tts, resolver).synthesize(args.text)
+    load_s = time.perf_counter() - t0
     result = render_speech_to_mp4(
         chunks,
         args.output,
@@ -317,8 +469,8 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     )
     total = time.perf_counter() - t0
     sys.stdout.write(
-        f"{result.path}: {result.frames} frames at {fps} fps, {result.duration:.2f} s, "
-        f"{size[0]}x{size[1]}; made in {total:.1f} s "
-        f"(speech {speech_s:.1f} s, {result.duration / total:.1f}x real time)\n"
+        f"{result.path}: {result.frames} frames at {fps} fps ({size[0]}x{size[1]}), "
+        f"{result.duration:.2f} s, made in {result.seconds['total']:.1f} s "
+        f"({result.realtime_factor:.1f}x real time; {total:.1f} s with loading the models)\n"
     )
     return 0

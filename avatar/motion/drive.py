@@ -63,7 +63,13 @@ _HOLD: dict[Viseme, float] = {
     Viseme.KK: 0.6,
 }
 LOUDNESS_MIX = 0.75
-"""With audio, the share of the jaw opening that follows loudness (the rest: visemes)."""
+"""With audio, how much a viseme's jaw opening is scaled by the loudness."""
+AUDIO_JAW_MIX = 0.5
+"""With audio, the share of the jaw opening taken from the loudness alone (the rest:
+the loudness-scaled visemes). Loud syllables open the jaw whatever the vowel."""
+AUDIO_JAW_GAIN = 0.85
+AUDIO_JAW_GAMMA = 0.75
+"""Loudness (0..1 above the speech gate) to jaw opening: ``gain * level ** gamma``."""
 _HALF_WINDOW = 0.0125
 """Half the analysis window of the audio features (they see this far ahead)."""
 _BLEND_HOPS = 5
@@ -177,8 +183,9 @@ class MouthDrive:
         ``_CARRY`` after it. The target at each instant is the dominance-weighted mean
         of the shapes. Bilabials and pauses hold firmly (the lips close), /h/ and
         velars borrow their neighbours' shapes. With the speech audio (``pcm`` at
-        ``sample_rate``), louder syllables open the jaw wider (vocal effort) and the
-        loudness drives the head's prosody.
+        ``sample_rate``), the jaw opening blends the visemes' with the loudness's
+        (louder syllables open wider), pressed lips still close it, and the loudness
+        drives the head's prosody.
         """
         lead = max(0.0, lookahead_ms / 1000.0)
         shift = min(PHONEME_LEAD, lead)
@@ -227,7 +234,12 @@ class MouthDrive:
         energy = np.clip(energy_acc / wsum, 0.0, 1.0).astype(np.float32)
         if pcm is not None and sample_rate is not None:
             level = _loudness(pcm, sample_rate, times, lead)
-            targets[:, 0] *= (1.0 - LOUDNESS_MIX) + LOUDNESS_MIX * level
+            # the viseme's opening scaled by loudness, blended with the opening the
+            # loudness alone implies; pressed lips (bilabials) still shut the jaw
+            viseme_jaw = targets[:, 0] * ((1.0 - LOUDNESS_MIX) + LOUDNESS_MIX * level)
+            sound_jaw = AUDIO_JAW_GAIN * level**AUDIO_JAW_GAMMA
+            blended_jaw = (1.0 - AUDIO_JAW_MIX) * viseme_jaw + AUDIO_JAW_MIX * sound_jaw
+            targets[:, 0] = blended_jaw * (1.0 - np.clip(targets[:, 2], 0.0, 1.0))
             energy = level.astype(np.float32)
         # nothing may move before the first sound minus the lead
         first = next((s.start for s in segments if s.viseme is not Viseme.SILENCE), None)
@@ -280,7 +292,7 @@ class MouthDrive:
         level = _attack_release(level, HOP, attack=0.006, release=0.02)
         voiced = np.clip((feats.voicing - 0.3) / 0.35, 0.0, 1.0)
         hiss = np.clip((feats.high_ratio - 0.25) / 0.35, 0.0, 1.0) * (1.0 - voiced)
-        jaw = 0.85 * level**0.75 * (1.0 - 0.7 * hiss)
+        jaw = AUDIO_JAW_GAIN * level**AUDIO_JAW_GAMMA * (1.0 - 0.7 * hiss)
         vc = feats.centroid[gate & (voiced > 0.5)]
         if len(vc) >= 10:
             mid = float(np.median(vc))

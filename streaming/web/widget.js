@@ -18,6 +18,7 @@
   var ICE_GATHER_TIMEOUT_MS = 5000;
   var CHANNEL_OPEN_TIMEOUT_MS = 15000;
   var DISCONNECT_GRACE_MS = 4000;
+  var DELETE_WAIT_MS = 2000;
   var MAX_CAPTIONS = 60;
   var MAX_TEXT = 2000;
   var DEFAULT_RETRY_S = 5;
@@ -47,6 +48,7 @@
     retry: "Try again",
     connecting: "Connecting…",
     reconnecting: "The connection dropped. Reconnecting…",
+    ended: "The call has ended.",
     micDenied: "Microphone access was denied. You can still type to the avatar.",
     micMissing: "No microphone is available. You can still type to the avatar.",
     micInsecure: "The microphone needs a secure (https) page. You can still type to the avatar.",
@@ -62,6 +64,9 @@
     },
     starting: function (s) {
       return "The avatar is starting up. Try again in " + s + " s.";
+    },
+    tooMany: function (s) {
+      return "Too many calls from here right now. Try again in " + s + " s.";
     },
   };
 
@@ -348,6 +353,7 @@
     // --- the call -----------------------------------------------------------------
 
     async _start(reconnecting) {
+      this._plannedEnd = null;
       var gen = ++this._gen;
       this._setPhase("connecting");
       this._showMessage(reconnecting ? TEXT.reconnecting : "", false);
@@ -391,7 +397,7 @@
         if (gen === self._gen) self._onEvent(ev.data);
       });
       channel.addEventListener("close", function () {
-        if (gen === self._gen && self._phase === "live") self._dropped(gen);
+        if (gen === self._gen && self._phase === "live") self._dropped(gen, true);
       });
       pc.addEventListener("connectionstatechange", function () {
         self._connectionChanged(gen, pc);
@@ -463,9 +469,19 @@
       }
     }
 
-    _dropped(gen) {
+    _dropped(gen, serverEnded) {
       if (gen !== this._gen || this._phase === "idle") return;
-      this._teardown(true);
+      if (this._plannedEnd) {
+        var reason = this._plannedEnd;
+        this._plannedEnd = null;
+        this._teardown(false);
+        this._releaseMic();
+        this._setPhase("idle");
+        this._showMessage(TEXT.ended, false);
+        this._emit("ended", { reason: reason });
+        return;
+      }
+      this._teardown(!serverEnded); // a closed data channel: the service ended the session
       if (this._reconnectsLeft > 0) {
         this._reconnectsLeft -= 1;
         this._start(true);
@@ -485,15 +501,31 @@
       this._gen += 1;
       clearTimeout(this._dropTimer);
       window.removeEventListener("pagehide", this._onPageHide);
-      if (tellServer && this._sessionId) this._deleteSession(this._sessionId);
-      if (this._channel) {
-        try {
-          this._channel.close();
-        } catch (e) {
-          /* already closed */
+      var pc = this._pc;
+      var channel = this._channel;
+      var close = function () {
+        if (channel) {
+          try {
+            channel.close();
+          } catch (e) {
+            /* already closed */
+          }
         }
+        if (pc) pc.close();
+      };
+      if (tellServer && this._sessionId && pc) {
+        // Close the connection once the service has the DELETE: closed first, it would end
+        // the session itself and the DELETE would find nothing (a 404 in the console).
+        var done = false;
+        var finish = function () {
+          if (!done) close();
+          done = true;
+        };
+        this._deleteSession(this._sessionId).then(finish, finish);
+        setTimeout(finish, DELETE_WAIT_MS);
+      } else {
+        close();
       }
-      if (this._pc) this._pc.close();
       this._pc = null;
       this._channel = null;
       this._sessionId = null;
@@ -502,7 +534,11 @@
     }
 
     _deleteSession(id) {
-      this._api("DELETE", "/v1/sessions/" + encodeURIComponent(id), null, true).catch(function () {});
+      // A session token only opens a session; then closing the connection ends it.
+      if (this._token) return Promise.resolve();
+      return this._api("DELETE", "/v1/sessions/" + encodeURIComponent(id), null, true).catch(
+        function () {}
+      );
     }
 
     _releaseMic() {
@@ -649,6 +685,9 @@
           ? new WidgetError("starting", TEXT.starting(wait))
           : new WidgetError("busy", TEXT.busy(wait));
       }
+      if (resp.status === 429) {
+        return new WidgetError(err.code || "rate_limited", TEXT.tooMany(retryAfter(resp)));
+      }
       if (resp.status === 401 || resp.status === 403) {
         return new WidgetError("not_allowed", TEXT.notAllowed);
       }
@@ -682,6 +721,9 @@
         this._emit("metrics", detail);
       } else if (msg.type === "error") {
         this._fail(new WidgetError(msg.code || "server_error", msg.message || TEXT.failed), true);
+      } else if (msg.type === "closing") {
+        // The service is ending this call on purpose (idle, time limit, shutdown): no reconnect.
+        this._plannedEnd = msg.reason || "closed by server";
       }
     }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +12,7 @@ from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection
 
 from avatar.config import AppConfig, ServerConfig
+from streaming.client import ClientPeer
 from streaming.engines import Engines
 from streaming.server import create_app
 
@@ -21,7 +24,9 @@ async def custom_server(
     """A server on 127.0.0.1 sharing the loaded engines, with ``server.<field>`` overrides."""
     fields = base.server.model_dump() | server
     config = base.model_copy(update={"server": ServerConfig.model_validate(fields)})
-    srv = TestServer(create_app(config, engines=engines), host="127.0.0.1", port=0)
+    # Sessions read their limits from the engines' config: share the models, not the config.
+    own = dataclasses.replace(engines, config=config)
+    srv = TestServer(create_app(config, engines=own), host="127.0.0.1", port=0)
     await srv.start_server()
     try:
         yield srv
@@ -48,3 +53,13 @@ async def offer_sdp(audio: str = "sendrecv") -> str:
         return pc.localDescription.sdp
     finally:
         await pc.close()
+
+
+async def wait_frames(peer: ClientPeer, count: int, timeout: float = 15.0) -> None:
+    """Wait until ``peer`` has received ``count`` video frames."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(peer.received.video) < count:
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"only {len(peer.received.video)} of {count} video frames in {timeout:.0f}s"
+        )
+        await asyncio.sleep(0.05)

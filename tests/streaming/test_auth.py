@@ -9,10 +9,11 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from avatar.config import AppConfig
+from avatar.config import AppConfig, load_config
+from streaming.auth import auth_summary, public_bind_refusal
 from streaming.client import ClientPeer
 from streaming.engines import Engines
-from tests.streaming.limits import base_url, custom_server, offer_sdp
+from tests.streaming.limits import base_url, custom_server, offer_sdp, wait_frames
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,9 +40,7 @@ async def _error(resp: aiohttp.ClientResponse) -> tuple[int, str]:
     return resp.status, body["error"]["code"]
 
 
-async def test_every_v1_call_needs_a_valid_key(
-    service_config: AppConfig, engines: Engines
-) -> None:
+async def test_every_v1_call_needs_a_valid_key(service_config: AppConfig, engines: Engines) -> None:
     async with (
         custom_server(service_config, engines, api_keys=[KEY, OTHER_KEY]) as srv,
         aiohttp.ClientSession() as http,
@@ -93,8 +92,7 @@ async def test_a_session_token_opens_exactly_one_session(
         try:
             assert await peer.connect(headers=browser, avatar="default") is None
             await peer.wait_open()
-            await asyncio.sleep(0.5)
-            assert len(peer.received.video) > 3
+            await wait_frames(peer, 5)
             again = ClientPeer(url)
             refused = await again.connect(headers=browser, avatar="default")
             await again.close()
@@ -226,3 +224,17 @@ async def test_idle_and_overlong_sessions_are_closed(
         finally:
             await talker.hangup(delete=False)
             await mute.close()
+
+
+def test_keys_come_from_the_environment_and_allow_a_public_bind() -> None:
+    env = {"GWM_SERVER__API_KEYS": f"{KEY}, {OTHER_KEY}", "GWM_SERVER__HOST": "0.0.0.0"}
+    config = load_config("default", environ=env)
+    assert [k.get_secret_value() for k in config.server.api_keys] == [KEY, OTHER_KEY]
+    assert KEY not in repr(config.server)  # secrets stay out of logs
+    assert public_bind_refusal(config.server) is None
+    assert "2 API key(s)" in auth_summary(config.server)
+    local = load_config("default", environ={})
+    assert public_bind_refusal(local.server) is None
+    assert "127.0.0.1 only" in auth_summary(local.server)
+    public = load_config("default", environ={"GWM_SERVER__HOST": "0.0.0.0"})
+    assert "refusing to bind 0.0.0.0" in (public_bind_refusal(public.server) or "")

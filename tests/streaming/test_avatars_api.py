@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import struct
 import zlib
@@ -17,7 +16,7 @@ from skimage import data
 from avatar.config import AppConfig
 from streaming.client import ClientPeer
 from streaming.engines import Engines
-from tests.streaming.limits import base_url, custom_server, offer_sdp
+from tests.streaming.limits import base_url, custom_server, offer_sdp, wait_frames
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -70,9 +69,7 @@ async def test_hostile_uploads_get_json_errors(
     ):
         url = base_url(srv)
         for name, body, ctype, status, code in cases:
-            resp = await http.post(
-                f"{url}/v1/avatars", data=body, headers={"Content-Type": ctype}
-            )
+            resp = await http.post(f"{url}/v1/avatars", data=body, headers={"Content-Type": ctype})
             got = await resp.json()
             assert (resp.status, got["error"]["code"]) == (status, code), (name, got)
             assert got["error"]["message"]
@@ -116,7 +113,7 @@ async def test_an_uploaded_portrait_becomes_a_session_avatar(
         try:
             assert await peer.connect(avatar=avatar_id) is None
             await peer.wait_open()
-            await asyncio.sleep(1.0)
+            await wait_frames(peer, 15)
             sessions = await (await http.get(f"{url}/v1/sessions")).json()
         finally:
             await peer.hangup()
