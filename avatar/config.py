@@ -120,6 +120,9 @@ class ServerConfig(_Section):
     max_avatar_pixels: int = Field(
         default=40_000_000, ge=4096, description="Largest avatar upload in pixels (from header)"
     )
+    max_avatars: int = Field(
+        default=100, ge=1, description="Most uploaded avatars kept in server.avatars_dir"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -10,9 +10,10 @@ The HMAC secret is ``server.token_secret``, else random per start: then tokens d
 survive a restart. Used token ids are remembered in memory until they expire.
 
 Without keys (the local default) nothing is authenticated; requests are then limited
-per client IP instead of per key. Refusals raise :class:`~streaming.api_error.ApiError`
-with a stable code: ``unauthorized``/``token_expired`` (401), ``token_reused``,
-``origin_mismatch``, ``scope_mismatch`` (403), ``rate_limited``/``session_limit`` (429).
+per client IP instead of per key, except from loopback (this machine). Refusals raise
+:class:`~streaming.api_error.ApiError` with a stable code: ``unauthorized``,
+``token_expired`` (401), ``token_reused``, ``origin_mismatch``, ``scope_mismatch`` (403),
+``rate_limited``, ``session_limit`` (429).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
@@ -96,6 +98,13 @@ def key_fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
 
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def _unauthorized(message: str, code: str = "unauthorized") -> ApiError:
     return ApiError(401, code, message, {"WWW-Authenticate": 'Bearer realm="gwm"'})
 
@@ -133,10 +142,14 @@ class TokenSigner:
 
     def verify(self, token: str, now: float | None = None) -> TokenClaims:
         """The claims of a well-signed, unexpired token; else a 401 :class:`ApiError`."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_CHARS:
+        if (
+            not token.startswith(TOKEN_PREFIX)
+            or len(token) > MAX_TOKEN_CHARS
+            or not token.isascii()
+        ):
             raise _unauthorized("invalid API key or session token")
         payload, _, sig = token[len(TOKEN_PREFIX) :].partition(".")
-        if not hmac.compare_digest(sig.encode("ascii", "replace"), self._sign(payload).encode()):
+        if not hmac.compare_digest(sig.encode("ascii"), self._sign(payload).encode("ascii")):
             raise _unauthorized("invalid API key or session token")
         try:
             doc = json.loads(_unb64(payload))
@@ -213,7 +226,7 @@ class AccessGuard:
             return Principal(f"ip:{request.remote or 'unknown'}")
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
         credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
+        if scheme.lower() != "bearer" or not credential or not credential.isascii():
             raise _unauthorized("send 'Authorization: Bearer <API key or session token>'")
         fp = self._match_key(credential)
         if fp is not None:
@@ -226,7 +239,13 @@ class AccessGuard:
         raise _unauthorized("invalid API key (session tokens only open sessions)")
 
     def limit(self, request: web.Request, principal: Principal) -> None:
-        """Spend this request from the caller's budgets (429 ``rate_limited`` when empty)."""
+        """Spend this request from the caller's budgets (429 ``rate_limited`` when empty).
+
+        Without API keys, callers on this machine (loopback) are not limited: that is the
+        local default, where the demo page and scripts may poll freely.
+        """
+        if not self.enabled and _is_loopback(request.remote):
+            return
         wait = self.requests.retry_after(principal.name)
         if not wait and request.method == "POST" and request.path == SESSIONS_PATH:
             wait = self.session_starts.retry_after(principal.name)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACCEPTED_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
+MAX_WAITING_UPLOADS = 3
 AVATAR_ID_RE = re.compile(r"av_[0-9a-f]{16}")
 READ_CHUNK = 64 * 1024
 
@@ -95,6 +96,8 @@ class AvatarStore:
             engines.avatar_dirs.append(self.root)
         self.max_bytes = config.server.max_avatar_bytes
         self.max_pixels = config.server.max_avatar_pixels
+        self.max_avatars = config.server.max_avatars
+        self.waiting = 0
         r = config.render
         self.size = (r.width or r.size, r.size)
         self.busy = asyncio.Semaphore(1)
@@ -189,15 +192,22 @@ async def upload_avatar(request: web.Request) -> web.Response:
         raise ApiError(
             415, "unsupported_media_type", "send the image as the body, image/png or image/jpeg"
         )
+    if store.waiting >= MAX_WAITING_UPLOADS:
+        raise ApiError(503, "busy", "too many avatars are being prepared", {"Retry-After": "5"})
     data = await _read_capped(request, store.max_bytes)
     if not data:
         raise ApiError(400, "empty_body", "the request body is empty; send an image")
     store.check_header(data, expected)
-    async with store.busy:
-        try:
+    if len((await asyncio.to_thread(store.list)).avatars) > store.max_avatars:
+        raise ApiError(507, "too_many_avatars", f"this server keeps at most {store.max_avatars}")
+    store.waiting += 1
+    try:
+        async with store.busy:
             info = await asyncio.to_thread(store.prepare, data)
-        except IdentityError as exc:
-            raise _identity_error(exc) from exc
+    except IdentityError as exc:
+        raise _identity_error(exc) from exc
+    finally:
+        store.waiting -= 1
     return web.json_response(info.model_dump(), status=201)
 
 

@@ -206,7 +206,8 @@ class Conversation:
         chunks = self._engines.tts.stream(text)
         async with contextlib.aclosing(chunks):  # type: ignore[type-var]
             async for speech in chunks:
-                self._schedule(record, speech, clauses, rate, time.monotonic())
+                drive = await asyncio.to_thread(self._world.make_drive, speech)
+                self._schedule(record, speech, drive, clauses, rate, time.monotonic())
         self._emit(assistant_text_event(text, record.turn_id, final=True))
         await self._clock.wait_until(self._playout.end_sample() / rate)
 
@@ -489,12 +490,14 @@ class Conversation:
                 async for speech in chunks:
                     if "tts_first_chunk_ms" not in record.metrics:
                         record.metrics["tts_first_chunk_ms"] = (time.monotonic() - t) * 1000
-                    self._schedule(record, speech, clauses, rate, end_of_user)
+                    drive = await asyncio.to_thread(self._world.make_drive, speech)
+                    self._schedule(record, speech, drive, clauses, rate, end_of_user)
 
     def _schedule(
         self,
         record: TurnRecord,
         speech: Speech,
+        drive: MouthDrive,
         clauses: list[_ScheduledClause],
         rate: int,
         end_of_user: float,
@@ -504,10 +507,6 @@ class Conversation:
         start = self._playout.schedule(
             pcm, speech.text, not_before=not_before, turn_id=record.turn_id
         )
-        if speech.phonemes is not None:
-            drive = MouthDrive.from_phonemes(speech.phonemes, speech.duration)
-        else:
-            drive = MouthDrive.from_audio(speech.pcm, speech.sample_rate)
         self._world.schedule_speech(drive, start / rate)
         clauses.append(_ScheduledClause(speech.text, start, start + len(pcm)))
         if "voice_to_voice_ms" not in record.metrics:

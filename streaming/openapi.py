@@ -40,7 +40,8 @@ ERROR_TEXT = {
     415: "Wrong Content-Type (unsupported_media_type)",
     422: "The photo cannot become an avatar (no_face, face_too_small, image_too_small)",
     429: "Too many requests or sessions (rate_limited, session_limit); see Retry-After",
-    503: "Not ready or at capacity (not_ready, at_capacity); see Retry-After",
+    503: "Not ready, at capacity or busy (not_ready, at_capacity, busy); see Retry-After",
+    507: "No room for more uploaded avatars (too_many_avatars)",
 }
 SESSION_ANSWER: dict[str, Any] = {
     "type": "object",
@@ -148,7 +149,7 @@ def build_spec(session_offer: type[BaseModel], *, auth: bool) -> dict[str, Any]:
             "post": _op(
                 "Upload a portrait (raw PNG or JPEG body); it becomes an avatar id",
                 (201, _ref("AvatarInfo"), "application/json"),
-                (400, 413, 415, 422, *sec),
+                (400, 413, 415, 422, *sec, 503, 507),
                 upload_schema(),
                 auth,
             ),

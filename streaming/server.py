@@ -4,7 +4,9 @@ Routes: ``GET /`` (demo page), ``POST /v1/sessions`` (SDP offer → answer),
 ``GET /v1/sessions``, ``DELETE /v1/sessions/{id}``, ``GET /healthz``, ``GET /readyz``,
 ``GET /metrics``, ``GET /widget.js`` (the embeddable web widget). Every error is JSON:
 ``{"error": {"code": ..., "message": ...}}``. Pages on other origins may call ``/v1/``
-as ``server.allowed_origins`` allows (streaming/cors.py).
+as ``server.allowed_origins`` allows (streaming/cors.py). API keys, session tokens
+(``POST /v1/tokens``) and rate limits: streaming/auth.py; avatar uploads
+(``/v1/avatars``): streaming/avatars_api.py; ``GET /openapi.json``: streaming/openapi.py.
 """
 
 from __future__ import annotations

@@ -454,7 +454,6 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         renderer = _load_renderer(args.avatar, render_config)
         # lazy: sentences are synthesized while the first ones are rendered
         chunks = create_tts(config.tts, resolver).synthesize(args.text)
-    load_s = time.perf_counter() - t0
     result = render_speech_to_mp4(
         chunks,
         args.output,

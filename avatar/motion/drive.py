@@ -43,6 +43,7 @@ TAIL = 0.15
 """Seconds a drive lasts after its audio (the mouth relaxes)."""
 CHANNELS = 4
 REST = np.zeros(CHANNELS, dtype=np.float32)
+REST.flags.writeable = False
 """The closed, relaxed mouth."""
 FILTER_LAG = 0.03
 """About the delay of the world model's mouth springs; audio drives lead by this much."""
@@ -105,6 +106,14 @@ class MouthDrive:
     hop: float = HOP
     source: str = "phonemes"
     """``phonemes`` or ``audio``: what the drive was made from."""
+
+    def __post_init__(self) -> None:
+        if self.targets.ndim != 2 or self.targets.shape[1] != CHANNELS:
+            raise ValueError(f"targets must be (n, {CHANNELS}), got {self.targets.shape}")
+        if len(self.energy) != len(self.targets) or len(self.targets) < 2:
+            raise ValueError("targets and energy must have the same length (at least 2)")
+        self.targets.flags.writeable = False
+        self.energy.flags.writeable = False
 
     @property
     def end(self) -> float:

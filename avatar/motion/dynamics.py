@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy.linalg import expm
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -36,7 +35,7 @@ class SpringBank:
         c = len(self.omega)
         phi = np.empty((c, 2, 2))
         for i, (w, z) in enumerate(zip(self.omega, self.zeta, strict=True)):
-            phi[i] = expm(np.array([[0.0, 1.0], [-w * w, -2.0 * z * w]]) * h)
+            phi[i] = spring_transition(float(w), float(z), h)
         gamma = np.stack([1.0 - phi[:, 0, 0], -phi[:, 1, 0]], axis=1)  # (c, 2)
         power = np.broadcast_to(np.eye(2), (c, 2, 2)).copy()
         gains = np.empty((c, 2, m))
@@ -60,6 +59,21 @@ class SpringBank:
     def kick(self, channel: int, velocity: float) -> None:
         """Add an impulse: a sudden change of one channel's velocity (a nod, a jolt)."""
         self.v[channel] += velocity
+
+
+def spring_transition(omega: float, zeta: float, h: float) -> FloatArray:
+    """Exact 2×2 map of (x - target, v) over ``h`` seconds for one damped spring."""
+    a = zeta * omega
+    decay_h = math.exp(-a * h)
+    if abs(zeta - 1.0) < 1e-9:
+        return decay_h * np.array([[1.0 + omega * h, h], [-omega * omega * h, 1.0 - omega * h]])
+    if zeta < 1.0:
+        wd = omega * math.sqrt(1.0 - zeta * zeta)
+        c, s = math.cos(wd * h), math.sin(wd * h)
+    else:
+        wd = omega * math.sqrt(zeta * zeta - 1.0)
+        c, s = math.cosh(wd * h), math.sinh(wd * h)
+    return decay_h * np.array([[c + a / wd * s, s / wd], [-omega * omega / wd * s, c - a / wd * s]])
 
 
 class NormalStream:

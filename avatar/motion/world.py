@@ -162,8 +162,9 @@ class WorldModel:
                 f"drive leads its sound by {drive.lead * 1000:.0f} ms, more than the "
                 f"configured lookahead of {self.config.lookahead_ms} ms"
             )
-        item = _Scheduled(drive=drive, start=float(start_time), spoken_end=start_time)
-        item.spoken_end = start_time + drive.duration
+        item = _Scheduled(
+            drive=drive, start=float(start_time), spoken_end=float(start_time) + drive.duration
+        )
         self._speech.append(item)
         self._speech.sort(key=lambda s: s.start)
 
@@ -201,7 +202,11 @@ class WorldModel:
         self._nod_now = True
 
     def spoken_until(self) -> float:
-        """Clock time up to which scheduled speech has been shown so far."""
+        """Clock time up to which scheduled speech has been shown so far.
+
+        It only grows: after a barge-in at ``at_time`` it stops there (or at the last
+        frame already shown, if that was later).
+        """
         return self._spoken_until
 
     def scheduled_until(self) -> float:

@@ -15,7 +15,7 @@ from avatar.analysis import best_lag_correlation, blink_events, speech_envelope
 from avatar.config import AvatarConfig
 from avatar.motion import MouthDrive, Viseme, WorldModel, viseme_of
 from avatar.state import AvatarState, Mode
-from models.types import PhonemeSpan, Speech
+from models.types import PhonemeSpan, Speech, Word
 from tests.avatar.speech_support import padded, say
 
 FPS = 25
@@ -132,6 +132,15 @@ def test_audio_drive_is_closed_in_noise_and_gated_by_words(speech: Speech) -> No
     drive = MouthDrive.from_audio(pcm.astype(np.float32), speech.sample_rate)
     tg, _ = drive.sample(np.arange(0.0, 0.9, 0.005))
     assert tg[:, 0].max() == 0.0  # hiss alone never opens the mouth
+    # STT word timings: sound outside every word stays closed
+    half = speech.duration / 2
+    gated = MouthDrive.from_audio(
+        speech.pcm, speech.sample_rate, words=[Word("first", 0.0, half, 0.9)]
+    )
+    first, _ = gated.sample(np.arange(0.0, half, 0.005))
+    second, _ = gated.sample(np.arange(half + 0.15, speech.duration, 0.005))
+    assert first[:, 0].max() > 0.3
+    assert second[:, 0].max() < 0.02
 
 
 def test_barge_in_closes_the_mouth_and_drops_queued_speech(speech: Speech) -> None:

@@ -13,6 +13,7 @@ from avatar.config import AppConfig, load_config
 from streaming.auth import auth_summary, public_bind_refusal
 from streaming.client import ClientPeer
 from streaming.engines import Engines
+from streaming.ratelimit import RateLimiter
 from tests.streaming.limits import base_url, custom_server, offer_sdp, wait_frames
 
 pytestmark = pytest.mark.timeout(120)
@@ -135,6 +136,8 @@ async def test_bad_tokens_are_refused_with_stable_codes(
         assert await open_with(voice_scoped) == (403, "scope_mismatch")
         assert await open_with(tampered) == (401, "unauthorized")
         assert await open_with("v1.e30.nope") == (401, "unauthorized")
+        assert await open_with("v1.\xe9t\xe9.abc") == (401, "unauthorized")
+        assert await open_with(f"{head}.{sig}\xe9") == (401, "unauthorized")
         # Token bodies are validated like every other body.
         for bad in ({"ttl_s": 601}, {"ttl_s": -1}, {"avatar": ""}, {"scope": "all"}):
             resp = await http.post(f"{url}/v1/tokens", json=bad, headers=_bearer(KEY))
@@ -238,3 +241,15 @@ def test_keys_come_from_the_environment_and_allow_a_public_bind() -> None:
     assert "127.0.0.1 only" in auth_summary(local.server)
     public = load_config("default", environ={"GWM_SERVER__HOST": "0.0.0.0"})
     assert "refusing to bind 0.0.0.0" in (public_bind_refusal(public.server) or "")
+
+
+def test_rate_limiter_refills_over_time_and_forgets_idle_callers() -> None:
+    now = [0.0]
+    limiter = RateLimiter(6, max_keys=2, clock=lambda: now[0])  # one request per 10 s
+    assert [limiter.retry_after("a") for _ in range(7)] == [0, 0, 0, 0, 0, 0, 10]
+    assert limiter.retry_after("b") == 0  # callers do not share a budget
+    now[0] = 25.0
+    assert [limiter.retry_after("a") for _ in range(3)] == [0, 0, 5]
+    now[0] = 1000.0
+    assert limiter.retry_after("c") == 0  # a third caller: the idle ones are dropped
+    assert limiter.retry_after("a") == 0

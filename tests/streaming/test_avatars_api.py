@@ -93,7 +93,9 @@ async def test_an_uploaded_portrait_becomes_a_session_avatar(
     service_config: AppConfig, engines: Engines, tmp_path: Path, portrait_png: bytes
 ) -> None:
     async with (
-        custom_server(service_config, engines, avatars_dir=tmp_path / "avatars") as srv,
+        custom_server(
+            service_config, engines, avatars_dir=tmp_path / "avatars", max_avatars=1
+        ) as srv,
         aiohttp.ClientSession() as http,
     ):
         url = base_url(srv)
@@ -108,6 +110,10 @@ async def test_an_uploaded_portrait_becomes_a_session_avatar(
         assert (tmp_path / "avatars" / avatar_id / "rig.json").is_file()
         listed = await (await http.get(f"{url}/v1/avatars")).json()
         assert {a["avatar_id"] for a in listed["avatars"]} == {"default", avatar_id}
+        resp = await http.post(
+            f"{url}/v1/avatars", data=portrait_png, headers={"Content-Type": "image/png"}
+        )
+        assert (resp.status, (await resp.json())["error"]["code"]) == (507, "too_many_avatars")
 
         peer = ClientPeer(url)
         try:

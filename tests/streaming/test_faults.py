@@ -278,7 +278,7 @@ async def test_flood_vanishing_peer_and_unconnected_offer_are_torn_down(
     assert ghost.session_id
     await ghost.pc.close()
     await _gone(fault_server, ghost.session_id, 10)
-    for t in ghost._tasks:  # noqa: SLF001 - nothing was received; just tidy up
+    for t in ghost._tasks:
         t.cancel()
     assert not fault_server.app[STATE_KEY].sessions
     names = [t.get_name() for t in asyncio.all_tasks() if "session-" in t.get_name()]
