@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -147,14 +146,18 @@ def main() -> int:
     bench_stt(cfg.stt, resolver, clips)
     bench_llm(cfg.llm, resolver, f"{cfg.llm.backend} ({cfg.llm.model})")
     if not args.skip_transformers:
-        with tempfile.TemporaryDirectory() as tmp:
-            from tests.models.llm_support import build_tiny_causal_lm  # test helper, local only
-
-            folder = build_tiny_causal_lm(Path(tmp))
-            tcfg = cfg.llm.model_copy(
-                update={"backend": "transformers", "model": str(folder), "device": "cpu"}
-            )
-            bench_llm(tcfg, resolver, "transformers (tiny random model built here)")
+        # The same Qwen2.5 0.5B weights through transformers (dequantized from the GGUF
+        # at load: slow to load, then plain torch on the CPU).
+        gguf = resolver.resolve("qwen2.5-0.5b-instruct-gguf").path
+        tcfg = cfg.llm.model_copy(
+            update={
+                "backend": "transformers",
+                "model": str(gguf),
+                "device": "cpu",
+                "dtype": "bfloat16",
+            }
+        )
+        bench_llm(tcfg, resolver, "transformers (Qwen2.5 0.5B from the GGUF, bf16)")
     return 0
 
 

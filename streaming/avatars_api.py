@@ -56,7 +56,6 @@ class AvatarInfo(BaseModel):
     """One avatar a session may ask for."""
 
     avatar_id: str
-    name: str | None = None
     source_size: list[int] | None = Field(default=None, description="Uploaded photo (W, H)")
     face_height: float | None = Field(default=None, description="Face height in output pixels")
 
@@ -81,7 +80,6 @@ def _info(bundle: Path) -> AvatarInfo:
     face = doc.get("face_height")
     return AvatarInfo(
         avatar_id=bundle.name,
-        name=None,
         source_size=[int(v) for v in size] if isinstance(size, list) else None,
         face_height=float(face) if isinstance(face, (int, float)) else None,
     )
