@@ -238,7 +238,7 @@ async def delete_session(request: web.Request) -> web.Response:
     session = state.sessions.get(request.match_info["session_id"])
     if session is None:
         raise ApiError(404, "unknown_session", "no such session")
-    await session.close("deleted by client")
+    await session.close("deleted by client", notify=False)
     return web.json_response({"session_id": session.id, "closed": True})
 
 

@@ -242,24 +242,29 @@ class Session:
         """Whether teardown finished."""
         return self._closed.is_set()
 
-    def close_soon(self, reason: str) -> None:
-        """Start teardown without waiting for it (safe from callbacks)."""
+    def close_soon(self, reason: str, *, notify: bool = True) -> None:
+        """Start teardown without waiting for it (safe from callbacks).
+
+        ``notify``: send the client a ``closing`` event first, so it knows the end is
+        planned (idle, time limit, shutdown) and does not reconnect. A hang-up the
+        client asked for itself needs no notice.
+        """
         if self._closing is None:
             self.close_reason = reason
             self._closing = asyncio.get_running_loop().create_task(
-                self._close(), name=f"session-{self.id}-close"
+                self._close(notify), name=f"session-{self.id}-close"
             )
 
-    async def close(self, reason: str = "closed") -> None:
+    async def close(self, reason: str = "closed", *, notify: bool = True) -> None:
         """Tear the session down and wait until everything of it has stopped."""
-        self.close_soon(reason)
+        self.close_soon(reason, notify=notify)
         assert self._closing is not None
         await asyncio.shield(self._closing)
 
-    async def _close(self) -> None:
+    async def _close(self, notify: bool) -> None:
         log.info("session %s: closing (%s)", self.id, self.close_reason)
-        # Tell the client this end is planned, so it does not reconnect.
-        self.emit({"type": "closing", "reason": self.close_reason})
+        if notify:
+            self.emit({"type": "closing", "reason": self.close_reason})
         await self.conversation.close()
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
