@@ -157,7 +157,7 @@ class ServiceLlmConfig(LlmConfig):
     """The language model plus how a turn degrades when it fails (service-only fields)."""
 
     first_token_timeout_s: float = Field(
-        default=8.0,
+        default=15.0,
         gt=0.0,
         le=300.0,
         description="No first token from the LLM within this long: speak the fallback reply",

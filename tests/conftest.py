@@ -5,6 +5,9 @@ The models are loaded once per test run (``engines``), whichever of those packag
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -16,6 +19,19 @@ TEST_PROMPT = (
     "You are a friendly assistant in a spoken conversation. Answer in one short sentence "
     "of at most fifteen words. No lists, no markdown."
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers started by tests keep their session database (server.database_url unset:
+    $XDG_DATA_HOME/gwm-avatars/sessions.db) in a temporary folder, not the user's home."""
+    old = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = old
 
 
 @pytest.fixture(scope="session")

@@ -58,14 +58,12 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
-    if config.server.host not in {"127.0.0.1", "localhost", "::1"} and not (
-        config.server.allow_public_without_auth
-    ):
-        from avatar.cli import UsageError
+    from avatar.cli import UsageError
+    from streaming.auth import auth_summary, public_bind_refusal
 
-        raise UsageError(
-            f"refusing to bind {config.server.host} without authentication; bind 127.0.0.1 or "
-            "set server.allow_public_without_auth=true"
-        )
+    refusal = public_bind_refusal(config.server)
+    if refusal:
+        raise UsageError(refusal)
+    log.info("%s", auth_summary(config.server))
     asyncio.run(_serve(config))
     return 0

@@ -176,3 +176,23 @@ async def test_sigkill_loses_no_completed_turn_and_sigterm_drains(
     assert drained_in < 8 + 5
     loud = [a for _, a in peer.received.audio if abs(a).max() > 0.02]
     assert len(loud) > 20, "the goodbye was not heard"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("GWM_TEST_POSTGRES_URL"), reason="set GWM_TEST_POSTGRES_URL to a test DB"
+)
+async def test_postgres_store_round_trip() -> None:
+    from streaming.store import TranscriptStore, TurnRow
+
+    store = TranscriptStore(os.environ["GWM_TEST_POSTGRES_URL"])
+    await store.open()
+    sid = f"pg-{time.time_ns()}"
+    try:
+        store.open_session(sid, time.time(), "default")
+        row = TurnRow(1, 1.0, 2.0, "hi", "hello there", "hello", True, 3.0, 0.5, None, {"a_ms": 1})
+        await asyncio.wrap_future(store.add_turn(sid, row))
+        data = await store.transcript(sid)
+    finally:
+        await store.close()
+    assert data is not None
+    assert data["turns"][0]["spoken_text"] == "hello" and data["turns"][0]["interrupted"]
