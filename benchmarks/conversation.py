@@ -161,6 +161,9 @@ def main() -> int:
     parser.add_argument("--config", default="default")
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="config override for the server"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     use_host_addresses(["127.0.0.1"])
@@ -186,6 +189,7 @@ def main() -> int:
             "server.ice_host_addresses=[127.0.0.1]",
             "--set",
             f"server.max_sessions={max(args.sessions)}",
+            *[a for o in args.overrides for a in ("--set", o)],
             "serve",
             "--host",
             "127.0.0.1",
@@ -200,7 +204,10 @@ def main() -> int:
     try:
         asyncio.run(_wait_ready(url))
         out(f"machine: {machine()}")
-        out(f"config: {args.config}; {args.turns} turns per session; server pid {server.pid}")
+        out(
+            f"config: {args.config} {' '.join(args.overrides)}; {args.turns} turns per session; "
+            f"server pid {server.pid}"
+        )
         for n in args.sessions:
             res = asyncio.run(run_sessions(url, clips, n, args.turns, server.pid))
             v2v = res["v2v"]

@@ -46,6 +46,8 @@ Emit = Callable[[dict[str, Any]], None]
 SCHEDULE_LEAD_S = 0.12
 """How far ahead of the playing sample new speech is placed: the video track steps the
 world model about two frames before a frame is due (it renders one frame ahead)."""
+FIRST_CLAUSE_CHARS = 12
+"""A reply's first clause may end at a comma this early, so speech starts sooner."""
 PREROLL_S = 0.3
 """Audio kept before the VAD's speech start, so the first syllable reaches STT."""
 PERSIST_TIMEOUT_S = 5.0
@@ -410,7 +412,7 @@ class Conversation:
         speaker = self._spawn(
             self._speak_clauses(record, queue, clauses, end_of_user), name=f"tts-{record.turn_id}"
         )
-        splitter = ClauseSplitter()
+        splitter = ClauseSplitter(first_clause_chars=FIRST_CLAUSE_CHARS)
         stats = GenerationStats()
         t0 = time.monotonic()
         try:

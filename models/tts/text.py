@@ -43,7 +43,9 @@ class ClauseSplitter:
     once it holds at least ``min_clause_chars`` characters, and at a line break. Text
     that runs past ``max_clause_chars`` with no such boundary is cut at its last space.
     A boundary at the very end of the buffered text waits for the next piece (it may
-    be "3." of "3.5"); :meth:`flush` releases what remains.
+    be "3." of "3.5"); :meth:`flush` releases what remains. ``first_clause_chars``
+    (default: ``min_clause_chars``) lets the first clause end sooner, so a reply
+    starts speaking before its first long clause is complete.
     """
 
     def __init__(
@@ -52,10 +54,16 @@ class ClauseSplitter:
         max_clause_chars: int = 250,
         *,
         clauses: bool = True,
+        first_clause_chars: int | None = None,
     ) -> None:
         if min_clause_chars < 1 or max_clause_chars < min_clause_chars:
             raise ValueError("need 1 <= min_clause_chars <= max_clause_chars")
-        self._min = min_clause_chars
+        first = min_clause_chars if first_clause_chars is None else first_clause_chars
+        if not 1 <= first <= max_clause_chars:
+            raise ValueError("need 1 <= first_clause_chars <= max_clause_chars")
+        self._first_min = first
+        self._later_min = min_clause_chars
+        self._min = first
         self._max = max_clause_chars
         self._clauses = clauses
         self._buf = ""
@@ -74,6 +82,7 @@ class ClauseSplitter:
             self._buf = self._buf[cut:]
             if clause:
                 out.append(clause)
+                self._min = self._later_min
         return out
 
     def flush(self) -> list[str]:

@@ -262,3 +262,14 @@ def test_split_sentences() -> None:
         "Then silence.",
     ]
     assert split_sentences("   ") == []
+
+
+def test_first_clause_may_end_early_to_start_speaking_sooner() -> None:
+    splitter = ClauseSplitter(first_clause_chars=12)
+    out: list[str] = []
+    for piece in ["Well, ", "the capital ", "of France, ", "as you may know, ", "is Paris. "]:
+        out += splitter.push(piece)
+    out += splitter.flush()
+    assert out[0] == "Well, the capital of France,"
+    # Later clauses keep the normal minimum: no cut at the short "as you may know,".
+    assert out[1:] == ["as you may know, is Paris."]
