@@ -26,7 +26,14 @@ from avatar.state import Mode
 from models.errors import BackendUnavailableError, EngineError, InvalidAudioError, LLMError
 from models.llm import build_messages
 from models.tts import ClauseSplitter
-from models.types import ChatMessage, FloatAudio, GenerationStats, Speech, VadEventKind
+from models.types import (
+    ChatMessage,
+    FloatAudio,
+    GenerationStats,
+    Speech,
+    Transcript,
+    VadEventKind,
+)
 from streaming.audio_io import VAD_RATE, speech_to_playout
 from streaming.clock import MediaClock
 from streaming.engines import Engines
@@ -48,6 +55,9 @@ SCHEDULE_LEAD_S = 0.12
 world model about two frames before a frame is due (it renders one frame ahead)."""
 FIRST_CLAUSE_CHARS = 12
 """A reply's first clause may end at a comma this early, so speech starts sooner."""
+SPECULATE_AFTER_S = 0.2
+"""Silence after speech that starts a speculative transcription, before the end of turn
+is certain (``vad.min_silence_ms``); the guess is dropped if the user goes on."""
 PREROLL_S = 0.3
 """Audio kept before the VAD's speech start, so the first syllable reaches STT."""
 PERSIST_TIMEOUT_S = 5.0
@@ -135,6 +145,7 @@ class Conversation:
         self._preroll_samples = 0
         self._in_speech = False
         self._utterance_samples = 0
+        self._speculation: asyncio.Task[Transcript] | None = None
         self._state = ""
         self._closed = False
         self.last_activity = time.monotonic()
@@ -174,6 +185,7 @@ class Conversation:
             else:
                 lag = self._inbound_samples / VAD_RATE - event.time
                 self._on_speech_end(lag)
+        self._maybe_speculate()
         if self._in_speech and self._utterance_samples > self._options.max_utterance_s * VAD_RATE:
             log.info(
                 "utterance over %.0f s: cutting it and answering", self._options.max_utterance_s
@@ -227,8 +239,24 @@ class Conversation:
 
     # --- VAD events ----------------------------------------------------------
 
+    def _maybe_speculate(self) -> None:
+        """Transcribe early when the user has paused long enough that the turn is
+        probably over; forget the guess as soon as they speak again."""
+        if not self._in_speech:
+            return
+        silence = self._vad.trailing_silence
+        if silence == 0.0:
+            self._speculation = None  # they went on: a running guess is left unobserved
+        elif silence >= SPECULATE_AFTER_S and self._speculation is None:
+            pcm = np.concatenate(self._utterance) if self._utterance else None
+            if pcm is not None and len(pcm) >= int(0.2 * VAD_RATE):
+                self._speculation = self._spawn(
+                    self._engines.stt.atranscribe(pcm, VAD_RATE), name="stt-speculative"
+                )
+
     def _on_speech_start(self) -> None:
         self.last_activity = time.monotonic()
+        self._speculation = None
         self._in_speech = True
         self._utterance = list(self._preroll)
         self._utterance_samples = self._preroll_samples
@@ -246,9 +274,10 @@ class Conversation:
         pcm = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
         self._utterance, self._utterance_samples = [], 0
         end_of_user = time.monotonic() - max(0.0, detection_lag_s)
+        guess, self._speculation = self._speculation, None
         if len(pcm) < int(0.2 * VAD_RATE):
             return
-        self._start_turn(pcm=pcm, end_of_user=end_of_user)
+        self._start_turn(pcm=pcm, end_of_user=end_of_user, guess=guess)
 
     # --- turns -----------------------------------------------------------------
 
@@ -259,14 +288,19 @@ class Conversation:
         return task
 
     def _start_turn(
-        self, *, end_of_user: float, pcm: FloatAudio | None = None, text: str = ""
+        self,
+        *,
+        end_of_user: float,
+        pcm: FloatAudio | None = None,
+        text: str = "",
+        guess: asyncio.Task[Transcript] | None = None,
     ) -> None:
         if self._reply_task is not None and not self._reply_task.done():
             self._reply_task.cancel()
         self._turn_counter += 1
         record = TurnRecord(turn_id=self._turn_counter, user_text=text)
         self._reply_task = self._spawn(
-            self._run_turn(record, pcm, end_of_user), name=f"turn-{record.turn_id}"
+            self._run_turn(record, pcm, end_of_user, guess), name=f"turn-{record.turn_id}"
         )
 
     def _set_state(self, mode: Mode) -> None:
@@ -281,7 +315,11 @@ class Conversation:
         self._world.interrupt(now / self._clock.sample_rate)
 
     async def _run_turn(
-        self, record: TurnRecord, pcm: FloatAudio | None, end_of_user: float
+        self,
+        record: TurnRecord,
+        pcm: FloatAudio | None,
+        end_of_user: float,
+        guess: asyncio.Task[Transcript] | None = None,
     ) -> None:
         clauses: list[_ScheduledClause] = []
         reply_parts: list[str] = []
@@ -291,7 +329,11 @@ class Conversation:
             if pcm is not None:
                 t = time.monotonic()
                 try:
-                    transcript = await self._engines.stt.atranscribe(pcm, VAD_RATE)
+                    if guess is not None:  # transcribed while the end of turn was pending
+                        metrics["stt_speculative"] = 1.0
+                        transcript = await guess
+                    else:
+                        transcript = await self._engines.stt.atranscribe(pcm, VAD_RATE)
                 except InvalidAudioError as exc:
                     log.info("utterance skipped: %s", exc)
                     self._set_state(Mode.LISTENING)

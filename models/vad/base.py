@@ -35,6 +35,14 @@ class VoiceActivityDetector(Protocol):
         """Speech probability of the last analysed window (0..1)."""
         ...
 
+    @property
+    def trailing_silence(self) -> float:
+        """Seconds of silence so far at the end of open speech (0 when voiced or idle).
+
+        Lets a caller act on a likely end of turn before SPEECH_END is certain.
+        """
+        ...
+
     def process(self, pcm: FloatAudio) -> list[VadEvent]:
         """Feed the next chunk of the stream (any length); return the events it completes."""
         ...
@@ -171,6 +179,13 @@ class WindowedVad(ABC):
         self._reset_backend()
 
     # --- the state machine --------------------------------------------------
+
+    @property
+    def trailing_silence(self) -> float:
+        """Seconds of silence so far at the end of open speech (0 when voiced or idle)."""
+        if not self._speaking or self._silence_start is None:
+            return 0.0
+        return (self._clock - self._silence_onset(self._silence_start)) / VAD_SAMPLE_RATE
 
     def _silence_onset(self, silence_start: int) -> int:
         """Where the silence began, correcting for the backend's hangover."""

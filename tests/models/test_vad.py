@@ -213,3 +213,23 @@ def test_bad_input_is_rejected(backend, pcm, silero_model) -> None:
     with pytest.raises(InvalidAudioError):
         vad.process(pcm)
     assert vad.process(np.zeros(0, np.float32)) == []
+
+
+def test_trailing_silence_grows_in_a_pause_and_resets_when_speech_resumes(
+    silero_model: SileroModel, say_16k
+) -> None:
+    speech = say_16k(FIRST)
+    lo, hi = _speech_bounds(speech)
+    voiced = speech[lo:hi]
+    vad = SileroVad(silero_model, VadConfig(min_silence_ms=600))
+    vad.process(np.zeros(RATE // 2, np.float32))
+    vad.process(voiced)
+    assert vad.speaking
+    vad.process(np.zeros(int(0.3 * RATE), np.float32))
+    assert vad.speaking  # not an end of turn yet: 600 ms are needed
+    assert 0.15 <= vad.trailing_silence <= 0.4
+    vad.process(voiced[: RATE // 2])
+    assert vad.trailing_silence == 0.0
+    vad.process(np.zeros(RATE, np.float32))
+    assert not vad.speaking
+    assert vad.trailing_silence == 0.0
