@@ -103,27 +103,42 @@ def av_offset_ms(peer: ClientPeer, box: tuple[int, int, int, int]) -> float:
     return best_lag * 5.0
 
 
-async def one_client(url: str, clips: list[np.ndarray], turns: int, results: dict) -> None:  # type: ignore[type-arg]
-    """Hold ``turns`` spoken turns; append measurements to ``results``."""
-    peer = ClientPeer(url, video_every=1)
+def new_results() -> dict:  # type: ignore[type-arg]
+    """An empty pool of measurements for :func:`one_client`."""
+    return {"v2v": [], "stages": {}, "fps": [], "errors": [], "peers": []}
+
+
+async def one_client(
+    url: str,
+    clips: list[np.ndarray],
+    turns: int,
+    results: dict,  # type: ignore[type-arg]
+    *,
+    keep_video: bool = True,
+) -> None:
+    """Hold ``turns`` spoken turns; append measurements to ``results``.
+
+    ``keep_video=False`` counts frames without decoding them (for load runs, where the
+    client shares the CPU with the server).
+    """
+    peer = ClientPeer(url, keep_video=keep_video)
     failed = await peer.connect()
     if failed is not None:
         results["errors"].append(f"refused {failed.status}")
         return
-    await peer.wait_open()
-    await asyncio.sleep(1.0)
-    t_first = time.monotonic()
     try:
+        await peer.wait_open()
+        await asyncio.sleep(1.0)
+        t_first = time.monotonic()
         for i in range(turns):
             clip = clips[i % len(clips)]
             clips_sent = len(peer.mic.sent_log)
             peer.mic.say(clip)
             while len(peer.mic.sent_log) == clips_sent:
                 await asyncio.sleep(0.01)
-            t_sent = peer.mic.sent_log[-1][0]
-            t_speech_end = t_sent + len(clip) / 48_000 - PAD_S
+            t_speech_end = peer.mic.sent_log[-1][0] + len(clip) / 48_000 - PAD_S
             try:
-                metrics = await peer.wait_event("turn_metrics", 60)
+                metrics = await peer.wait_event("turn_metrics", 90)
             except TimeoutError:
                 results["errors"].append("turn timed out")
                 continue
@@ -139,8 +154,8 @@ async def one_client(url: str, clips: list[np.ndarray], turns: int, results: dic
                 if k.endswith("_ms"):
                     results["stages"].setdefault(k, []).append(v)
         dur = time.monotonic() - t_first
-        frames = [t for t, _ in peer.received.video if t >= t_first]
-        results["fps"].append(len(frames) / dur)
+        results["fps"].append(len([t for t, _ in peer.received.video if t >= t_first]) / dur)
+        results["errors"].extend(e["code"] for e in peer.received.events_of("error"))
         results["peers"].append(peer)
     finally:
         await peer.hangup()
@@ -148,7 +163,7 @@ async def one_client(url: str, clips: list[np.ndarray], turns: int, results: dic
 
 async def run_sessions(url: str, clips: list[np.ndarray], n: int, turns: int, pid: int) -> dict:  # type: ignore[type-arg]
     """``n`` concurrent clients; returns their pooled measurements."""
-    results: dict = {"v2v": [], "stages": {}, "fps": [], "errors": [], "peers": []}  # type: ignore[type-arg]
+    results = new_results()
     cpu0, t0 = proc_cpu_seconds(pid), time.monotonic()
     await asyncio.gather(*(one_client(url, clips, turns, results) for _ in range(n)))
     results["cpu_per_session"] = (proc_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) / n
@@ -162,7 +177,11 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], help="config override for the server"
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="config override for the server",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -38,11 +38,12 @@ sys.path.insert(0, str(ROOT))
 from avatar.config import load_config  # noqa: E402
 from benchmarks.common import machine, pct  # noqa: E402
 from benchmarks.conversation import (  # noqa: E402
-    LOUD,
     PAD_S,
     QUESTIONS,
     _wait_ready,
     free_port,
+    new_results,
+    one_client,
     out,
 )
 from models.assets import AssetResolver  # noqa: E402
@@ -104,53 +105,12 @@ def stop_server(proc: subprocess.Popen[bytes]) -> int | None:
     return None
 
 
-async def one_client(
-    url: str, clips: list[np.ndarray], turns: int, results: dict[str, Any]
-) -> None:
-    """Hold ``turns`` spoken turns without decoding video frames (the client shares the CPU)."""
-    peer = ClientPeer(url, keep_video=False)
-    failed = await peer.connect()
-    if failed is not None:
-        results["errors"].append(f"refused {failed.status}")
-        return
-    try:
-        await peer.wait_open()
-        await asyncio.sleep(1.0)
-        t_first = time.monotonic()
-        for i in range(turns):
-            clip = clips[i % len(clips)]
-            sent = len(peer.mic.sent_log)
-            peer.mic.say(clip)
-            while len(peer.mic.sent_log) == sent:
-                await asyncio.sleep(0.01)
-            t_end = peer.mic.sent_log[-1][0] + len(clip) / 48_000 - PAD_S
-            try:
-                metrics = await peer.wait_event("turn_metrics", 90)
-            except TimeoutError:
-                results["errors"].append("turn timed out")
-                continue
-            await asyncio.sleep(0.8)
-            loud = [
-                t
-                for t, a in peer.received.audio
-                if t > t_end and float(np.sqrt(np.mean(a**2))) > LOUD
-            ]
-            if loud:
-                results["v2v"].append(loud[0] - t_end)
-            for k, v in metrics.items():
-                if k.endswith("_ms"):
-                    results["stages"].setdefault(k, []).append(v)
-        dur = time.monotonic() - t_first
-        results["fps"].append(len([t for t, _ in peer.received.video if t >= t_first]) / dur)
-        results["errors"].extend(e["code"] for e in peer.received.events_of("error"))
-    finally:
-        await peer.hangup()
-
-
 async def run_sessions(url: str, clips: list[np.ndarray], n: int, turns: int) -> dict[str, Any]:
     """``n`` concurrent clients; their pooled measurements."""
-    results: dict[str, Any] = {"v2v": [], "stages": {}, "fps": [], "errors": []}
-    await asyncio.gather(*(one_client(url, clips, turns, results) for _ in range(n)))
+    results: dict[str, Any] = new_results()
+    await asyncio.gather(
+        *(one_client(url, clips, turns, results, keep_video=False) for _ in range(n))
+    )
     return results
 
 
