@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from models.config import LlmConfig
 from models.errors import InvalidTextError
 from models.types import ChatMessage
 
@@ -100,3 +101,14 @@ def fit_to_context(
     if dropped:
         log.info("dropped the %d oldest message(s) to fit the context (%d tokens)", dropped, used)
     return head + body
+
+
+def prepare_request(
+    messages: Sequence[ChatMessage], config: LlmConfig, max_tokens: int | None
+) -> tuple[list[ChatMessage], int]:
+    """Checked messages (system prompt first) and the token cap of one generation."""
+    prepared = prepare_messages(messages, config.system_prompt, config.max_input_chars)
+    cap = config.max_tokens if max_tokens is None else max_tokens
+    if cap < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {cap}")
+    return prepared, cap

@@ -20,7 +20,7 @@ import aiohttp
 from models.config import LlmConfig
 from models.errors import BackendUnavailableError, EngineError, LLMError
 from models.llm.base import CANCELLED, ERROR
-from models.llm.messages import prepare_messages
+from models.llm.messages import prepare_request
 from models.types import ChatMessage, GenerationStats
 
 log = logging.getLogger(__name__)
@@ -87,12 +87,7 @@ class OpenAIChatLLM:
         stats: GenerationStats | None = None,
     ) -> AsyncGenerator[str, None]:
         """Check ``messages`` now and stream the server's reply (see LanguageModel)."""
-        prepared = prepare_messages(
-            messages, self.config.system_prompt, self.config.max_input_chars
-        )
-        cap = self.config.max_tokens if max_tokens is None else max_tokens
-        if cap < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {cap}")
+        prepared, cap = prepare_request(messages, self.config, max_tokens)
         payload: dict[str, Any] = {
             "model": self.config.openai.model,
             "messages": [{"role": m.role, "content": m.content} for m in prepared],

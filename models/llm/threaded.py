@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Sequence
 
 from models.config import LlmConfig
-from models.llm.messages import prepare_messages
+from models.llm.messages import prepare_request
 from models.llm.worker import GenerationJob, GenerationRunner
 from models.types import ChatMessage, GenerationStats
 
@@ -40,12 +40,7 @@ class ThreadedLanguageModel(ABC):
         stats: GenerationStats | None = None,
     ) -> AsyncGenerator[str, None]:
         """Check ``messages`` now and stream the reply (see LanguageModel)."""
-        prepared = prepare_messages(
-            messages, self.config.system_prompt, self.config.max_input_chars
-        )
-        cap = self.config.max_tokens if max_tokens is None else max_tokens
-        if cap < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {cap}")
+        prepared, cap = prepare_request(messages, self.config, max_tokens)
         generate = functools.partial(self._generate, prepared, cap)
         return self._runner.stream(generate, stats if stats is not None else GenerationStats())
 
