@@ -1,4 +1,4 @@
-"""The ``avatar`` command: models, smoke, prepare, render, serve.
+"""The ``avatar`` command: models, smoke, prepare, render, serve, route.
 
 Each subcommand lives in ``avatar/commands/<name>.py`` and exposes
 ``add_arguments(parser)`` and ``run(args, config) -> int``; it is imported only when
@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "Prepare an avatar bundle from a photo",
     "render": "Render speech (text or audio) to an MP4 of the talking avatar",
     "serve": "Start the real-time WebRTC service",
+    "route": "Route new sessions to workers with capacity (in front of several serve)",
 }
 
 

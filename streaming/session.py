@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -31,6 +30,7 @@ from streaming.conversation import Conversation, ConversationOptions, TurnRecord
 from streaming.engines import AvatarAssets, Engines
 from streaming.events import ClientMessageError, TextMessage, error_event, parse_client_message
 from streaming.playout import AudioPlayout
+from streaming.session_ids import new_session_id
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,11 @@ class Session:
         render_executor: Executor | None = None,
         on_closed: Callable[[Session], None] | None = None,
         on_turn: Callable[[Session, TurnRecord], Awaitable[None] | None] | None = None,
+        rtc_config: RTCConfiguration | None = None,
+        id_prefix: str = "",
     ) -> None:
         cfg = engines.config
-        self.id = secrets.token_urlsafe(12)
+        self.id = new_session_id(id_prefix)
         self.created = time.time()
         self.request = request
         self.avatar = avatar
@@ -74,7 +76,8 @@ class Session:
         self.playout = AudioPlayout(self.clock.sample_rate)
         self.world = WorldModel(cfg.avatar, fps=cfg.render.fps, seed=cfg.avatar.seed)
         self.last_state: AvatarState | None = None
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # ICE servers (STUN/TURN, relay-only) from streaming/turn.py; none: host candidates.
+        self.pc = RTCPeerConnection(rtc_config or RTCConfiguration(iceServers=[]))
         self.audio_out = AvatarAudioTrack(self.clock, self.playout)
         self.video_out = AvatarVideoTrack(
             self.clock, self.world, avatar.renderer, render_executor, on_state=self._remember_state
