@@ -9,13 +9,24 @@ parsed as YAML scalars (``true``, ``3``, ``0.5``, ``null``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from models.config import (
     AssetsConfig,
@@ -29,6 +40,8 @@ from models.config import (
 
 ENV_PREFIX = "GWM_"
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Where a regular (non-editable) install puts the profiles (pyproject data-files).
+INSTALLED_CONFIG_DIR = Path(sys.prefix) / "share" / "gwm-avatars" / "configs"
 
 
 class _Section(BaseModel):
@@ -127,7 +140,12 @@ class ServerConfig(_Section):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
-        """Accept a comma-separated string (handy in an environment variable)."""
+        """Accept a comma-separated string (handy in an environment variable).
+
+        An empty variable (parsed as null) means no keys, not an invalid list.
+        """
+        if value is None:
+            return []
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
@@ -145,12 +163,294 @@ class ServerConfig(_Section):
         le=600.0,
         description="On SIGTERM: how long active sessions get to say goodbye before exit",
     )
+    drain_grace_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=86400.0,
+        description=(
+            "On SIGTERM: how long active sessions may go on to their natural end (no new "
+            "ones admitted) before the goodbye; 0: say goodbye at once. Behind a "
+            "Kubernetes rollout, set it near max_session_s and the pod's "
+            "terminationGracePeriodSeconds above grace + drain_timeout_s"
+        ),
+    )
     goodbye_line: str = Field(
         default="I have to go now. Goodbye!",
         min_length=1,
         max_length=200,
         description="What the avatar says to each active session when the server drains",
     )
+    worker_id: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$",
+        description=(
+            "This worker's name behind a router (e.g. the pod name); session ids then start "
+            "with '<worker_id>.' so the router pins a session's later calls to this worker"
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or CIDRs of proxies (the router, an ingress) whose X-Forwarded-For "
+            "names the real client for rate limits and per-client caps"
+        ),
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        """Every entry must parse as an address or a network."""
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return value
+
+
+class RouterConfig(_Section):
+    """``avatar route``: the session router in front of several workers."""
+
+    workers: list[str] = Field(
+        default_factory=list,
+        description="Worker base URLs (http://host:port); used when dns_name is not set",
+    )
+    dns_name: str | None = Field(
+        default=None,
+        description=(
+            "A DNS name whose A/AAAA records are the workers (a Kubernetes headless "
+            "Service); re-resolved every poll"
+        ),
+    )
+    worker_port: int = Field(default=8080, ge=1, le=65535, description="Port of DNS workers")
+    poll_interval_s: float = Field(
+        default=2.0, gt=0.0, le=60.0, description="How often each worker's /readyz is read"
+    )
+    request_timeout_s: float = Field(
+        default=20.0, gt=0.0, le=300.0, description="Longest a forwarded request may take"
+    )
+
+
+class IceConfig(_Section):
+    """STUN/TURN servers for the calls: the service's own peer and every client's.
+
+    TURN uses time-limited credentials (the coturn REST scheme, ``use-auth-secret``):
+    the service derives them from ``turn_secret``, the coturn ``static-auth-secret``.
+    """
+
+    stun_urls: list[str] = Field(
+        default_factory=list,
+        description="STUN urls (stun:host[:port]) handed to clients; env: comma-separated",
+    )
+    turn_urls: list[str] = Field(
+        default_factory=list,
+        description=(
+            "TURN urls (turn:host[:port][?transport=udp|tcp], turns:host[:port]); the "
+            "service's own peer uses the first one aiortc supports; env: comma-separated"
+        ),
+    )
+    turn_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "coturn's static-auth-secret (env GWM_ICE__TURN_SECRET); required with turn_urls"
+        ),
+    )
+    turn_ttl_s: int = Field(
+        default=7200,
+        ge=60,
+        le=86400,
+        description=(
+            "Lifetime of the TURN credentials handed out; coturn refuses to refresh an "
+            "allocation after it, so keep it above server.max_session_s"
+        ),
+    )
+    relay_only: bool = Field(
+        default=False,
+        description="The service's peer offers TURN relay candidates only (needs turn_urls)",
+    )
+    turn_check_interval_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        le=3600.0,
+        description="How often the TURN server is re-checked (an allocation); 0: at start only",
+    )
+
+    @field_validator("stun_urls", "turn_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        """Accept a comma-separated string (handy in an environment variable).
+
+        An empty variable (parsed as null) means no keys, not an invalid list.
+        """
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [u.strip() for u in value.split(",") if u.strip()]
+        return value
+
+    @field_validator("turn_secret", mode="before")
+    @classmethod
+    def _secret_text(cls, value: Any) -> Any:
+        """A secret that YAML parsed as a number is still a string."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("stun_urls", "turn_urls")
+    @classmethod
+    def _check_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        """Each url has a scheme that fits its list, a host, and at most a transport."""
+        kind = "stun" if info.field_name == "stun_urls" else "turn"
+        for url in value:
+            scheme, _, rest = url.partition(":")
+            where, _, query = rest.partition("?")
+            if scheme not in (kind, kind + "s") or not where.split(":")[0] or " " in url:
+                raise ValueError(f"{url!r} must look like {kind}:host[:port]")
+            if query and (kind == "stun" or query not in ("transport=udp", "transport=tcp")):
+                raise ValueError(f"{url!r}: only turn urls take ?transport=udp|tcp")
+        return value
+
+    @model_validator(mode="after")
+    def _turn_needs_secret(self) -> IceConfig:
+        """TURN urls need the shared secret; relay-only needs a TURN url."""
+        if self.turn_urls and (self.turn_secret is None or not self.turn_secret.get_secret_value()):
+            raise ValueError("turn_urls need turn_secret (env GWM_ICE__TURN_SECRET)")
+        if self.relay_only and not self.turn_urls:
+            raise ValueError("relay_only needs at least one of turn_urls")
+        return self
+
+
+RayStage = Literal["stt", "tts", "render"]
+"""A heavy stage that ``serving.backend: ray`` can run as a Ray Serve deployment."""
+
+
+def _all_ray_stages() -> list[RayStage]:
+    return ["stt", "tts", "render"]
+
+
+class RayDeploymentConfig(_Section):
+    """Replicas and resources of one Ray Serve deployment (autoscaled from min to max)."""
+
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000, description="Fewest replicas (0: scale to zero when idle)"
+    )
+    max_replicas: int = Field(
+        default=1, ge=1, le=1000, description="Most replicas the autoscaler may run"
+    )
+    target_ongoing_requests: float = Field(
+        default=2.0, gt=0.0, description="Requests in flight per replica the autoscaler aims at"
+    )
+    max_ongoing_requests: int = Field(
+        default=8, ge=1, le=10000, description="Requests one replica takes at once"
+    )
+    num_cpus: float = Field(default=1.0, ge=0.0, description="CPUs reserved per replica")
+    num_gpus: float = Field(default=0.0, ge=0.0, description="GPUs (or a fraction) per replica")
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> RayDeploymentConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class RayRenderDeploymentConfig(RayDeploymentConfig):
+    """The frame-rendering deployment: many sessions' frames rendered in one batch."""
+
+    target_ongoing_requests: float = Field(
+        default=8.0, gt=0.0, description="Frames in flight per replica the autoscaler aims at"
+    )
+    max_ongoing_requests: int = Field(
+        default=32, ge=1, le=10000, description="Frames one replica takes at once"
+    )
+    max_batch_size: int = Field(
+        default=8, ge=1, le=256, description="Most frames rendered in one batch"
+    )
+    batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0.0, le=1.0, description="How long a batch waits to fill up"
+    )
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> RayRenderDeploymentConfig:
+        # Ray Serve only forms a batch out of requests a replica has accepted.
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(
+                f"max_ongoing_requests ({self.max_ongoing_requests}) must be at least "
+                f"max_batch_size ({self.max_batch_size}), or batches never fill"
+            )
+        return self
+
+
+class RayServingConfig(_Section):
+    """Where the Ray Serve deployments run and how each one scales."""
+
+    address: str | None = Field(
+        default=None,
+        description=(
+            "None: start a local Ray instance in this process; 'auto': join the cluster this "
+            "machine is a node of; 'ray://<head>:10001': connect with Ray Client"
+        ),
+    )
+    namespace: str = Field(default="gwm-avatars", min_length=1, max_length=64)
+    app_name: str = Field(
+        default="gwm-avatars", min_length=1, max_length=64, description="Ray Serve app name"
+    )
+    stages: list[RayStage] = Field(
+        default_factory=_all_ray_stages,
+        description="Which stages run on Ray (the others, and VAD and LLM, stay local)",
+    )
+    deploy: bool = Field(
+        default=True,
+        description=(
+            "Deploy the app when it is not running (false: it must be there already, "
+            "e.g. run by a KubeRay RayService)"
+        ),
+    )
+    num_cpus: int | None = Field(
+        default=None, ge=1, description="CPUs of a local instance (None: every core)"
+    )
+    object_store_mb: int | None = Field(
+        default=None, ge=78, description="Object store of a local instance (None: Ray's default)"
+    )
+    temp_dir: Path | None = Field(
+        default=None, description="Session files of a local instance (None: /tmp/ray)"
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0.0, le=600.0, description="Longest wait for one STT or TTS request"
+    )
+    render_timeout_s: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=60.0,
+        description="Longest wait for a frame before it is rendered locally instead",
+    )
+    stt: RayDeploymentConfig = Field(default_factory=RayDeploymentConfig)
+    tts: RayDeploymentConfig = Field(default_factory=RayDeploymentConfig)
+    render: RayRenderDeploymentConfig = Field(default_factory=RayRenderDeploymentConfig)
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _split_stages(cls, value: Any) -> Any:
+        """Accept a comma-separated string (GWM_SERVING__RAY__STAGES=stt,tts)."""
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_stages(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class ServingConfig(_Section):
+    """Where the heavy stages (STT, TTS, frame rendering) run: in this process or on Ray."""
+
+    backend: Literal["local", "ray"] = Field(
+        default="local",
+        description="local: every model in this process; ray: serving.ray.stages on Ray Serve",
+    )
+    ray: RayServingConfig = Field(default_factory=RayServingConfig)
 
 
 class ServiceLlmConfig(LlmConfig):
@@ -177,6 +477,9 @@ class AppConfig(ModelsConfig):
     avatar: AvatarConfig = Field(default_factory=AvatarConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    ice: IceConfig = Field(default_factory=IceConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
 
 class ConfigError(ValueError):
@@ -188,6 +491,9 @@ def profile_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in {".yaml", ".yml"} or p.exists():
         return p
+    for folder in (CONFIG_DIR, INSTALLED_CONFIG_DIR):
+        if (folder / f"{name_or_path}.yaml").is_file():
+            return folder / f"{name_or_path}.yaml"
     return CONFIG_DIR / f"{name_or_path}.yaml"
 
 
@@ -280,10 +586,16 @@ __all__ = [
     "AssetsConfig",
     "AvatarConfig",
     "ConfigError",
+    "IceConfig",
     "LlmConfig",
+    "RayDeploymentConfig",
+    "RayRenderDeploymentConfig",
+    "RayServingConfig",
     "RenderConfig",
+    "RouterConfig",
     "ServerConfig",
     "ServiceLlmConfig",
+    "ServingConfig",
     "SttConfig",
     "TtsConfig",
     "VadConfig",

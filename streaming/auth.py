@@ -38,6 +38,7 @@ from avatar.config import ServerConfig
 from streaming.api_error import ApiError
 from streaming.cors import API_PREFIX, normalize_origin
 from streaming.ratelimit import RateLimiter
+from streaming.turn import ICE_KEY, IceServer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ TOKEN_PREFIX = "v1."
 MAX_TOKEN_TTL_S = 600.0
 MAX_TOKEN_CHARS = 2048
 SESSIONS_PATH = "/v1/sessions"
+ICE_SERVERS_PATH = "/v1/ice-servers"
+# Where a session token is accepted: opening a session (which spends it), and fetching
+# the ICE servers needed before the offer (which does not).
+TOKEN_ROUTES = frozenset({("POST", SESSIONS_PATH), ("GET", ICE_SERVERS_PATH)})
 
 
 class TokenRequest(BaseModel):
@@ -63,6 +68,10 @@ class TokenResponse(BaseModel):
 
     token: str
     expires_at: float = Field(description="Unix time (seconds) after which it is refused")
+    ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN/TURN servers for the browser's iceServers (as GET /v1/ice-servers)",
+    )
 
 
 @dataclass(frozen=True)
@@ -231,12 +240,14 @@ class AccessGuard:
         fp = self._match_key(credential)
         if fp is not None:
             return Principal(f"key:{fp}")
-        if request.method == "POST" and request.path == SESSIONS_PATH:
+        if (request.method, request.path) in TOKEN_ROUTES:
             claims = self.signer.verify(credential)
             if claims.key not in self._keys:  # minted with a key that was since removed
                 raise _unauthorized("the key that minted this token is no longer valid")
             return Principal(f"key:{claims.key}", claims)
-        raise _unauthorized("invalid API key (session tokens only open sessions)")
+        raise _unauthorized(
+            "invalid API key (session tokens only open sessions and fetch ICE servers)"
+        )
 
     def limit(self, request: web.Request, principal: Principal) -> None:
         """Spend this request from the caller's budgets (429 ``rate_limited`` when empty).
@@ -342,7 +353,12 @@ async def mint_token(request: web.Request) -> web.Response:
         loc = ".".join(str(x) for x in first["loc"]) or "body"
         raise ApiError(400, "invalid_request", f"{loc}: {first['msg']}") from exc
     principal = request.get(PRINCIPAL_KEY) or guard.identify(request)
-    return web.json_response(guard.mint(principal, body).model_dump(), status=201)
+    minted = guard.mint(principal, body)
+    ice = request.app.get(ICE_KEY)
+    if ice is not None:
+        servers = [IceServer.model_validate(s) for s in ice.for_client(principal.name)]
+        minted = minted.model_copy(update={"ice_servers": servers})
+    return web.json_response(minted.model_dump(exclude_none=True), status=201)
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

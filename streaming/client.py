@@ -2,7 +2,10 @@
 
 Used by the tests and benchmarks (on 127.0.0.1) and usable from scripts: it offers
 audio (a fake microphone that plays queued PCM in real time) and receives the
-avatar's audio, video and data channel events with their arrival times.
+avatar's audio, video and data channel events with their arrival times. ICE servers
+(STUN/TURN, browser JSON shape) are given, or fetched from ``GET /v1/ice-servers`` with
+:meth:`ClientPeer.from_server`; a relay-only peer whose TURN gives no relay raises
+:class:`~streaming.turn.TurnUnavailableError` at once instead of hanging.
 """
 
 from __future__ import annotations
@@ -19,11 +22,39 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from streaming.turn import TurnUnavailableError, check_turn, has_relay_candidate, rtc_configuration
 
 RATE = 48_000
 FRAME = 960  # 20 ms
+DIAGNOSE_TIMEOUT_S = 2.0
+
+
+class IceServersError(RuntimeError):
+    """``GET /v1/ice-servers`` failed (the status and the service's error message)."""
+
+
+async def fetch_ice_servers(
+    base_url: str, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The service's ICE servers for this caller (``GET /v1/ice-servers``)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base_url}/v1/ice-servers", headers=headers or {}) as resp,
+    ):
+        try:
+            data = await resp.json()
+        except (aiohttp.ContentTypeError, ValueError):
+            data = {}
+        if resp.status != 200:
+            message = data.get("error", {}).get("message", resp.reason)
+            raise IceServersError(f"GET /v1/ice-servers: {resp.status} {message}")
+    servers = data.get("ice_servers")
+    if not isinstance(servers, list):
+        raise IceServersError("GET /v1/ice-servers: the answer has no ice_servers list")
+    return servers
 
 
 class MicTrack(MediaStreamTrack):
@@ -101,14 +132,20 @@ class ClientPeer:
         keep_video: bool = True,
         video_every: int = 1,
         headers: dict[str, str] | None = None,
+        ice_servers: list[dict[str, Any]] | None = None,
+        relay_only: bool = False,
     ) -> None:
         self.base_url = base_url
         self.headers = dict(headers or {})  # sent on every HTTP call (e.g. Authorization)
         self.mic = MicTrack()
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # Browser-shaped STUN/TURN servers; none: loopback/host candidates only.
+        self.ice_servers = list(ice_servers or [])
+        self.relay_only = relay_only
+        self.pc = RTCPeerConnection(rtc_configuration(self.ice_servers, relay_only=relay_only))
         self.channel = self.pc.createDataChannel("events")
         self.received = Received()
         self.session_id: str | None = None
+        self.answer: dict[str, Any] | None = None  # the 201 body of POST /v1/sessions
         self._tasks: list[asyncio.Task[None]] = []
         self._keep_video = keep_video
         self._video_every = video_every
@@ -128,6 +165,14 @@ class ClientPeer:
         @self.pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
             self._tasks.append(asyncio.ensure_future(self._drain(track)))
+
+    @classmethod
+    async def from_server(
+        cls, base_url: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> ClientPeer:
+        """A peer using the ICE servers the service hands out (``GET /v1/ice-servers``)."""
+        servers = await fetch_ice_servers(base_url, headers)
+        return cls(base_url, headers=headers, ice_servers=servers, **kwargs)
 
     async def _drain(self, track: MediaStreamTrack) -> None:
         n = 0
@@ -159,6 +204,8 @@ class ClientPeer:
         self.pc.addTrack(self.mic)
         self.pc.addTransceiver("video", direction="recvonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        if self.relay_only and not has_relay_candidate(self.pc.localDescription.sdp):
+            await self._no_relay()
         body = {"sdp": self.pc.localDescription.sdp, "type": "offer", **request}
         async with aiohttp.ClientSession() as http:
             resp = await http.post(
@@ -169,9 +216,20 @@ class ClientPeer:
             data = await resp.json()
             if resp.status != 201:
                 return resp
+        self.answer = data
         self.session_id = data["session_id"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
         return None
+
+    async def _no_relay(self) -> None:
+        """Relay-only gathering found no relay: say why (a TURN allocation tells)."""
+        try:
+            await check_turn(self.ice_servers, timeout_s=DIAGNOSE_TIMEOUT_S)
+        except TurnUnavailableError as exc:
+            raise TurnUnavailableError(f"relay-only, and no relay candidate: {exc}") from exc
+        raise TurnUnavailableError(
+            "relay-only, and ICE gathering gave no relay candidate (is a TURN url configured?)"
+        )
 
     async def wait_event(
         self, kind: str, timeout: float, pred: Callable[[dict[str, Any]], bool] = lambda m: True

@@ -4,6 +4,10 @@ Speech recognition, the language model and the voice are shared (each engine
 serializes its own calls); the VAD's ONNX model is shared while each session gets its
 own VAD state; avatar rigs are cached per (avatar, size) and their renderers are pure
 functions of a state, safe to call from several sessions' frames.
+
+With ``serving.backend: ray`` the stages in ``serving.ray.stages`` (STT, TTS, frame
+rendering) run on Ray Serve behind stand-ins with the same interfaces; the VAD and
+the LLM stay in this process.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from avatar.config import AppConfig
 from avatar.identity import AvatarRig, load_rig
@@ -22,8 +27,12 @@ from models.assets import AssetResolver
 from models.llm import LanguageModel, create_llm
 from models.stt import SpeechRecognizer
 from models.tts import TextToSpeech, create_tts
+from models.types import FloatAudio, Transcript
 from models.vad import SileroModel, VoiceActivityDetector, create_vad
 from streaming.avatars_api import avatars_dir
+
+if TYPE_CHECKING:
+    from streaming.ray_serve.backend import RayServing
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,23 @@ AVATAR_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 class UnknownAvatarError(LookupError):
     """A session asked for an avatar that does not exist."""
+
+
+class Transcriber(Protocol):
+    """What the sessions use of speech recognition (``SpeechRecognizer`` or a remote one)."""
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of the PCM it expects (16000)."""
+        ...
+
+    def transcribe(self, pcm: FloatAudio, sample_rate: int = ...) -> Transcript:
+        """Transcribe one utterance, blocking the calling thread."""
+        ...
+
+    async def atranscribe(self, pcm: FloatAudio, sample_rate: int = ...) -> Transcript:
+        """Transcribe one utterance without blocking the event loop."""
+        ...
 
 
 @dataclass
@@ -49,7 +75,7 @@ class Engines:
 
     config: AppConfig
     resolver: AssetResolver
-    stt: SpeechRecognizer
+    stt: Transcriber
     llm: LanguageModel
     tts: TextToSpeech
     vad_model: SileroModel | None
@@ -57,12 +83,34 @@ class Engines:
     avatar_dirs: list[Path] = field(default_factory=list)
     _avatars: dict[str, AvatarAssets] = field(default_factory=dict)
     _avatar_lock: threading.Lock = field(default_factory=threading.Lock)
+    serving: RayServing | None = None
+    """The Ray Serve connection when ``serving.backend`` is ``ray``."""
 
     @classmethod
     def load(cls, config: AppConfig) -> Engines:
         """Load every engine (slow: seconds); call once per process."""
-        resolver = AssetResolver(config.assets)
         times: dict[str, float] = {}
+        serving: RayServing | None = None
+        if config.serving.backend == "ray":
+            from streaming.ray_serve.backend import RayServing
+
+            t = time.perf_counter()
+            serving = RayServing.connect(config)
+            times["ray"] = time.perf_counter() - t
+        try:
+            engines = cls._load(config, serving, times)
+        except BaseException:
+            if serving is not None:
+                serving.close()
+            raise
+        log.info("engines loaded: %s", ", ".join(f"{k} {v:.2f}s" for k, v in times.items()))
+        return engines
+
+    @classmethod
+    def _load(
+        cls, config: AppConfig, serving: RayServing | None, times: dict[str, float]
+    ) -> Engines:
+        resolver = AssetResolver(config.assets)
         t = time.perf_counter()
         vad_model = (
             SileroModel.from_resolver(resolver, threads=config.vad.threads)
@@ -71,22 +119,30 @@ class Engines:
         )
         times["vad"] = time.perf_counter() - t
         t = time.perf_counter()
-        # The conversation needs the words, not their timings (saves ~10% per utterance).
-        stt = SpeechRecognizer(config.stt, resolver, word_timestamps=False)
-        times["stt"] = time.perf_counter() - t
+        stt: Transcriber
+        if serving is not None and serving.stt is not None:
+            stt = serving.stt
+        else:
+            # The conversation needs the words, not their timings (saves ~10% per utterance).
+            stt = SpeechRecognizer(config.stt, resolver, word_timestamps=False)
+            times["stt"] = time.perf_counter() - t
         t = time.perf_counter()
         llm = create_llm(config.llm, resolver)
         llm.load()
         times["llm"] = time.perf_counter() - t
         t = time.perf_counter()
-        tts = create_tts(config.tts, resolver)
-        times["tts"] = time.perf_counter() - t
+        tts: TextToSpeech
+        if serving is not None and serving.tts is not None:
+            tts = serving.tts
+        else:
+            tts = create_tts(config.tts, resolver)
+            times["tts"] = time.perf_counter() - t
         engines = cls(config, resolver, stt, llm, tts, vad_model, load_seconds=times)
+        engines.serving = serving
         engines.avatar_dirs.append(avatars_dir(config.server))
         t = time.perf_counter()
         engines.avatar("default")
         times["avatar"] = time.perf_counter() - t
-        log.info("engines loaded: %s", ", ".join(f"{k} {v:.2f}s" for k, v in times.items()))
         return engines
 
     def new_vad(self) -> VoiceActivityDetector:
@@ -124,10 +180,19 @@ class Engines:
                 if bundle is None:
                     raise UnknownAvatarError(name)
             rig = load_rig(bundle, size=self.frame_size)
-            assets = AvatarAssets(name, rig, create_renderer(rig, self.config.render))
+            renderer = (
+                self.serving.renderer(bundle, rig, self.config.render)
+                if self.serving is not None
+                else None
+            )
+            assets = AvatarAssets(name, rig, renderer or create_renderer(rig, self.config.render))
             self._avatars[name] = assets
             return assets
 
     async def aclose(self) -> None:
-        """Release what the engines hold."""
-        await self.llm.aclose()
+        """Release what the engines hold (and Ray, if loading started it)."""
+        try:
+            await self.llm.aclose()
+        finally:
+            if self.serving is not None:
+                await self.serving.aclose()

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from streaming.auth import GUARD_KEY, TokenRequest, TokenResponse
 from streaming.avatars_api import AvatarInfo, AvatarList, upload_schema
+from streaming.turn import IceServersResponse
 
 REF = "#/components/schemas/{model}"
 ERROR_SCHEMA: dict[str, Any] = {
@@ -40,7 +41,10 @@ ERROR_TEXT = {
     415: "Wrong Content-Type (unsupported_media_type)",
     422: "The photo cannot become an avatar (no_face, face_too_small, image_too_small)",
     429: "Too many requests or sessions (rate_limited, session_limit); see Retry-After",
-    503: "Not ready, at capacity or busy (not_ready, at_capacity, busy); see Retry-After",
+    503: (
+        "Not ready, at capacity, busy or no TURN relay (not_ready, at_capacity, busy, "
+        "turn_unavailable); see Retry-After"
+    ),
     507: "No room for more uploaded avatars (too_many_avatars)",
 }
 SESSION_ANSWER: dict[str, Any] = {
@@ -50,6 +54,11 @@ SESSION_ANSWER: dict[str, Any] = {
         "session_id": {"type": "string"},
         "sdp": {"type": "string"},
         "type": {"const": "answer"},
+        "ice_servers": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/IceServer"},
+            "description": "The ICE servers for this caller (as GET /v1/ice-servers)",
+        },
     },
 }
 OBJECT: dict[str, Any] = {"type": "object"}
@@ -136,6 +145,16 @@ def build_spec(session_offer: type[BaseModel], *, auth: bool) -> dict[str, Any]:
                 ],
             }
         },
+        "/v1/ice-servers": {
+            "get": _op(
+                "STUN/TURN servers (fresh TURN credentials) for the client's iceServers; "
+                "fetch before the offer (API key or session token, not spent)",
+                (200, _ref("IceServersResponse"), "application/json"),
+                sec,
+                None,
+                auth,
+            )
+        },
         "/v1/tokens": {
             "post": _op(
                 "Mint a single-use session token for a browser (API key required)",
@@ -168,7 +187,14 @@ def build_spec(session_offer: type[BaseModel], *, auth: bool) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": _schemas(
-                [session_offer, TokenRequest, TokenResponse, AvatarInfo, AvatarList]
+                [
+                    session_offer,
+                    TokenRequest,
+                    TokenResponse,
+                    AvatarInfo,
+                    AvatarList,
+                    IceServersResponse,
+                ]
             ),
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },

@@ -6,7 +6,8 @@ Routes: ``GET /`` (demo page), ``POST /v1/sessions`` (SDP offer → answer),
 ``{"error": {"code": ..., "message": ...}}``. Pages on other origins may call ``/v1/``
 as ``server.allowed_origins`` allows (streaming/cors.py). API keys, session tokens
 (``POST /v1/tokens``) and rate limits: streaming/auth.py; avatar uploads
-(``/v1/avatars``): streaming/avatars_api.py; ``GET /openapi.json``: streaming/openapi.py.
+(``/v1/avatars``): streaming/avatars_api.py; ``GET /openapi.json``: streaming/openapi.py;
+STUN/TURN (``GET /v1/ice-servers``, the TURN preflight): streaming/ice_api.py, turn.py.
 """
 
 from __future__ import annotations
@@ -24,18 +25,22 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avatar.config import AppConfig
-from streaming.api_error import ApiError
+from streaming.api_error import ApiError, json_error
 from streaming.auth import GUARD_KEY, AccessGuard, guard_middleware, mint_token
 from streaming.avatars_api import AVATARS_KEY, AvatarStore, list_avatars, upload_avatar
 from streaming.conversation import TurnRecord
 from streaming.cors import cors_middleware
 from streaming.engines import Engines, UnknownAvatarError
+from streaming.forwarded import forwarded_middleware
 from streaming.ice import use_host_addresses
+from streaming.ice_api import attach_ice
 from streaming.metrics import ServerMetrics
 from streaming.openapi import openapi_route
 from streaming.records import attach_store, session_closed, session_opened, turn_finished
 from streaming.session import Session, SessionRequest
+from streaming.session_ids import session_id_prefix
 from streaming.store import TranscriptStore
+from streaming.turn import ICE_KEY, has_relay_candidate
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +90,6 @@ class ServerState:
 
 
 STATE_KEY: web.AppKey[ServerState] = web.AppKey("gwm_state", ServerState)
-
-
-def json_error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """A JSON error response."""
-    return web.json_response(
-        {"error": {"code": code, "message": message}}, status=status, headers=headers
-    )
 
 
 @web.middleware
@@ -157,6 +153,12 @@ async def create_session(request: web.Request) -> web.Response:
     if state.draining:
         state.metrics.sessions_rejected.labels(reason="draining").inc()
         raise ApiError(503, "draining", "the server is shutting down; try another instance")
+    ice = request.app[ICE_KEY]
+    if ice.ice.relay_only and ice.error is not None:
+        state.metrics.sessions_rejected.labels(reason="turn").inc()
+        raise ApiError(
+            503, "turn_unavailable", f"calls cannot connect: {ice.error}", {"Retry-After": "30"}
+        )
     if len(state.sessions) + state.pending >= state.config.server.max_sessions:
         state.metrics.sessions_rejected.labels(reason="capacity").inc()
         raise ApiError(
@@ -189,12 +191,23 @@ async def create_session(request: web.Request) -> web.Response:
             render_executor=state.render_executor,
             on_closed=lambda s: _forget(state, s),
             on_turn=lambda s, r: _record_turn(state, s, r),
+            id_prefix=session_id_prefix(state.config.server.worker_id),
+            rtc_config=ice.server_configuration(),
         )
         try:
             answer = await asyncio.wait_for(session.accept(offer.sdp), timeout=15)
         except SDP_FAILURES as exc:
             await session.close("bad offer")
             raise ApiError(400, "invalid_sdp", f"the offer could not be applied: {exc}") from exc
+        if ice.ice.relay_only and not has_relay_candidate(answer):
+            await session.close("no TURN relay")
+            log.error("session %s: relay-only, but TURN gave no relay candidate", session.id)
+            raise ApiError(
+                503,
+                "turn_unavailable",
+                "the TURN server gave no relay for this call",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
         state.sessions[session.id] = session
         if state.store is not None:
             session_opened(state.store, session.id, session.created, name)
@@ -205,7 +218,13 @@ async def create_session(request: web.Request) -> web.Response:
         state.pending -= 1
     log.info("session %s opened (avatar %s)", session.id, name)
     return web.json_response(
-        {"session_id": session.id, "sdp": answer, "type": "answer"}, status=201
+        {
+            "session_id": session.id,
+            "sdp": answer,
+            "type": "answer",
+            "ice_servers": ice.for_client(principal.name),
+        },
+        status=201,
     )
 
 
@@ -248,19 +267,30 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: models loaded and capacity left."""
+    """Readiness: models loaded, not draining, and capacity left (503 otherwise).
+
+    A full worker leaves a load balancer's rotation for new sessions; a router that pins
+    sessions by id (``avatar route``) still reaches it for the sessions it holds.
+    """
     state = request.app[STATE_KEY]
     cap = state.config.server.max_sessions
-    ready = state.engines is not None and not state.draining
+    left = max(0, cap - len(state.sessions) - state.pending)
+    ready = state.engines is not None and not state.draining and left > 0
     body: dict[str, Any] = {
         "ready": ready,
+        "loaded": state.engines is not None,
         "draining": state.draining,
         "sessions": len(state.sessions),
         "max_sessions": cap,
-        "capacity_left": max(0, cap - len(state.sessions)),
+        "capacity_left": left,
+        "worker_id": state.config.server.worker_id,
     }
     if state.load_error:
         body["error"] = state.load_error
+    ice = request.app[ICE_KEY]
+    if ice.turn_configured:  # a configured TURN that does not work: calls would not connect
+        ready = body["ready"] = ready and ice.ready
+        body["turn"] = {"ok": ice.ready, "checked": ice.checked, "error": ice.error}
     return web.json_response(body, status=200 if ready else 503)
 
 
@@ -325,6 +355,7 @@ def create_app(config: AppConfig, engines: Engines | None = None) -> web.Applica
     """Build the aiohttp application (pass ``engines`` to share loaded models)."""
     app = web.Application(
         middlewares=[
+            forwarded_middleware(config.server.trusted_proxies),
             cors_middleware(config.server.allowed_origins),
             error_middleware,
             guard_middleware(guard := AccessGuard(config.server)),
@@ -347,6 +378,7 @@ def create_app(config: AppConfig, engines: Engines | None = None) -> web.Applica
     app.router.add_get("/v1/avatars", list_avatars)
     app.router.add_get("/openapi.json", openapi_route(SessionOffer))
     app[STATE_KEY].store = attach_store(app, config)
+    attach_ice(app, config)
     app.router.add_static("/static/", WEB_DIR, show_index=False)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)

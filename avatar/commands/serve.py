@@ -1,8 +1,9 @@
 """``avatar serve``: start the real-time WebRTC service.
 
 On SIGTERM or SIGINT the server drains: readiness turns false, new sessions get 503
-``draining``, each active session hears ``server.goodbye_line`` and is closed within
-``server.drain_timeout_s``, then the process exits 0.
+``draining``, active sessions may run on for up to ``server.drain_grace_s``, then each
+one left hears ``server.goodbye_line`` and is closed within ``server.drain_timeout_s``,
+and the process exits 0.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def _serve(config: AppConfig) -> None:
     from aiohttp import web
 
-    from streaming.drain import drain_sessions
+    from streaming.drain import drain_sessions, wait_for_sessions_to_end
     from streaming.server import STATE_KEY, create_app
 
     app = create_app(config)
@@ -45,6 +46,7 @@ async def _serve(config: AppConfig) -> None:
     state = app[STATE_KEY]
     state.draining = True
     log.info("draining: no new sessions; %d active", len(state.sessions))
+    await wait_for_sessions_to_end(lambda: state.sessions, config.server.drain_grace_s)
     await drain_sessions(
         list(state.sessions.values()), config.server.goodbye_line, config.server.drain_timeout_s
     )

@@ -16,6 +16,7 @@
 
   var TAG = "gwm-avatar";
   var ICE_GATHER_TIMEOUT_MS = 5000;
+  var ICE_FETCH_TIMEOUT_MS = 5000;
   var CHANNEL_OPEN_TIMEOUT_MS = 15000;
   var DISCONNECT_GRACE_MS = 4000;
   var DELETE_WAIT_MS = 2000;
@@ -244,6 +245,7 @@
       this._micRefused = false;
       this._sessionId = null;
       this._token = null;
+      this._tokenIce = null; // ICE servers the token endpoint passed along, if any
       this._server = "";
       this._phase = "idle"; // idle | connecting | live
       this._gen = 0;
@@ -381,7 +383,10 @@
     }
 
     async _call(gen, mic, reconnecting) {
-      var pc = new RTCPeerConnection({ iceServers: this._iceServers() });
+      // ICE servers (STUN, TURN with fresh credentials) before the offer: no trickle ICE.
+      var iceServers = await this._iceServers();
+      if (gen !== this._gen) return;
+      var pc = new RTCPeerConnection({ iceServers: iceServers });
       this._pc = pc;
       if (mic && mic.getAudioTracks().length) {
         pc.addTrack(mic.getAudioTracks()[0], mic);
@@ -563,15 +568,48 @@
       }
     }
 
-    _iceServers() {
+    /**
+     * The ICE servers for the next call: the `ice-servers` attribute when set, else those
+     * the token endpoint passed along, else GET /v1/ice-servers (same auth as the call).
+     * Without any (none configured, an older service) the call uses host candidates.
+     */
+    async _iceServers() {
       var raw = this.getAttribute("ice-servers");
-      if (!raw) return [];
-      try {
-        var list = JSON.parse(raw);
-        return Array.isArray(list) ? list : [];
-      } catch (e) {
+      if (raw) {
+        try {
+          var list = JSON.parse(raw);
+          if (Array.isArray(list)) return list;
+        } catch (e) {
+          /* reported below */
+        }
         console.warn("gwm-avatar: ice-servers is not a JSON list; ignoring it");
-        return [];
+      }
+      if (this._tokenIce) return this._tokenIce;
+      var headers = {};
+      if (this._token) headers.Authorization = "Bearer " + this._token;
+      var abort = window.AbortController ? new AbortController() : null;
+      var timer = setTimeout(function () {
+        if (abort) abort.abort();
+      }, ICE_FETCH_TIMEOUT_MS);
+      try {
+        var resp = await fetch(this._server + "/v1/ice-servers", {
+          method: "GET",
+          mode: "cors",
+          cache: "no-store",
+          headers: headers,
+          signal: abort ? abort.signal : undefined,
+        });
+        if (!resp.ok) {
+          // Not offered (404), refused or busy: the session request will say why, if at all.
+          if (resp.status !== 404) console.warn("gwm-avatar: no ICE servers, HTTP " + resp.status);
+          return [];
+        }
+        var body = await resp.json();
+        return body && Array.isArray(body.ice_servers) ? body.ice_servers : [];
+      } catch (e) {
+        return []; // unreachable or refused by CORS: the session request reports it
+      } finally {
+        clearTimeout(timer);
       }
     }
 
@@ -623,6 +661,7 @@
     }
 
     async _fetchToken() {
+      this._tokenIce = null;
       var endpoint = this.getAttribute("token-endpoint");
       if (!endpoint) return null;
       var resp;
@@ -648,6 +687,9 @@
       if (!body || typeof body.token !== "string" || !body.token) {
         throw new WidgetError("token_failed", TEXT.tokenFailed);
       }
+      // A backend may pass on the ice_servers of POST /v1/tokens: then no extra request.
+      var ice = body.ice_servers;
+      this._tokenIce = Array.isArray(ice) && ice.length ? ice : null;
       return body.token;
     }
 
