@@ -329,7 +329,12 @@ async def _load_engines(app: web.Application) -> None:
 async def _on_startup(app: web.Application) -> None:
     state = app[STATE_KEY]
     use_host_addresses(state.config.server.ice_host_addresses)
-    state.render_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+    cfg = state.config
+    # Local rendering is CPU-bound: two threads. Rendering on Ray Serve waits on the
+    # network: one thread per session slot lets every session's frame join one batch.
+    remote = cfg.serving.backend == "ray" and "render" in cfg.serving.ray.stages
+    threads = max(2, cfg.server.max_sessions) if remote else 2
+    state.render_executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="render")
     if state.engines is None:
         state.loader = asyncio.get_running_loop().create_task(_load_engines(app))
 
