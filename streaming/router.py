@@ -186,6 +186,9 @@ async def _new_session(state: RouterState, request: web.Request) -> web.StreamRe
             worker.reserved += 1
             state.metrics.routed.inc()
         return _response(status, headers, payload)
+    if not pool.loaded_workers():
+        state.metrics.rejected.labels(reason="no_workers").inc()
+        raise ApiError(503, "not_ready", "no avatar worker is up yet", _retry())
     state.metrics.rejected.labels(reason="no_capacity").inc()
     raise ApiError(503, "no_capacity", "every avatar worker is busy; try again soon", _retry())
 

@@ -149,7 +149,7 @@ class WorkerPool:
 
     def mark_unreachable(self, worker: WorkerStatus, reason: str) -> None:
         """Take a worker out of rotation until it answers a poll again."""
-        if worker.reachable:
+        if worker.reachable or worker.error is None:  # log each outage once
             log.warning("worker %s (%s) unreachable: %s", worker.worker_id, worker.url, reason)
         worker.reachable = False
         worker.ready = False

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 
+from avatar.commands.listening import (
+    add_bind_arguments,
+    apply_bind_arguments,
+    start_site,
+    wait_for_stop_signal,
+)
 from avatar.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -20,8 +24,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``avatar route``."""
-    parser.add_argument("--host", help="bind address (default: server.host)")
-    parser.add_argument("--port", type=int, help="port (default: server.port)")
+    add_bind_arguments(parser)
     parser.add_argument(
         "--worker",
         action="append",
@@ -32,21 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _route(config: AppConfig) -> None:
-    from aiohttp import web
-
     from streaming.router import create_router_app
 
-    runner = web.AppRunner(create_router_app(config), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    runner = await start_site(create_router_app(config), config)
     log.info("routing on http://%s:%d/", config.server.host, config.server.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_stop_signal()
     await runner.cleanup()
 
 
@@ -54,10 +47,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     """Route until SIGINT/SIGTERM."""
     from avatar.cli import UsageError
 
-    if args.host:
-        config.server.host = args.host
-    if args.port is not None:
-        config.server.port = args.port
+    apply_bind_arguments(args, config)
     if args.worker:
         config.router.workers = list(args.worker)
     bad = [u for u in config.router.workers if not u.startswith(("http://", "https://"))]

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 
+from avatar.commands.listening import (
+    add_bind_arguments,
+    apply_bind_arguments,
+    start_site,
+    wait_for_stop_signal,
+)
 from avatar.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -21,28 +25,17 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``avatar serve``."""
-    parser.add_argument("--host", help="bind address (default: server.host)")
-    parser.add_argument("--port", type=int, help="port (default: server.port)")
+    add_bind_arguments(parser)
 
 
 async def _serve(config: AppConfig) -> None:
-    from aiohttp import web
-
     from streaming.drain import drain_sessions, wait_for_sessions_to_end
     from streaming.server import STATE_KEY, create_app
 
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    runner = await start_site(app, config)
     log.info("serving on http://%s:%d/ (models loading…)", config.server.host, config.server.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_stop_signal()
     state = app[STATE_KEY]
     state.draining = True
     log.info("draining: no new sessions; %d active", len(state.sessions))
@@ -56,10 +49,7 @@ async def _serve(config: AppConfig) -> None:
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     """Serve until SIGINT/SIGTERM."""
-    if args.host:
-        config.server.host = args.host
-    if args.port is not None:
-        config.server.port = args.port
+    apply_bind_arguments(args, config)
     from avatar.cli import UsageError
     from streaming.auth import auth_summary, public_bind_refusal
 

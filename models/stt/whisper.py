@@ -61,6 +61,18 @@ def _model_source(model: str, resolver: AssetResolver) -> tuple[str, bool]:
     return model, True  # a size ("small") or a hub repo ("Systran/faster-whisper-small")
 
 
+def check_utterance(pcm: FloatAudio, sample_rate: int, max_utterance_s: float) -> FloatAudio:
+    """Validated float32 mono copy of an utterance for Whisper (InvalidAudioError if not)."""
+    check_rate(sample_rate, STT_SAMPLE_RATE, name="utterance")
+    arr = np.asarray(pcm)
+    if arr.ndim == 1 and arr.size > max_utterance_s * STT_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"utterance is {arr.size / STT_SAMPLE_RATE:.1f} s long, more than "
+            f"stt.max_utterance_s={max_utterance_s:g} s"
+        )
+    return as_float_mono(arr, name="utterance")
+
+
 class SpeechRecognizer:
     """faster-whisper behind a lock: one utterance (16 kHz mono) in, a ``Transcript`` out.
 
@@ -113,14 +125,7 @@ class SpeechRecognizer:
 
     def check(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> FloatAudio:
         """Validated float32 mono copy of ``pcm``; InvalidAudioError when it is unusable."""
-        check_rate(sample_rate, STT_SAMPLE_RATE, name="utterance")
-        arr = np.asarray(pcm)
-        if arr.ndim == 1 and arr.size > self._config.max_utterance_s * STT_SAMPLE_RATE:
-            raise InvalidAudioError(
-                f"utterance is {arr.size / STT_SAMPLE_RATE:.1f} s long, more than "
-                f"stt.max_utterance_s={self._config.max_utterance_s:g} s"
-            )
-        return as_float_mono(arr, name="utterance")
+        return check_utterance(pcm, sample_rate, self._config.max_utterance_s)
 
     def transcribe(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> Transcript:
         """Transcribe one utterance; thread-safe (calls are serialized).

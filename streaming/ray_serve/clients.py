@@ -32,10 +32,10 @@ import numpy.typing as npt
 
 from avatar.render import Renderer
 from avatar.state import AvatarState
-from models.audio import as_float_mono, check_rate
 from models.config import SttConfig, TtsConfig
-from models.errors import EngineError, InvalidAudioError, STTError, TTSError
+from models.errors import EngineError, STTError, TTSError
 from models.stt import STT_SAMPLE_RATE
+from models.stt.whisper import check_utterance
 from models.tts import check_text, split_sentences
 from models.types import FloatAudio, Speech, Transcript
 
@@ -135,14 +135,7 @@ class RaySpeechRecognizer:
 
     def check(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> FloatAudio:
         """Validated float32 mono copy of ``pcm`` (InvalidAudioError at once, no request)."""
-        check_rate(sample_rate, STT_SAMPLE_RATE, name="utterance")
-        arr = np.asarray(pcm)
-        if arr.ndim == 1 and arr.size > self._config.max_utterance_s * STT_SAMPLE_RATE:
-            raise InvalidAudioError(
-                f"utterance is {arr.size / STT_SAMPLE_RATE:.1f} s long, more than "
-                f"stt.max_utterance_s={self._config.max_utterance_s:g} s"
-            )
-        return as_float_mono(arr, name="utterance")
+        return check_utterance(pcm, sample_rate, self._config.max_utterance_s)
 
     def transcribe(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> Transcript:
         """Transcribe one utterance; blocks, so call it from a worker thread."""

@@ -37,7 +37,7 @@ def _free_port() -> int:
 class ServeProcess:
     """``avatar serve`` in a subprocess on 127.0.0.1 with a given database."""
 
-    def __init__(self, db: Path, log: Path) -> None:
+    def __init__(self, db: Path, log: Path, extra: tuple[str, ...] = ()) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
@@ -60,6 +60,7 @@ class ServeProcess:
                 "llm.first_token_timeout_s=60",
                 "--set",
                 f"llm.system_prompt={TEST_PROMPT!r}",
+                *(arg for item in extra for arg in ("--set", item)),
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -176,6 +177,46 @@ async def test_sigkill_loses_no_completed_turn_and_sigterm_drains(
     assert drained_in < 8 + 5
     loud = [a for _, a in peer.received.audio if abs(a).max() > 0.02]
     assert len(loud) > 20, "the goodbye was not heard"
+
+
+async def test_sigterm_with_drain_grace_lets_open_sessions_finish(
+    serve: list[ServeProcess], tmp_path: Path
+) -> None:
+    """A rollout or scale-down (Kubernetes): no new sessions, open ones go on undisturbed."""
+    worker = ServeProcess(
+        tmp_path / "sessions.db",
+        tmp_path / "serve.log",
+        extra=("server.drain_grace_s=60", "server.worker_id=worker-a"),
+    )
+    serve.append(worker)
+    await worker.wait("/readyz")
+    peer = ClientPeer(worker.url, keep_video=False)
+    assert await peer.connect() is None
+    await peer.wait_open()
+    try:
+        assert peer.session_id is not None and peer.session_id.startswith("worker-a.")
+        worker.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        ready_status, ready = await _get_json(f"{worker.url}/readyz")
+        late = ClientPeer(worker.url, keep_video=False)
+        refused = await late.connect()
+        await late.close()
+        # The open session is not cut short: it still gets a real answer, not the goodbye.
+        peer.send({"type": "text", "text": QUESTIONS[0]})
+        reply = await peer.wait_event("assistant_text", 60, pred=lambda m: m["final"])
+        assert worker.proc.poll() is None, "the worker quit while a session was open"
+        t_hangup = time.monotonic()
+        await peer.hangup()
+        code = await asyncio.to_thread(worker.proc.wait, 20)
+        exited_in = time.monotonic() - t_hangup
+    finally:
+        await peer.close()
+    assert ready_status == 503 and ready["draining"] is True
+    assert refused is not None and (await refused.json())["error"]["code"] == "draining"
+    assert reply["text"] and reply["text"] != GOODBYE
+    assert code == 0
+    # It left when its last session ended, long before the 60 s grace.
+    assert exited_in < 15, exited_in
 
 
 @pytest.mark.skipif(
