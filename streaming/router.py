@@ -240,7 +240,8 @@ async def _readyz(state: RouterState) -> web.Response:
     body = {
         "ready": free > 0,
         "capacity_left": free,
-        "workers": [w.describe() for w in workers],
+        "workers": len(workers),
+        "workers_ready": sum(w.free > 0 for w in workers),
     }
     return web.json_response(body, status=200 if free > 0 else 503)
 

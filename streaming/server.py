@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avatar.config import AppConfig
 from streaming.api_error import ApiError, json_error
-from streaming.auth import GUARD_KEY, AccessGuard, guard_middleware, mint_token
+from streaming.auth import GUARD_KEY, AccessGuard, TokenClaims, guard_middleware, mint_token
 from streaming.avatars_api import AVATARS_KEY, AvatarStore, list_avatars, upload_avatar
 from streaming.conversation import TurnRecord
 from streaming.cors import cors_middleware
@@ -171,6 +172,8 @@ async def create_session(request: web.Request) -> web.Response:
     principal = request.app[GUARD_KEY].admit_session(
         request, avatar=name, voice=offer.voice or engines.config.tts.voice, active=state.sessions
     )
+    if principal.token is not None and state.store is not None:
+        await _spend_everywhere(state.store, principal.token)
     try:
         avatar = await asyncio.to_thread(engines.avatar, name)
     except UnknownAvatarError:
@@ -226,6 +229,22 @@ async def create_session(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+async def _spend_everywhere(store: TranscriptStore, claims: TokenClaims) -> None:
+    """Spend a session token in the shared database too, so that behind a router a token
+    used on one worker is refused on every other (each worker also remembers its own)."""
+    try:
+        fresh = await asyncio.wrap_future(
+            store.claim_token(claims.id, claims.expires_at, time.time())
+        )
+    except Exception as exc:  # fail closed: a token must not be usable twice
+        log.error("could not record a spent session token: %s", exc)
+        raise ApiError(
+            503, "store_unavailable", "cannot check the session token now", {"Retry-After": "5"}
+        ) from exc
+    if not fresh:
+        raise ApiError(403, "token_reused", "this session token was already used")
 
 
 def _forget(state: ServerState, session: Session) -> None:

@@ -53,6 +53,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " PRIMARY KEY (session_id, turn_id))",
         ],
     ),
+    (
+        2,
+        [
+            # Spent single-use session tokens, shared by every worker on this database.
+            "CREATE TABLE IF NOT EXISTS used_tokens ("
+            " id TEXT PRIMARY KEY,"
+            " expires_at DOUBLE PRECISION NOT NULL)",
+        ],
+    ),
 ]
 """(version, statements) in order; a database at version v gets every later entry."""
 
@@ -189,6 +198,11 @@ class TranscriptStore:
             ),
         )
 
+    def claim_token(self, token_id: str, expires_at: float, now: float) -> Future[bool]:
+        """Spend a single-use token: True the first time ``token_id`` is claimed, on any
+        worker sharing this database; False if it was already spent."""
+        return self._submit(self._claim, token_id, expires_at, now)
+
     # --- reads ------------------------------------------------------------------
 
     async def transcript(self, session_id: str) -> dict[str, Any] | None:
@@ -276,6 +290,27 @@ class TranscriptStore:
             raise
         finally:
             cur.close()
+
+    def _claim(self, token_id: str, expires_at: float, now: float) -> bool:
+        conn = self._require()
+        cur = conn.cursor()
+        try:
+            cur.execute(self._sql("DELETE FROM used_tokens WHERE expires_at <= ?"), (now,))
+            cur.execute(
+                self._sql(
+                    "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?) "
+                    "ON CONFLICT (id) DO NOTHING"
+                ),
+                (token_id, expires_at),
+            )
+            claimed = cur.rowcount == 1
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+        finally:
+            cur.close()
+        return claimed
 
     def _read_transcript(self, session_id: str) -> dict[str, Any] | None:
         conn = self._require()

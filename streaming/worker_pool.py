@@ -49,16 +49,6 @@ class WorkerStatus:
             return 0
         return max(0, self.capacity_left - self.reserved)
 
-    def describe(self) -> dict[str, object]:
-        """A JSON-able summary (no internal address)."""
-        return {
-            "worker_id": self.worker_id,
-            "reachable": self.reachable,
-            "ready": self.ready,
-            "draining": self.draining,
-            "sessions": self.sessions,
-            "capacity_left": self.capacity_left,
-        }
 
 
 def _url(host: str, port: int) -> str:

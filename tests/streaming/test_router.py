@@ -10,10 +10,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 
 from avatar.config import AppConfig
 from streaming.client import ClientPeer
@@ -22,6 +24,8 @@ from streaming.forwarded import TrustedProxies
 from streaming.router import create_router_app
 from streaming.server import STATE_KEY, create_app
 from streaming.session_ids import worker_of
+
+KEY = "router-test-key"
 
 
 @dataclass
@@ -213,3 +217,47 @@ def test_forwarded_for_believes_only_trusted_hops() -> None:
     assert proxies.client_address("127.0.0.1", "203.0.113.9") == "203.0.113.9"
     # Garbage in the chain stops the search at the proxy itself.
     assert proxies.client_address("10.1.2.3", "203.0.113.9, not-an-ip") == "10.1.2.3"
+
+
+async def test_a_session_token_is_spent_on_every_worker(
+    service_config: AppConfig, engines: Engines, tmp_path: Path
+) -> None:
+    """Workers sharing a database refuse a token another worker already accepted."""
+    shared = {
+        "api_keys": [SecretStr(KEY)],
+        "token_secret": SecretStr("one-secret-for-every-worker"),
+        "database_url": f"sqlite:///{tmp_path / 'shared.db'}",
+    }
+    workers = {
+        wid: await _start(
+            create_app(_worker_config(service_config, wid, **shared), engines=engines)
+        )
+        for wid in ("w1", "w2")
+    }
+    auth = {"Authorization": f"Bearer {KEY}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            minted = await http.post(
+                f"http://127.0.0.1:{workers['w1'].port}/v1/tokens", json={}, headers=auth
+            )
+            assert minted.status == 201, await minted.text()
+            token = {"Authorization": f"Bearer {(await minted.json())['token']}"}
+        first = ClientPeer(f"http://127.0.0.1:{workers['w1'].port}", headers=token)
+        replay = ClientPeer(f"http://127.0.0.1:{workers['w2'].port}", headers=token)
+        try:
+            assert await first.connect() is None
+            refused = await replay.connect()
+            assert refused is not None and refused.status == 403
+            assert (await refused.json())["error"]["code"] == "token_reused"
+            assert not cluster_sessions(workers["w2"])
+        finally:
+            await replay.close()
+            await first.hangup()
+    finally:
+        for w in workers.values():
+            await w.close()
+
+
+def cluster_sessions(worker: TestServer) -> set[str]:
+    """Ids of the sessions open on ``worker``."""
+    return set(worker.app[STATE_KEY].sessions)
