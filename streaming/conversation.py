@@ -55,6 +55,9 @@ SCHEDULE_LEAD_S = 0.12
 world model about two frames before a frame is due (it renders one frame ahead)."""
 FIRST_CLAUSE_CHARS = 12
 """A reply's first clause may end at a comma this early, so speech starts sooner."""
+FIRST_PHRASE_WORDS = 4
+"""The first clause may also end at a phrase break after this many words, so a
+one-sentence reply starts speaking before the LLM has finished the sentence."""
 SPECULATE_AFTER_S = 0.2
 """Silence after speech that starts a speculative transcription, before the end of turn
 is certain (``vad.min_silence_ms``); the guess is dropped if the user goes on."""
@@ -454,7 +457,9 @@ class Conversation:
         speaker = self._spawn(
             self._speak_clauses(record, queue, clauses, end_of_user), name=f"tts-{record.turn_id}"
         )
-        splitter = ClauseSplitter(first_clause_chars=FIRST_CLAUSE_CHARS)
+        splitter = ClauseSplitter(
+            first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS
+        )
         stats = GenerationStats()
         t0 = time.monotonic()
         try:
@@ -517,6 +522,8 @@ class Conversation:
         reply_parts.append(piece)
         self._emit(assistant_text_event(piece, record.turn_id, final=False))
         for clause in splitter.push(piece):
+            if "llm_first_clause_ms" not in record.metrics:
+                record.metrics["llm_first_clause_ms"] = (time.monotonic() - t0) * 1000
             queue.put_nowait(clause)
 
     async def _speak_clauses(

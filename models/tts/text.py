@@ -17,6 +17,15 @@ ABBREVIATIONS = frozenset(
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)")
 _CLAUSE_END = re.compile(r"[,;:]+(?=\s|$)")
 _NEWLINES = re.compile(r"\n\s*")
+_WORDS = re.compile(r"\S+")
+PHRASE_OPENERS = frozenset(
+    {
+        "and", "but", "or", "so", "because", "which", "that", "who", "when", "where",
+        "while", "if", "of", "in", "on", "at", "for", "with", "from", "by", "about",
+        "than", "as", "into", "after", "before", "since", "until",
+    }
+)  # fmt: skip
+"""Words a phrase starts with: a first clause may end just before one (a natural break)."""
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
@@ -45,7 +54,11 @@ class ClauseSplitter:
     A boundary at the very end of the buffered text waits for the next piece (it may
     be "3." of "3.5"); :meth:`flush` releases what remains. ``first_clause_chars``
     (default: ``min_clause_chars``) lets the first clause end sooner, so a reply
-    starts speaking before its first long clause is complete.
+    starts speaking before its first long clause is complete; with
+    ``first_phrase_words`` the first clause may also end at a phrase break, just before
+    a conjunction or preposition (:data:`PHRASE_OPENERS`) that follows at least that
+    many words ("Paris is the capital | of France."), so a one-sentence reply need not
+    be complete before its first words are spoken.
     """
 
     def __init__(
@@ -55,13 +68,18 @@ class ClauseSplitter:
         *,
         clauses: bool = True,
         first_clause_chars: int | None = None,
+        first_phrase_words: int | None = None,
     ) -> None:
         if min_clause_chars < 1 or max_clause_chars < min_clause_chars:
             raise ValueError("need 1 <= min_clause_chars <= max_clause_chars")
         first = min_clause_chars if first_clause_chars is None else first_clause_chars
         if not 1 <= first <= max_clause_chars:
             raise ValueError("need 1 <= first_clause_chars <= max_clause_chars")
+        if first_phrase_words is not None and first_phrase_words < 1:
+            raise ValueError("need first_phrase_words >= 1")
         self._first_min = first
+        self._phrase_words = first_phrase_words
+        self._first = True
         self._later_min = min_clause_chars
         self._min = first
         self._max = max_clause_chars
@@ -83,12 +101,15 @@ class ClauseSplitter:
             if clause:
                 out.append(clause)
                 self._min = self._later_min
+                self._first = False
         return out
 
     def flush(self) -> list[str]:
         """End of the text: return the remaining clause, if any, and start afresh."""
         rest = self._buf.strip()
         self._buf = ""
+        self._min = self._first_min
+        self._first = True
         return [rest] if rest else []
 
     def reset(self) -> None:
@@ -128,11 +149,25 @@ class ClauseSplitter:
                 if len(buf[: m.end()].strip()) >= self._min:
                     best = m.end()
                     break
+        if best is None and self._first and self._phrase_words is not None:
+            best = self._phrase_break(buf)
         if best is None and n > self._max:
             space = buf.rfind(" ", 0, self._max)
             if space > 0 and buf[:space].strip():
                 best = space
         return best
+
+    def _phrase_break(self, buf: str) -> int | None:
+        """Start of the first complete phrase opener after enough words, or None."""
+        assert self._phrase_words is not None
+        for i, word in enumerate(_WORDS.finditer(buf)):
+            if word.end() >= len(buf):  # the word may still grow ("of" → "often")
+                return None
+            if i < self._phrase_words or word.group().lower() not in PHRASE_OPENERS:
+                continue
+            if len(buf[: word.start()].strip()) >= self._min:
+                return word.start()
+        return None
 
 
 def split_sentences(text: str) -> list[str]:

@@ -273,3 +273,40 @@ def test_first_clause_may_end_early_to_start_speaking_sooner() -> None:
     assert out[0] == "Well, the capital of France,"
     # Later clauses keep the normal minimum: no cut at the short "as you may know,".
     assert out[1:] == ["as you may know, is Paris."]
+
+
+def _stream(splitter: ClauseSplitter, text: str) -> list[str]:
+    """Feed ``text`` word by word, as an LLM streams it."""
+    out: list[str] = []
+    for word in text.split(" "):
+        out += splitter.push(word + " ")
+    return out + splitter.flush()
+
+
+def test_a_one_sentence_reply_starts_at_a_phrase_break() -> None:
+    def split(text: str) -> list[str]:
+        return _stream(ClauseSplitter(first_clause_chars=12, first_phrase_words=4), text)
+
+    assert split("Paris is the capital of France.") == ["Paris is the capital", "of France."]
+    # Only the first clause breaks early; later ones wait for punctuation.
+    assert split("The weather in Paris in the spring is mild and sunny. It rains in May.") == [
+        "The weather in Paris",
+        "in the spring is mild and sunny.",
+        "It rains in May.",
+    ]
+    # Too few words before the opener, or no opener: the sentence stays whole.
+    assert split("Two plus two is four.") == ["Two plus two is four."]
+    assert split("Go to the end of it.") == ["Go to the end", "of it."]
+    # A word that merely starts like an opener ("often") is not a break.
+    assert split("People in Paris very often walk.") == ["People in Paris very often walk."]
+    # Without first_phrase_words nothing changes.
+    assert _stream(ClauseSplitter(first_clause_chars=12), "Paris is the capital of France.") == [
+        "Paris is the capital of France."
+    ]
+
+
+def test_the_phrase_break_waits_for_the_whole_word() -> None:
+    splitter = ClauseSplitter(first_clause_chars=12, first_phrase_words=4)
+    assert splitter.push("Paris is the capital o") == []
+    assert splitter.push("f") == []  # "of" might still become "often"
+    assert splitter.push(" France") == ["Paris is the capital"]
