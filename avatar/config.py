@@ -425,6 +425,25 @@ class RayServingConfig(_Section):
         le=60.0,
         description="Longest wait for a frame before it is rendered locally instead",
     )
+    health_interval_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=600.0,
+        description=(
+            "How often the service checks that the app answers (0: never); while it does "
+            "not, /readyz is 503"
+        ),
+    )
+    restart_after_s: float = Field(
+        default=120.0,
+        ge=0.0,
+        le=86400.0,
+        description=(
+            "After the app has not answered for this long, /healthz turns 503 so the "
+            "orchestrator restarts the service with a fresh connection (e.g. after "
+            "KubeRay replaced the Ray cluster); 0: never"
+        ),
+    )
     stt: RayDeploymentConfig = Field(default_factory=RayDeploymentConfig)
     tts: RayDeploymentConfig = Field(default_factory=RayDeploymentConfig)
     render: RayRenderDeploymentConfig = Field(default_factory=RayRenderDeploymentConfig)

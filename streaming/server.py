@@ -38,6 +38,7 @@ from streaming.ice_api import attach_ice
 from streaming.metrics import ServerMetrics
 from streaming.openapi import openapi_route
 from streaming.records import attach_store, session_closed, session_opened, turn_finished
+from streaming.serving_health import ServingMonitor
 from streaming.session import Session, SessionRequest
 from streaming.session_ids import session_id_prefix
 from streaming.store import TranscriptStore
@@ -88,6 +89,7 @@ class ServerState:
     owns_engines: bool = True
     store: TranscriptStore | None = None
     draining: bool = False
+    serving_monitor: ServingMonitor | None = None
 
 
 STATE_KEY: web.AppKey[ServerState] = web.AppKey("gwm_state", ServerState)
@@ -281,7 +283,13 @@ async def delete_session(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
+    """Liveness: the process answers (503 once remote model serving has been unreachable
+    for ``serving.ray.restart_after_s``: a restart reconnects)."""
+    monitor = request.app[STATE_KEY].serving_monitor
+    if monitor is not None and monitor.should_restart():
+        return web.json_response(
+            {"status": "serving_unreachable", "error": monitor.health.error}, status=503
+        )
     return web.json_response({"status": "ok"})
 
 
@@ -306,6 +314,11 @@ async def readyz(request: web.Request) -> web.Response:
     }
     if state.load_error:
         body["error"] = state.load_error
+    monitor = state.serving_monitor
+    if monitor is not None:  # STT/TTS on Ray Serve: no session can work while it is away
+        ok = monitor.health.error is None
+        ready = body["ready"] = ready and ok
+        body["serving"] = {"ok": ok, "error": monitor.health.error}
     ice = request.app[ICE_KEY]
     if ice.turn_configured:  # a configured TURN that does not work: calls would not connect
         ready = body["ready"] = ready and ice.ready
@@ -343,6 +356,23 @@ async def _load_engines(app: web.Application) -> None:
     except Exception as exc:
         log.exception("loading the models failed")
         state.load_error = str(exc)
+        return
+    _watch_serving(state)
+
+
+def _watch_serving(state: ServerState) -> None:
+    """Check remote model serving in the background, when the engines use it."""
+    serving = state.engines.serving if state.engines is not None else None
+    if serving is None or state.serving_monitor is not None:
+        return
+    r = state.config.serving.ray
+    state.serving_monitor = ServingMonitor(
+        serving,
+        r.health_interval_s,
+        timeout_s=min(5.0, r.request_timeout_s),
+        restart_after_s=r.restart_after_s,
+    )
+    state.serving_monitor.start()
 
 
 async def _on_startup(app: web.Application) -> None:
@@ -356,6 +386,8 @@ async def _on_startup(app: web.Application) -> None:
     state.render_executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="render")
     if state.engines is None:
         state.loader = asyncio.get_running_loop().create_task(_load_engines(app))
+    else:
+        _watch_serving(state)
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -364,6 +396,8 @@ async def _on_shutdown(app: web.Application) -> None:
         state.loader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await state.loader
+    if state.serving_monitor is not None:
+        await state.serving_monitor.stop()
     await asyncio.gather(*(s.close("server shutdown") for s in list(state.sessions.values())))
 
 

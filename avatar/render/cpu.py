@@ -118,7 +118,7 @@ class CpuRenderer:
     def inverse_common(self, coef: F32) -> F32:
         """Low-resolution backward displacement (h_l, w_l, 2) of the common field."""
         hl, wl = self.model.low_shape
-        fwd = (coef @ self._basis).reshape(hl, wl, 2)
+        fwd = np.einsum("k,kn->n", coef, self._basis).reshape(hl, wl, 2)
         g = -fwd
         for _ in range(ITERS - 1):
             g += DAMPING * (-_remap(fwd, self._low_idx + g * self._low_scale) - g)
@@ -167,8 +167,8 @@ class CpuRenderer:
         x0, y0, x1, y1 = (int(v) for v in p.mouth_tight[i])
         local = warp.crop(x0, y0, x1, y1) - grid.origin
         coef = p.mouth[i]
-        g_up = grid.invert((coef @ self._up).reshape(*grid.shape, 2))
-        g_low = grid.invert((coef @ self._low).reshape(*grid.shape, 2))
+        g_up = grid.invert(np.einsum("k,kn->n", coef, self._up).reshape(*grid.shape, 2))
+        g_low = grid.invert(np.einsum("k,kn->n", coef, self._low).reshape(*grid.shape, 2))
         a_up = _remap(mo.atlas_up, grid.pull(g_up, local))
         a_low = _remap(mo.atlas_low, grid.pull(g_low, local))
         out[y0:y1, x0:x1] = composite_mouth(a_up, a_low)

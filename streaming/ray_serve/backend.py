@@ -126,6 +126,16 @@ class RayServing:
         results = await asyncio.gather(*(self.handles[n].stats.remote() for n in names))
         return dict(zip(names, results, strict=True))
 
+    async def acheck(self, timeout_s: float) -> None:
+        """Raise BackendUnavailableError unless every stage answers within ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self.astats(), timeout_s)
+        except Exception as exc:  # whatever Ray raises: the app is not usable now
+            raise BackendUnavailableError(
+                f"the Ray Serve app {self.config.serving.ray.app_name!r} does not answer: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
     def close(self) -> None:
         """Shut down Serve and Ray if connect started them; disconnect if it joined."""
         self.handles.clear()

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
@@ -271,3 +272,55 @@ async def test_engines_load_takes_the_configured_stages_from_ray(ray_serving: Ra
         await loaded.aclose()
     # Ray was already up when these engines loaded: closing them leaves it running.
     assert (await ray_serving.astats())["stt"]["requests"] >= 1
+
+
+async def test_readiness_and_liveness_follow_the_ray_app(
+    ray_serving: RayServing, engines: Engines, service_config: AppConfig
+) -> None:
+    """The app goes away (e.g. KubeRay replaced the cluster): readiness drops at once, and
+    liveness after ``restart_after_s`` so the orchestrator restarts the worker; when the
+    app is back, both recover. Runs last: it takes the module's app down and back up."""
+    from ray import serve
+
+    from streaming.ray_serve import remote_engines
+    from streaming.ray_serve.app import deploy
+
+    watched = ray_serving.config.serving.ray.model_copy(
+        update={"health_interval_s": 0.2, "restart_after_s": 1.0}
+    )
+    config = service_config.model_copy(
+        update={"serving": ray_serving.config.serving.model_copy(update={"ray": watched})}
+    )
+    server = TestServer(
+        create_app(config, engines=remote_engines(engines, ray_serving)), host="127.0.0.1", port=0
+    )
+    await server.start_server()
+
+    async def probe(path: str) -> tuple[int, dict[str, Any]]:
+        async with aiohttp.ClientSession() as http:
+            got = await http.get(str(server.make_url(path)))
+            return got.status, await got.json()
+
+    async def until(path: str, status: int, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            got, body = await probe(path)
+            if got == status:
+                return body
+            assert asyncio.get_running_loop().time() < deadline, (path, got, body)
+            await asyncio.sleep(0.1)
+
+    try:
+        ready = await until("/readyz", 200)
+        assert ready["serving"] == {"ok": True, "error": None}
+        await asyncio.to_thread(serve.delete, watched.app_name)
+        down = await until("/readyz", 503)
+        assert down["serving"]["ok"] is False and watched.app_name in down["serving"]["error"]
+        assert (await probe("/healthz"))[0] == 200  # not yet: a blip must not restart it
+        dead = await until("/healthz", 503)
+        assert dead["status"] == "serving_unreachable"
+        await asyncio.to_thread(deploy, ray_serving.config)
+        await until("/readyz", 200, timeout=60)
+        assert (await probe("/healthz"))[0] == 200
+    finally:
+        await server.close()
