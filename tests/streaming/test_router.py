@@ -261,3 +261,25 @@ async def test_a_session_token_is_spent_on_every_worker(
 def cluster_sessions(worker: TestServer) -> set[str]:
     """Ids of the sessions open on ``worker``."""
     return set(worker.app[STATE_KEY].sessions)
+
+
+async def test_workers_are_found_by_dns_name(service_config: AppConfig, engines: Engines) -> None:
+    """The Kubernetes path: a name whose records are the workers (here ``localhost``)."""
+    worker = await _start(create_app(_worker_config(service_config, "pod-a"), engines=engines))
+    router_config = service_config.model_copy(
+        update={
+            "router": service_config.router.model_copy(
+                update={"dns_name": "localhost", "worker_port": worker.port}
+            )
+        }
+    )
+    router = await _start(create_router_app(router_config))
+    try:
+        peer = await _call(f"http://127.0.0.1:{router.port}")
+        try:
+            assert peer.session_id is not None and worker_of(peer.session_id) == "pod-a"
+        finally:
+            await peer.hangup()
+    finally:
+        await router.close()
+        await worker.close()
