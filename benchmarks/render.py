@@ -136,14 +136,14 @@ OFFLINE_TEXT = (
 
 def bench_offline(size: tuple[int, int], tmp: Path) -> None:
     """Offline render of a ~20 s reply (TTS + world model + render + H.264/AAC encode)."""
-    from avatar.commands.render import render_speech_to_mp4
+    from avatar.commands.render import offline_tts_config, render_speech_to_mp4
     from avatar.config import RenderConfig
     from avatar.render import create_renderer
     from models.assets import AssetResolver
     from models.config import TtsConfig
     from models.tts import create_tts
 
-    tts = create_tts(TtsConfig(), AssetResolver())
+    tts = create_tts(offline_tts_config(TtsConfig()), AssetResolver())  # as `avatar render`
     rig = load_rig(None, size=size)
     renderer = create_renderer(rig, RenderConfig(size=size[1], width=size[0]))
     list(tts.synthesize("Warm up."))

@@ -124,6 +124,9 @@ class TtsConfig(_Section):
     length_scale: float = Field(default=1.0, gt=0.2, lt=5.0)
     speaker_id: int | None = None
     device: Device = "auto"
+    threads: int | None = Field(
+        default=None, ge=1, le=64, description="Piper's onnxruntime threads (None: its default)"
+    )
     max_text_chars: int = Field(default=4000, ge=1)
     coqui: CoquiConfig = Field(default_factory=CoquiConfig)
 

@@ -1,9 +1,12 @@
 """The CPU renderer: numpy for the fields, OpenCV ``remap`` for the sampling.
 
-Per frame: the common field (a small matrix product and three low-resolution remaps),
-one remap of the moving part of the portrait, and the mouth and eye boxes when they
-are active (their local fields are inverted on a coarse grid, then each box is
-sampled once or twice). Single-threaded it costs a few milliseconds at 512×512.
+Per frame: the common field (a small weighted sum and three low-resolution remaps),
+the remap of the pixels that can move (bands of rows, each over the columns where the
+field can be non-zero; every other pixel is the portrait's), and the mouth and eye
+boxes when they are active (their local fields are inverted on a coarse grid, then
+each box is sampled once or twice). Single-threaded it costs a few milliseconds at
+512×512. Nothing here calls BLAS: a multi-threaded BLAS would spin a second core
+for a product this small, which the encoder beside the renderer needs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from avatar.state import AvatarState
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
 LASH_DARKEN = 0.55
+BAND_ROWS = 16
+"""Rows per band of the moving part's remap."""
 
 
 def _remap(img: np.ndarray, coords: F32, *, zero: bool = False) -> np.ndarray:
@@ -92,17 +97,26 @@ class CpuRenderer:
         self.size: tuple[int, int] = self.model.size
         m = self.model
         hl, wl = m.low_shape
-        self._basis = m.basis.reshape(m.basis.shape[0], -1)
-        iy, ix = np.mgrid[0:hl, 0:wl].astype(np.float32)
+        c = m.cell
+        self._aligned = c == int(c) and self.size[0] % c == 0 and self.size[1] % c == 0
+        x0, y0, x1, y1 = m.move_box
+        if self._aligned and x1 > x0 and y1 > y0:
+            # the moving box's nodes (it has a margin of still nodes on every side)
+            n = int(c)
+            self._nodes = (y0 // n, x0 // n, (y1 + n - 1) // n, (x1 + n - 1) // n)
+        else:
+            self._nodes = (0, 0, hl, wl)
+        i0, j0, i1, j1 = self._nodes
+        self._basis = np.ascontiguousarray(m.basis[:, i0:i1, j0:j1]).reshape(len(m.basis), -1)
+        iy, ix = np.mgrid[0 : i1 - i0, 0 : j1 - j0].astype(np.float32)
         self._low_idx = np.stack([ix, iy], -1)
         self._low_scale = np.array([wl / self.size[0], hl / self.size[1]], np.float32)
         mo = m.mouth
         self._up = mo.up_fields.reshape(mo.up_fields.shape[0], -1)
         self._low = mo.low_fields.reshape(mo.low_fields.shape[0], -1)
         self._mouth_grid = _Grid(mo.roi)
-        c = m.cell
-        self._aligned = c == int(c) and self.size[0] % c == 0 and self.size[1] % c == 0
         self._eye_grids = [_Grid(e.roi) for e in m.eyes]
+        self._bands = self._moving_bands() if self._aligned else [(0, 0, *self.size)]
 
     def render(self, state: AvatarState) -> U8:
         """One frame (H×W×3 uint8 RGB) for one state."""
@@ -115,10 +129,42 @@ class CpuRenderer:
 
     # ------------------------------------------------------------ internals
 
+    def _moving_bands(self) -> list[tuple[int, int, int, int]]:
+        """Boxes (x0, y0, x1, y1) of ``BAND_ROWS`` rows covering every pixel that can move.
+
+        A pixel's upsampled field mixes the nodes of its cell and the next ones, so the
+        nodes where any basis field is non-zero, grown by one node, bound the moving
+        pixels; each band spans the columns of those in its rows.
+        """
+        m = self.model
+        c = int(m.cell)
+        x0, y0, x1, y1 = m.move_box
+        nodes = (np.abs(m.basis).sum(axis=(0, 3)) > 0).astype(np.uint8)
+        grown = cv2.dilate(nodes, np.ones((3, 3), np.uint8))
+        cols = np.repeat(np.repeat(grown, c, axis=0), c, axis=1)[y0:y1, x0:x1]
+        bands = []
+        for top in range(0, y1 - y0, BAND_ROWS):
+            xs = np.flatnonzero(cols[top : top + BAND_ROWS].any(axis=0))
+            if len(xs):
+                bottom = min(top + BAND_ROWS, y1 - y0)
+                bands.append((x0 + int(xs[0]), y0 + top, x0 + int(xs[-1]) + 1, y0 + bottom))
+        return bands
+
     def inverse_common(self, coef: F32) -> F32:
         """Low-resolution backward displacement (h_l, w_l, 2) of the common field."""
-        hl, wl = self.model.low_shape
-        fwd = np.einsum("k,kn->n", coef, self._basis).reshape(hl, wl, 2)
+        g = np.zeros((*self.model.low_shape, 2), np.float32)
+        i0, j0, i1, j1 = self._nodes
+        g[i0:i1, j0:j1] = self._inverse_nodes(coef)
+        return g
+
+    def _inverse_nodes(self, coef: F32) -> F32:
+        """:meth:`inverse_common` over the moving box's nodes (it is zero elsewhere).
+
+        The box's border nodes are still, and so are the nodes beyond, so sampling the
+        box (its border replicated) gives what sampling the whole grid would.
+        """
+        i0, j0, i1, j1 = self._nodes
+        fwd = _weighted_sum(coef, self._basis).reshape(i1 - i0, j1 - j0, 2)
         g = -fwd
         for _ in range(ITERS - 1):
             g += DAMPING * (-_remap(fwd, self._low_idx + g * self._low_scale) - g)
@@ -129,11 +175,16 @@ class CpuRenderer:
         out = m.portrait.copy()
         warp = _Warp(m.identity)
         if np.any(p.common[i] != 0):
-            warp = self._warp(self.inverse_common(p.common[i]))
-            x0, y0, x1, y1 = warp.box
-            out[y0:y1, x0:x1] = cv2.remap(  # type: ignore[call-overload]
-                m.portrait, warp.part, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-            )
+            warp = self._warp(self._inverse_nodes(p.common[i]))
+            bx, by = warp.box[:2]
+            for x0, y0, x1, y1 in self._bands:
+                out[y0:y1, x0:x1] = cv2.remap(  # type: ignore[call-overload]
+                    m.portrait,
+                    warp.part[y0 - by : y1 - by, x0 - bx : x1 - bx],
+                    None,
+                    cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE,
+                )
         if np.any(p.mouth[i] != 0):
             self._mouth(out, warp, p, i)
         for e, eye in enumerate(m.eyes):
@@ -141,8 +192,8 @@ class CpuRenderer:
                 self._eye(out, warp, eye, p, i, e)
         return out
 
-    def _warp(self, g: F32) -> _Warp:
-        """The full-resolution backward map, computed only inside the moving box."""
+    def _warp(self, sub: F32) -> _Warp:
+        """The full-resolution backward map from the nodes' one, only inside the moving box."""
         m = self.model
         w, h = self.size
         x0, y0, x1, y1 = m.move_box
@@ -150,14 +201,13 @@ class CpuRenderer:
         if self._aligned and x1 > x0 and y1 > y0:
             # resizing the box's cells alone gives the same values as resizing the whole
             # field there: the box has a margin of still nodes on every side
-            sub = g[y0 // c : (y1 + c - 1) // c, x0 // c : (x1 + c - 1) // c]
             up = cv2.resize(
                 sub, (sub.shape[1] * c, sub.shape[0] * c), interpolation=cv2.INTER_LINEAR
             )
             part = np.asarray(up, np.float32)[: y1 - y0, : x1 - x0]
         else:
             x0, y0, x1, y1 = 0, 0, w, h
-            part = np.asarray(cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+            part = np.asarray(cv2.resize(sub, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
         part += m.identity[y0:y1, x0:x1]
         return _Warp(m.identity, part, (x0, y0, x1, y1))
 
@@ -167,8 +217,8 @@ class CpuRenderer:
         x0, y0, x1, y1 = (int(v) for v in p.mouth_tight[i])
         local = warp.crop(x0, y0, x1, y1) - grid.origin
         coef = p.mouth[i]
-        g_up = grid.invert(np.einsum("k,kn->n", coef, self._up).reshape(*grid.shape, 2))
-        g_low = grid.invert(np.einsum("k,kn->n", coef, self._low).reshape(*grid.shape, 2))
+        g_up = grid.invert(_weighted_sum(coef, self._up).reshape(*grid.shape, 2))
+        g_low = grid.invert(_weighted_sum(coef, self._low).reshape(*grid.shape, 2))
         a_up = _remap(mo.atlas_up, grid.pull(g_up, local))
         a_low = _remap(mo.atlas_low, grid.pull(g_low, local))
         out[y0:y1, x0:x1] = composite_mouth(a_up, a_low)
@@ -188,6 +238,12 @@ class CpuRenderer:
         out[y0:y1, x0:x1] = composite_eye(a_lid, a_face, a_iris, blink)
 
 
+def _weighted_sum(coef: F32, rows: F32) -> F32:
+    """``coef @ rows`` without BLAS (see the module docstring)."""
+    out: F32 = np.einsum("k,kn->n", coef, rows)
+    return out
+
+
 def composite_mouth(a_up: F32, a_low: F32) -> U8:
     """Blend the upper part, the lower part and the synthesized interior of the mouth.
 
@@ -198,7 +254,7 @@ def composite_mouth(a_up: F32, a_low: F32) -> U8:
     and the mouth's inside where neither does (there: cavity, under the tongue and lower
     teeth, under the upper teeth).
     """
-    u, lo = cv2.split(a_up), cv2.split(a_low)
+    u, lo = _planes(a_up), _planes(a_low)
     ml = lo[3]
     w_int = 1.0 - ml - u[3]
     np.maximum(w_int, 0.0, out=w_int)
@@ -207,15 +263,12 @@ def composite_mouth(a_up: F32, a_low: F32) -> U8:
     w_rest = w_int - w_teeth
     w_tongue = w_rest * lo[7]
     w_cav = w_rest - w_tongue
-    chans = []
-    for c in range(3):
-        o = u[8 + c] * w_cav
-        o += lo[4 + c] * w_tongue
-        o += u[4 + c] * w_teeth
-        o += lo[c] * ml
-        o += u[c] * w_up
-        chans.append(o)
-    return _to_u8(cv2.merge(chans))
+    o = u[8:11] * w_cav
+    o += lo[4:7] * w_tongue
+    o += u[4:7] * w_teeth
+    o += lo[0:3] * ml
+    o += u[0:3] * w_up
+    return _to_u8(o)
 
 
 def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
@@ -225,23 +278,26 @@ def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
     field, ``a_face`` (portrait RGB, lower-lid mask, eyeball RGB) through the face, and
     ``a_iris`` the iris sprite at the gaze offset.
     """
-    lid, face, iris = cv2.split(a_lid), cv2.split(a_face), cv2.split(a_iris)
+    lid, face, iris = _planes(a_lid), _planes(a_face), _planes(a_iris)
     mu, ml = lid[3], face[3]
     w_low = np.minimum(ml, 1.0 - mu)
     w_eye = 1.0 - mu - w_low
     w_iris = w_eye * iris[3]
     w_ball = w_eye - w_iris
     w_lid = mu * (1.0 - LASH_DARKEN * blink * lid[4])
-    chans = []
-    for c in range(3):
-        o = face[4 + c] * w_ball
-        o += iris[c] * w_iris
-        o += face[c] * w_low
-        o += lid[c] * w_lid
-        chans.append(o)
-    return _to_u8(cv2.merge(chans))
+    o = face[4:7] * w_ball
+    o += iris[0:3] * w_iris
+    o += face[0:3] * w_low
+    o += lid[0:3] * w_lid
+    return _to_u8(o)
 
 
-def _to_u8(img: np.ndarray) -> U8:
-    np.clip(img, 0.0, 255.0, out=img)
-    return np.rint(img).astype(np.uint8)
+def _planes(img: F32) -> F32:
+    """An (h, w, C) image as C contiguous planes (C, h, w), for per-channel arithmetic."""
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def _to_u8(planes: F32) -> U8:
+    """(3, h, w) float planes as an (h, w, 3) uint8 image (rounded, clipped)."""
+    np.clip(planes, 0.0, 255.0, out=planes)
+    return np.rint(planes, out=planes).astype(np.uint8).transpose(1, 2, 0)

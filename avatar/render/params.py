@@ -98,7 +98,10 @@ def mouth_coefficients(state: AvatarState) -> list[float]:
 
 def _box_origin(roi: Roi, common: npt.NDArray[np.float32], size: tuple[int, int]) -> np.ndarray:
     """Top-left corners (B, 2) of the fixed-size destination box (torch renderer)."""
-    shift = np.rint(common.astype(np.float64) @ roi.probe_basis[:, -1].astype(np.float64))
+    # einsum, not matmul: a multi-threaded BLAS spins a second core for a product this small
+    shift = np.rint(
+        np.einsum("bk,kc->bc", common.astype(np.float64), roi.probe_basis[:, -1].astype(np.float64))
+    )
     cx0, cy0 = roi.content[:2]
     x = np.clip(cx0 - roi.pad_x + shift[:, 0], 0, size[0] - roi.out_w)
     y = np.clip(cy0 - roi.pad_y + shift[:, 1], 0, size[1] - roi.out_h)

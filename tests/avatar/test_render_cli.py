@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -285,6 +286,31 @@ def test_write_mp4_rejects_odd_sizes(tmp_path: Path) -> None:
     frames = (np.zeros((65, 64, 3), np.uint8) for _ in range(3))
     with pytest.raises(MediaError, match="even"):
         write_mp4(tmp_path / "odd.mp4", frames, np.zeros(1600, np.float32), 16000, 25)
+
+
+def test_mp4_keeps_colours_and_plays_while_downloading(tmp_path: Path) -> None:
+    """Decoded frames match the RGB written (chroma planes in place, BT.601 as players
+    assume), and the index precedes the media (``faststart``, for browsers)."""
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, (66, 98, 3), dtype=np.uint8)
+    base = np.asarray(cv2.GaussianBlur(noise, (0, 0), 4), np.uint8)
+    base[10:30, 10:40] = (220, 30, 30)  # red: a swapped U/V plane turns it blue
+    base[36:60, 50:90] = (30, 60, 210)
+    frames = [np.roll(base, 2 * i, axis=1) for i in range(8)]
+    path = tmp_path / "colours.mp4"
+    write_mp4(path, frames, np.zeros(5120, np.float32), 16000, 25)
+    decoded = decode_frames(path)
+    assert len(decoded) == len(frames)
+    for sent, got in zip(frames, decoded, strict=True):
+        diff = np.abs(sent.astype(np.int16) - got.astype(np.int16))
+        assert diff.mean() < 3.0 and np.median(diff[12:28, 14:36]) < 6
+    data = path.read_bytes()
+    boxes, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        boxes.append(data[pos + 4 : pos + 8])
+        pos += size if size >= 8 else len(data)
+    assert boxes.index(b"moov") < boxes.index(b"mdat"), boxes
 
 
 def test_parse_size() -> None:
