@@ -155,7 +155,12 @@ async def create_session(request: web.Request) -> web.Response:
         )
     if state.draining:
         state.metrics.sessions_rejected.labels(reason="draining").inc()
-        raise ApiError(503, "draining", "the server is shutting down; try another instance")
+        raise ApiError(
+            503,
+            "draining",
+            "the server is shutting down; try another instance",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
     ice = request.app[ICE_KEY]
     if ice.ice.relay_only and ice.error is not None:
         state.metrics.sessions_rejected.labels(reason="turn").inc()
