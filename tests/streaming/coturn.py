@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -94,7 +95,10 @@ def coturn_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     server = Coturn(url=f"turn:127.0.0.1:{port}?transport=udp", secret=secret)
     try:
-        asyncio.run(_wait_allocates(ice_servers_for(server.ice(), "probe"), 10.0))
+        # On a thread of its own: a browser test's Playwright may own this thread's loop.
+        with ThreadPoolExecutor(1) as pool:
+            probe = ice_servers_for(server.ice(), "probe")
+            pool.submit(asyncio.run, _wait_allocates(probe, 10.0)).result()
     except TurnUnavailableError:
         proc.terminate()
         proc.wait(timeout=10)
