@@ -11,11 +11,12 @@ The schema is versioned in a ``schema_version`` table and migrated on open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,9 +253,7 @@ class TranscriptStore:
         self._migrate()
 
     def _migrate(self) -> None:
-        conn = self._require()
-        cur = conn.cursor()
-        try:
+        with self._transaction() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             cur.execute("SELECT MAX(version) FROM schema_version")
             current = cur.fetchone()[0] or 0
@@ -267,23 +266,19 @@ class TranscriptStore:
                     self._sql("INSERT INTO schema_version (version) VALUES (?)"), (version,)
                 )
                 log.info("transcript store migrated to schema version %d", version)
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-        finally:
-            cur.close()
 
     def _require(self) -> _Connection:
         if self._conn is None:
             raise StoreError("the transcript store is not open")
         return self._conn
 
-    def _write(self, statement: str, params: tuple[Any, ...]) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A cursor whose statements commit together, or roll back on any error."""
         conn = self._require()
         cur = conn.cursor()
         try:
-            cur.execute(self._sql(statement), params)
+            yield cur
             conn.commit()
         except Exception:
             conn.rollback()
@@ -291,10 +286,12 @@ class TranscriptStore:
         finally:
             cur.close()
 
+    def _write(self, statement: str, params: tuple[Any, ...]) -> None:
+        with self._transaction() as cur:
+            cur.execute(self._sql(statement), params)
+
     def _claim(self, token_id: str, expires_at: float, now: float) -> bool:
-        conn = self._require()
-        cur = conn.cursor()
-        try:
+        with self._transaction() as cur:
             cur.execute(self._sql("DELETE FROM used_tokens WHERE expires_at <= ?"), (now,))
             cur.execute(
                 self._sql(
@@ -303,14 +300,7 @@ class TranscriptStore:
                 ),
                 (token_id, expires_at),
             )
-            claimed = cur.rowcount == 1
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-        finally:
-            cur.close()
-        return claimed
+            return bool(cur.rowcount == 1)
 
     def _read_transcript(self, session_id: str) -> dict[str, Any] | None:
         conn = self._require()

@@ -12,7 +12,7 @@ from avatar.config import AppConfig
 from streaming.router import create_router_app
 from streaming.session_ids import worker_of
 from tests.web.conftest import LoopThread, PageLog, RunningApp, _start
-from tests.web.test_turn_widget import MEDIA_JS
+from tests.web.page_scripts import MEDIA_FLOWING_JS, call_from_demo_page
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,24 +41,10 @@ def routed(
 
 
 def _call(page: Any) -> str:
-    """Press the widget's button on the demo page; the session id once connected."""
-    page.evaluate(
-        """() => {
-        window.hostLog = [];
-        const el = document.getElementById("avatar-widget");
-        for (const t of ["connected", "error", "ended"])
-          el.addEventListener(t, (e) => hostLog.push({ type: t, detail: e.detail }));
-        el.setAttribute("muted", "");
-      }"""
-    )
-    page.locator("#avatar-widget").get_by_role("button", name="Talk to the avatar").click()
-    page.wait_for_function(
-        "() => hostLog.some((e) => e.type === 'connected' || e.type === 'error')", timeout=30_000
-    )
-    errors = page.evaluate("() => hostLog.filter((e) => e.type === 'error')")
-    assert not errors, errors
-    assert page.evaluate(MEDIA_JS), "no audio and video from the worker"
-    return str(page.evaluate("() => hostLog.find((e) => e.type === 'connected').detail.sessionId"))
+    """Call from the demo page; the session id once audio and video flow."""
+    session_id = call_from_demo_page(page)
+    assert page.evaluate(MEDIA_FLOWING_JS), "no audio and video from the worker"
+    return session_id
 
 
 def test_demo_page_through_the_router_lands_on_workers_with_room(

@@ -32,26 +32,13 @@ from tests.web.conftest import (
     free_port,
     host_page,
 )
+from tests.web.page_scripts import MEDIA_FLOWING_JS
 
 pytestmark = pytest.mark.timeout(180)
 log = logging.getLogger(__name__)
 
 OpenPage = Callable[..., tuple[Any, PageLog]]
 NETWORK_NOISE = ("Failed to load resource", "net::ERR_", "CORS policy")
-
-MEDIA_FLOWING_JS = """async () => {
-  const pc = document.querySelector("gwm-avatar").peerConnection;
-  for (let i = 0; i < 100; i++) {  // inbound stats appear with the first packets
-    const kinds = new Set();
-    (await pc.getStats()).forEach((s) => {
-      const got = s.kind === "video" ? s.framesDecoded > 0 : s.packetsReceived > 0;
-      if (s.type === "inbound-rtp" && got) kinds.add(s.kind);
-    });
-    if (kinds.has("video") && kinds.has("audio")) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
-}"""
 
 STATS_JS = """async (ms) => {
   const pc = document.querySelector("gwm-avatar").peerConnection;
