@@ -20,6 +20,7 @@ import pytest
 
 from streaming.client import ClientPeer
 from tests.conftest import TEST_PROMPT
+from tests.streaming.postgres import postgres_fixture  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -219,13 +220,10 @@ async def test_sigterm_with_drain_grace_lets_open_sessions_finish(
     assert exited_in < 15, exited_in
 
 
-@pytest.mark.skipif(
-    not os.environ.get("GWM_TEST_POSTGRES_URL"), reason="set GWM_TEST_POSTGRES_URL to a test DB"
-)
-async def test_postgres_store_round_trip() -> None:
+async def test_postgres_store_round_trip(postgres_url: str) -> None:
     from streaming.store import TranscriptStore, TurnRow
 
-    store = TranscriptStore(os.environ["GWM_TEST_POSTGRES_URL"])
+    store = TranscriptStore(postgres_url)
     await store.open()
     sid = f"pg-{time.time_ns()}"
     try:
@@ -237,3 +235,24 @@ async def test_postgres_store_round_trip() -> None:
         await store.close()
     assert data is not None
     assert data["turns"][0]["spoken_text"] == "hello" and data["turns"][0]["interrupted"]
+
+
+async def test_postgres_spends_a_token_once_across_workers(postgres_url: str) -> None:
+    """Two workers' stores on one PostgreSQL database: a token is claimed exactly once."""
+    from streaming.store import TranscriptStore
+
+    stores = [TranscriptStore(postgres_url), TranscriptStore(postgres_url)]
+    for store in stores:
+        await store.open()
+    token, now = f"tok-{time.time_ns()}", time.time()
+    try:
+        first = await asyncio.wrap_future(stores[0].claim_token(token, now + 60, now))
+        again = await asyncio.wrap_future(stores[1].claim_token(token, now + 60, now))
+        # An expired claim is swept, so the table does not grow forever.
+        old = f"old-{time.time_ns()}"
+        await asyncio.wrap_future(stores[0].claim_token(old, now - 1, now - 2))
+        swept = await asyncio.wrap_future(stores[1].claim_token(old, now + 60, now))
+    finally:
+        for store in stores:
+            await store.close()
+    assert (first, again, swept) == (True, False, True)
