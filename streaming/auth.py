@@ -27,15 +27,15 @@ import logging
 import secrets
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from avatar.config import ServerConfig
-from streaming.api_error import ApiError
+from streaming.api_error import ApiError, read_body
 from streaming.cors import API_PREFIX, normalize_origin
 from streaming.ratelimit import RateLimiter
 from streaming.turn import ICE_KEY, IceServer
@@ -177,23 +177,6 @@ class TokenSigner:
         return claims
 
 
-@dataclass
-class UsedTokens:
-    """Ids of consumed tokens, remembered until they expire (one server's memory)."""
-
-    _used: dict[str, float] = field(default_factory=dict)
-
-    def consume(self, claims: TokenClaims, now: float | None = None) -> None:
-        """Mark a token used; a second use raises 403 ``token_reused``."""
-        now = time.time() if now is None else now
-        for tid, exp in list(self._used.items()):
-            if exp <= now:
-                del self._used[tid]
-        if claims.id in self._used:
-            raise ApiError(403, "token_reused", "this session token was already used")
-        self._used[claims.id] = claims.expires_at
-
-
 class AccessGuard:
     """Authentication, rate limits and per-caller session caps for one server."""
 
@@ -212,7 +195,6 @@ class AccessGuard:
                     "secret and stop working when the server restarts"
                 )
         self.signer = TokenSigner(secret)
-        self.used = UsedTokens()
         self.requests = RateLimiter(config.rate_limit_per_minute)
         self.session_starts = RateLimiter(config.session_rate_limit_per_minute)
         self._owners: dict[str, str] = {}
@@ -285,7 +267,8 @@ class AccessGuard:
         """Check a session request against its token (if any) and the caller's session cap.
 
         ``avatar``/``voice`` are what the session would use; ``active`` the ids of the open
-        sessions. A token is spent here (single use), even if opening the session fails.
+        sessions. The caller spends an admitted token (single use, in the database every
+        worker shares: ``TranscriptStore.claim_token``) before it opens the session.
         """
         principal = request.get(PRINCIPAL_KEY) or self.identify(request)
         claims = principal.token
@@ -300,7 +283,6 @@ class AccessGuard:
                 raise ApiError(403, "scope_mismatch", f"this token is not for avatar {avatar!r}")
             if claims.voice is not None and claims.voice != voice:
                 raise ApiError(403, "scope_mismatch", f"this token is not for voice {voice!r}")
-            self.used.consume(claims)
         cap = self.config.max_sessions_per_key
         if cap is not None:
             self._owners = {sid: p for sid, p in self._owners.items() if sid in active}
@@ -340,18 +322,7 @@ def guard_middleware(guard: AccessGuard) -> Middleware:
 async def mint_token(request: web.Request) -> web.Response:
     """``POST /v1/tokens``: mint a single-use session token (API key required)."""
     guard = request.app[GUARD_KEY]
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", "request body is not valid JSON") from exc
-    try:
-        body = TokenRequest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "body"
-        raise ApiError(400, "invalid_request", f"{loc}: {first['msg']}") from exc
+    body = await read_body(request, TokenRequest)
     principal = request.get(PRINCIPAL_KEY) or guard.identify(request)
     minted = guard.mint(principal, body)
     ice = request.app.get(ICE_KEY)

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from avatar.config import AppConfig
-from streaming.api_error import ApiError, json_error
+from streaming.api_error import ApiError, json_error, read_body
 from streaming.auth import GUARD_KEY, AccessGuard, TokenClaims, guard_middleware, mint_token
 from streaming.avatars_api import AVATARS_KEY, AvatarStore, list_avatars, upload_avatar
 from streaming.conversation import TurnRecord
@@ -41,7 +41,7 @@ from streaming.records import attach_store, session_closed, session_opened, turn
 from streaming.serving_health import ServingMonitor
 from streaming.session import Session, SessionRequest
 from streaming.session_ids import session_id_prefix
-from streaming.store import TranscriptStore
+from streaming.store import StoreError, TranscriptStore
 from streaming.turn import ICE_KEY, has_relay_candidate
 
 log = logging.getLogger(__name__)
@@ -120,22 +120,7 @@ async def error_middleware(
         return json_error(500, "internal", "internal server error")
 
 
-async def _read_json(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", "request body is not valid JSON") from exc
-
-
-def _validate_offer(data: Any) -> SessionOffer:
-    try:
-        offer = SessionOffer.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "body"
-        raise ApiError(400, "invalid_request", f"{loc}: {first['msg']}") from exc
+def _check_offer(offer: SessionOffer) -> SessionOffer:
     sdp = offer.sdp
     if not sdp.lstrip().startswith("v=0"):
         raise ApiError(400, "invalid_sdp", "sdp is not a session description (must start with v=0)")
@@ -147,7 +132,7 @@ def _validate_offer(data: Any) -> SessionOffer:
 async def create_session(request: web.Request) -> web.Response:
     """``POST /v1/sessions``: SDP offer in, SDP answer out."""
     state = request.app[STATE_KEY]
-    offer = _validate_offer(await _read_json(request))
+    offer = _check_offer(await read_body(request, SessionOffer))
     engines = state.engines
     if engines is None:
         raise ApiError(
@@ -179,8 +164,8 @@ async def create_session(request: web.Request) -> web.Response:
     principal = request.app[GUARD_KEY].admit_session(
         request, avatar=name, voice=offer.voice or engines.config.tts.voice, active=state.sessions
     )
-    if principal.token is not None and state.store is not None:
-        await _spend_everywhere(state.store, principal.token)
+    if principal.token is not None:
+        await _spend_token(state.store, principal.token)
     try:
         avatar = await asyncio.to_thread(engines.avatar, name)
     except UnknownAvatarError:
@@ -238,10 +223,12 @@ async def create_session(request: web.Request) -> web.Response:
     )
 
 
-async def _spend_everywhere(store: TranscriptStore, claims: TokenClaims) -> None:
-    """Spend a session token in the shared database too, so that behind a router a token
-    used on one worker is refused on every other (each worker also remembers its own)."""
+async def _spend_token(store: TranscriptStore | None, claims: TokenClaims) -> None:
+    """Spend a single-use session token in the database, shared by every worker behind a
+    router, so a token used anywhere is refused everywhere (403 ``token_reused``)."""
     try:
+        if store is None:
+            raise StoreError("no transcript store")
         fresh = await asyncio.wrap_future(
             store.claim_token(claims.id, claims.expires_at, time.time())
         )
