@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -80,9 +81,7 @@ def load_voice(model: Path, voice_config: Path, config: TtsConfig) -> PiperVoice
     As ``PiperVoice.load(..., include_alignments=True)`` does, the model is patched in
     memory to output its alignments; the session gets :func:`session_options`.
     """
-    import json
-
-    import onnx
+    import onnx  # only to patch the voice: keep it off the import path of this module
     from piper.config import PiperConfig
     from piper.patch_voice_with_alignment import add_alignment_output
 

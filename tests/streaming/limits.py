@@ -19,11 +19,13 @@ from streaming.server import create_app
 
 @contextlib.asynccontextmanager
 async def custom_server(
-    base: AppConfig, engines: Engines, **server: Any
+    base: AppConfig, engines: Engines, *, sections: dict[str, Any] | None = None, **server: Any
 ) -> AsyncIterator[TestServer]:
-    """A server on 127.0.0.1 sharing the loaded engines, with ``server.<field>`` overrides."""
+    """A server on 127.0.0.1 sharing the loaded engines, with ``server.<field>`` overrides
+    and whole other config ``sections`` replaced (e.g. ``{"ice": IceConfig(...)}``)."""
     fields = base.server.model_dump() | server
-    config = base.model_copy(update={"server": ServerConfig.model_validate(fields)})
+    update = {**(sections or {}), "server": ServerConfig.model_validate(fields)}
+    config = base.model_copy(update=update)
     # Sessions read their limits from the engines' config: share the models, not the config.
     own = dataclasses.replace(engines, config=config)
     srv = TestServer(create_app(config, engines=own), host="127.0.0.1", port=0)

@@ -109,6 +109,17 @@ async def _get_json(url: str) -> tuple[int, Any]:
         return resp.status, await resp.json()
 
 
+async def _sigterm(server: ServeProcess) -> tuple[int, Any, aiohttp.ClientResponse | None]:
+    """SIGTERM ``server``; then its readiness and the answer to a new call."""
+    server.proc.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    ready_status, ready = await _get_json(f"{server.url}/readyz")
+    late = ClientPeer(server.url, keep_video=False)
+    refused = await late.connect()
+    await late.close()
+    return ready_status, ready, refused
+
+
 async def test_sigkill_loses_no_completed_turn_and_sigterm_drains(
     serve: list[ServeProcess], tmp_path: Path
 ) -> None:
@@ -159,12 +170,7 @@ async def test_sigkill_loses_no_completed_turn_and_sigterm_drains(
     try:
         await asyncio.sleep(0.5)
         t_term = time.monotonic()
-        second.proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
-        ready_status, ready = await _get_json(f"{second.url}/readyz")
-        late = ClientPeer(second.url, keep_video=False)
-        refused = await late.connect()
-        await late.close()
+        ready_status, ready, refused = await _sigterm(second)
         goodbye = await peer.wait_event("assistant_text", 15, pred=lambda m: m["final"])
         code = await asyncio.to_thread(second.proc.wait, 20)
         drained_in = time.monotonic() - t_term
@@ -196,12 +202,7 @@ async def test_sigterm_with_drain_grace_lets_open_sessions_finish(
     await peer.wait_open()
     try:
         assert peer.session_id is not None and peer.session_id.startswith("worker-a.")
-        worker.proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
-        ready_status, ready = await _get_json(f"{worker.url}/readyz")
-        late = ClientPeer(worker.url, keep_video=False)
-        refused = await late.connect()
-        await late.close()
+        ready_status, ready, refused = await _sigterm(worker)
         # The open session is not cut short: it still gets a real answer, not the goodbye.
         peer.send({"type": "text", "text": QUESTIONS[0]})
         reply = await peer.wait_event("assistant_text", 60, pred=lambda m: m["final"])

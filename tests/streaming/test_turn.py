@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,10 +19,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
-from avatar.config import AppConfig, IceConfig, ServerConfig
+from avatar.config import AppConfig, IceConfig
 from streaming.client import ClientPeer
 from streaming.engines import Engines
-from streaming.server import STATE_KEY, create_app
+from streaming.server import STATE_KEY
 from streaming.turn import (
     TurnUnavailableError,
     check_turn,
@@ -33,7 +31,7 @@ from streaming.turn import (
     turn_credentials,
 )
 from tests.streaming.coturn import Coturn, coturn_fixture  # noqa: F401 (a fixture)
-from tests.streaming.limits import base_url, wait_frames
+from tests.streaming.limits import base_url, custom_server, wait_frames
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,20 +91,11 @@ def test_bad_ice_config_is_refused(fields: dict[str, Any]) -> None:
         IceConfig.model_validate(fields)
 
 
-@contextlib.asynccontextmanager
-async def ice_server(
+def ice_server(
     base: AppConfig, engines: Engines, ice: IceConfig, **server: Any
-) -> AsyncIterator[TestServer]:
+) -> contextlib.AbstractAsyncContextManager[TestServer]:
     """A service on 127.0.0.1 with this ``ice`` section (and ``server.*`` overrides)."""
-    fields = base.server.model_dump() | server
-    config = base.model_copy(update={"ice": ice, "server": ServerConfig.model_validate(fields)})
-    own = dataclasses.replace(engines, config=config)
-    srv = TestServer(create_app(config, engines=own), host="127.0.0.1", port=0)
-    await srv.start_server()
-    try:
-        yield srv
-    finally:
-        await srv.close()
+    return custom_server(base, engines, sections={"ice": ice}, **server)
 
 
 async def _readyz(http: aiohttp.ClientSession, url: str, timeout_s: float = 10.0) -> Any:
