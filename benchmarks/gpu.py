@@ -104,6 +104,7 @@ def bench_renderer(size: tuple[int, int], batches: list[int], seconds: float) ->
 
     from avatar.identity import load_rig
     from avatar.render import CpuRenderer
+    from avatar.render.params import frame_params
     from avatar.render.torch_renderer import TorchRenderer
     from benchmarks.render import talking
 
@@ -132,6 +133,15 @@ def bench_renderer(size: tuple[int, int], batches: list[int], seconds: float) ->
             if gpu.device.type == "cuda":
                 torch.cuda.synchronize()
             per_batch.append((time.perf_counter() - t) * 1000.0)
+        params = frame_params(gpu.model, batch)
+        on_device: list[float] = []
+        for _ in range(max(3, len(per_batch) // 2)):
+            t = time.perf_counter()
+            gpu.render_tensor(params)
+            if gpu.device.type == "cuda":
+                torch.cuda.synchronize()
+            on_device.append((time.perf_counter() - t) * 1000.0)
+        out(f"    of which rendering on the device (no copy back): ms {summary(on_device)}")
         p50 = float(np.median(per_batch))
         fps = b * 1000.0 / p50
         out(
