@@ -1,4 +1,4 @@
-"""Shared bits of the benchmark scripts: machine description and table printing."""
+"""Shared bits of the benchmark scripts: arguments, machine description, statistics."""
 
 from __future__ import annotations
 
@@ -7,6 +7,22 @@ import platform
 import statistics
 import sys
 from collections.abc import Sequence
+
+from avatar.arguments import ArgumentParser
+from avatar.config import AppConfig, ConfigError, load_config
+
+
+def arg_parser(doc: str | None) -> ArgumentParser:
+    """A benchmark's parser: bad arguments print one line and exit with code 2."""
+    return ArgumentParser(description=(doc or "").splitlines()[0])
+
+
+def config_arg(parser: ArgumentParser, name: str, overrides: Sequence[str] = ()) -> AppConfig:
+    """``--config`` (and ``--set``) loaded, or a one-line error (exit 2) if invalid."""
+    try:
+        return load_config(name, overrides=list(overrides))
+    except ConfigError as exc:
+        parser.error(f"--config {name}: {exc}")
 
 
 def machine() -> str:

