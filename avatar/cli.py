@@ -114,7 +114,7 @@ def _build_parsers(
     _add_global_options(late, after_command=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = chosen_command(argv)
-    subparsers = {}
+    subparsers: dict[str, argparse.ArgumentParser] = {}
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text, parents=[late])
         subparsers[name] = p
