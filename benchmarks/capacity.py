@@ -17,6 +17,7 @@ about 4 s of speech, one turn every ``--turn-s`` seconds.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -139,15 +140,21 @@ def turn_costs(config_name: str) -> dict[str, float]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Measure and print the capacity model."""
-    parser = arg_parser(__doc__)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
     parser.add_argument("--frames", type=positive_int, default=100)
     parser.add_argument("--turn-s", type=positive_float, default=10.0, help="seconds between turns")
     parser.add_argument("--fps", type=int_in_range(1, 60), default=25)
     args = parser.parse_args(argv)
-    config_arg(parser, args.config)
+    args.app_config = config_arg(parser, args.config)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure and print the capacity model."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out(f"machine: {machine()}")
     out(

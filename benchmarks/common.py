@@ -7,14 +7,17 @@ import platform
 import statistics
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from avatar.arguments import ArgumentParser
 from avatar.config import AppConfig, ConfigError, load_config
 
 
-def arg_parser(doc: str | None) -> ArgumentParser:
-    """A benchmark's parser: bad arguments print one line and exit with code 2."""
-    return ArgumentParser(description=(doc or "").splitlines()[0])
+def arg_parser(doc: str | None, file: str) -> ArgumentParser:
+    """A benchmark's parser (``file``: its ``__file__``): bad arguments print one line
+    and exit with code 2."""
+    prog = f"benchmarks/{Path(file).name}"
+    return ArgumentParser(prog=prog, description=(doc or "").splitlines()[0])
 
 
 def config_arg(parser: ArgumentParser, name: str, overrides: Sequence[str] = ()) -> AppConfig:

@@ -13,6 +13,7 @@ audio envelope, by arrival time), received fps, and server CPU per session.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -171,9 +172,9 @@ async def run_sessions(url: str, clips: list[np.ndarray], n: int, turns: int, pi
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Start the server, run the sessions, print the numbers."""
-    parser = arg_parser(__doc__)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
     parser.add_argument("--turns", type=positive_int, default=10)
     parser.add_argument("--sessions", type=positive_int, nargs="+", default=[1, 2, 3])
@@ -185,7 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="config override for the server",
     )
     args = parser.parse_args(argv)
-    config_arg(parser, args.config, args.overrides)
+    args.app_config = config_arg(parser, args.config, args.overrides)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the server, run the sessions, print the numbers."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     use_host_addresses(["127.0.0.1"])
     cfg = load_config(args.config)

@@ -7,6 +7,7 @@ first token and tokens/s, and TTS real-time factor and time to first chunk.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -130,13 +131,20 @@ def bench_llm(llm_cfg, resolver, label: str) -> None:  # type: ignore[no-untyped
     asyncio.run(llm.aclose())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run every benchmark and print the results."""
-    parser = arg_parser(__doc__)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
     parser.add_argument("--skip-transformers", action="store_true")
     args = parser.parse_args(argv)
-    cfg = config_arg(parser, args.config)
+    args.app_config = config_arg(parser, args.config)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every benchmark and print the results."""
+    args = parse_args(argv)
+    cfg = args.app_config
     logging.basicConfig(level=logging.WARNING)
     resolver = AssetResolver(cfg.assets)
     out(f"machine: {machine()}")

@@ -14,6 +14,7 @@ server that is down, a SIGKILL) and prints each with the observed outcome.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -300,15 +301,22 @@ def faults(config: str, tmp: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the capacity steps, the bad inputs and the faults; print the tables."""
-    parser = arg_parser(__doc__)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
     parser.add_argument("--turns", type=positive_int, default=3)
     parser.add_argument("--max-sessions", type=positive_int, default=4)
     parser.add_argument("--skip-faults", action="store_true")
     args = parser.parse_args(argv)
-    cfg = config_arg(parser, args.config)
+    args.app_config = config_arg(parser, args.config)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the capacity steps, the bad inputs and the faults; print the tables."""
+    args = parse_args(argv)
+    cfg = args.app_config
     logging.basicConfig(level=logging.WARNING)
     use_host_addresses(["127.0.0.1"])
     tts = create_tts(cfg.tts, AssetResolver(cfg.assets))

@@ -9,6 +9,7 @@ callers (the render deployment batches up to 8 frames) against the local rendere
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import logging
 import os
@@ -90,15 +91,21 @@ def bench_render(renderer, local, states, callers: int, frames: int, serving) ->
     out(f"render locally, {callers} thread(s): {frames / wall:.1f} frames/s")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the Ray Serve benchmarks."""
-    parser = arg_parser(__doc__)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
     parser.add_argument("--rounds", type=positive_int, default=2)
     parser.add_argument("--frames", type=positive_int, default=96)
     parser.add_argument("--replica-cpus", type=positive_float, default=0.5)
     args = parser.parse_args(argv)
-    config_arg(parser, args.config)
+    args.app_config = config_arg(parser, args.config)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the Ray Serve benchmarks."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))  # no ~/.ray/auth_token
 

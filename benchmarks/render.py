@@ -12,6 +12,7 @@ avatar (neutral, jaw open, blink, head turned, ...) as PNGs to look at.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -161,9 +162,9 @@ def bench_offline(size: tuple[int, int], tmp: Path) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the renderer benchmarks."""
-    parser = arg_parser(__doc__)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--frames-dir", type=Path, default=Path(__file__).parent / "frames")
     parser.add_argument("--repeat", type=positive_int, default=40)
     parser.add_argument(
@@ -181,6 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.frames_dir.exists() and not args.frames_dir.is_dir():
         parser.error(f"--frames-dir {args.frames_dir} exists and is not a folder")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the renderer benchmarks."""
+    args = parse_args(argv)
     out(f"{machine()}; load average {os.getloadavg()[0]:.1f}")
     save_frames(args.frames_dir)
     sizes: list[tuple[int, int]] = args.sizes

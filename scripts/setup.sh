@@ -20,13 +20,7 @@ DRY_RUN="${GWM_SETUP_DRY_RUN:-0}"
 
 say() { echo "setup: $*"; }
 
-# pip without the "Location '…' is ignored" warnings that a configured index folder
-# lacking a package gives for every package; everything else it says is passed on.
-pip_() {
-  { "$VENV/bin/python" -m pip "$@" 2>&1 1>&3 3>&- \
-    | { grep -v -E "^WARNING: Location '.*' is ignored: it is neither a file nor a directory\.$" || true; } >&2
-  } 3>&1
-}
+pip_() { VENV="$VENV" bash scripts/pip.sh "$@"; }  # pip minus the index-folder noise
 
 # llama-cpp-python builds from source. A portable x86-64 build (AVX2/FMA/F16C, no
 # -march=native): native builds pick up AMX on some hosts, where llama.cpp then crashes
