@@ -139,9 +139,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``avatar`` command."""
+    """Entry point of the ``avatar`` command: its exit code (2 for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a bad argument, reported in one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -151,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     cmd = _load_command(args.command)
     if cmd is None:
-        build_parser(argv).error(f"'{args.command}' is not available in this build")
+        sys.stderr.write(f"avatar: error: '{args.command}' is not available in this build\n")
+        return 2
     try:
         config = load_config(args.config, overrides=args.overrides)
         return cmd.run(args, config)

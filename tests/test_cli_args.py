@@ -79,11 +79,9 @@ def test_chosen_command_skips_option_values() -> None:
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
     """``avatar argv``: (exit code, stderr lines); nothing may reach stdout."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = main(argv)
     captured = capsys.readouterr()
+    assert not captured.out, captured.out
     return code, captured.err.strip().splitlines()
 
 
@@ -127,6 +125,14 @@ def test_bad_arguments_exit_2_with_one_line(
 def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_help_after_the_command_lists_the_global_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--config" in out and "--set" in out and "--port" in out
 
 
 def test_serve_refuses_cuda_configs_without_cuda() -> None:
