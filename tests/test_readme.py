@@ -18,7 +18,8 @@ The commands are read from README.md itself (never copied here):
 
 Each command runs with the venv's ``bin`` first on ``PATH`` (an activated venv) and this
 checkout first on ``PYTHONPATH``; the server gets a free port through ``GWM_SERVER__PORT``
-so that it cannot collide with another service.
+so that it cannot collide with another service. What the commands cache (prepared
+avatars) goes to a private folder; the model weights come from the usual cache.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from PIL import Image
 
 from avatar.cli import COMMANDS, parse_args
 from avatar.config import load_config
+from models.assets import AssetResolver
 from tests.conftest import TEST_PROMPT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,9 +174,16 @@ def _venv() -> Path:
     return Path(sys.prefix)
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """The environment of an activated venv, with this checkout's code first."""
+def _env(cache: Path | None = None, **extra: str) -> dict[str, str]:
+    """The environment of an activated venv, with this checkout's code first.
+
+    With ``cache``, what the commands cache (prepared avatars) goes there, except the
+    model weights: those stay in the usual cache, assembled once for every test.
+    """
     env = dict(os.environ)
+    if cache is not None:
+        env["GWM_ASSETS__CACHE_DIR"] = str(AssetResolver(load_config("default").assets).cache_dir)
+        env["XDG_CACHE_HOME"] = str(cache)
     env["PATH"] = f"{_venv() / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(_venv())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
@@ -187,6 +196,12 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's private cache folder."""
+    return tmp_path_factory.mktemp("readme-cache")
 
 
 @pytest.fixture(scope="module")
@@ -227,12 +242,12 @@ def _check_outputs(tokens: list[str], folder: Path, stdout: str) -> None:
 @pytest.mark.models
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("line", [line for line in example_commands() if line.split()[1] in RUN])
-def test_avatar_example_runs_as_written(line: str, workdir: Path) -> None:
+def test_avatar_example_runs_as_written(line: str, workdir: Path, cache: Path) -> None:
     env, tokens = split(line)
     result = subprocess.run(
         ["bash", "-c", line],
         cwd=workdir,
-        env=_env(**env),
+        env=_env(cache, **env),
         capture_output=True,
         text=True,
         timeout=600,
@@ -325,7 +340,9 @@ def _setup_decision(venv: Path) -> str:
 
 @pytest.mark.models
 @pytest.mark.timeout(600)
-async def test_make_run_serves_the_page_and_answers_a_typed_turn(tmp_path: Path) -> None:
+async def test_make_run_serves_the_page_and_answers_a_typed_turn(
+    tmp_path: Path, cache: Path
+) -> None:
     line = code_lines(section("Two commands"))[0]
     venv = _venv()
     decision = await asyncio.to_thread(_setup_decision, venv)
@@ -335,6 +352,7 @@ async def test_make_run_serves_the_page_and_answers_a_typed_turn(tmp_path: Path)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
     env = _env(
+        cache,
         VENV=str(venv),
         GWM_SERVER__PORT=str(port),
         GWM_SERVER__ICE_HOST_ADDRESSES="[127.0.0.1]",
