@@ -423,12 +423,14 @@ def sized_config(config: RenderConfig, size: tuple[int, int], fps: int) -> Rende
 
 def _load_renderer(avatar: Path | None, config: RenderConfig) -> FrameRenderer:
     from avatar.identity import IdentityError, load_rig
+    from avatar.identity.quiet import quiet_native_stderr
     from avatar.render import create_renderer, render_size
 
     if avatar is not None and not avatar.exists():
         raise UsageError(f"--avatar {avatar}: no such file or folder")
     try:
-        rig = load_rig(avatar, size=render_size(config))
+        with quiet_native_stderr(verbose=log.isEnabledFor(logging.DEBUG)):
+            rig = load_rig(avatar, size=render_size(config))
     except IdentityError as exc:
         raise UsageError(f"--avatar {avatar if avatar else '(default)'}: {exc}") from exc
     renderer: FrameRenderer = create_renderer(rig, config)
