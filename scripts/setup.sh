@@ -37,21 +37,25 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 flags_key=$(printf '%s' "$CMAKE_ARGS" | sha256sum | cut -c1-12)
 wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/gwm-avatars/wheels/llama-cpp-python-$LLAMA_VERSION-$flags_key"
 
-# What is missing: nothing printed when the environment is up to date.
-missing_base() {
+# What is missing: nothing printed when the environment is up to date. A check that
+# cannot run (a broken venv) counts as something missing.
+check() {
   if [ ! -x "$VENV/bin/python" ]; then
     echo "no virtual environment at $VENV"
-  else
-    "$VENV/bin/python" scripts/setup_check.py --extras "$EXTRAS" --llama-wheel-dir "$wheel_dir" || true
+    return
   fi
+  local out err rc=0
+  err=$(mktemp)
+  out=$("$VENV/bin/python" scripts/setup_check.py "$@" 2>"$err") || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "${out:-cannot check the environment: $(tail -n 1 "$err")}"
+  fi
+  rm -f "$err"
 }
+missing_base() { check --extras "$EXTRAS" --llama-wheel-dir "$wheel_dir"; }
 missing_coqui() {
   [ "$COQUI" = "1" ] || return 0
-  if [ ! -x "$VENV/bin/python" ]; then
-    echo "no virtual environment at $VENV"
-  else
-    "$VENV/bin/python" scripts/setup_check.py --extras coqui --no-project || true
-  fi
+  check --extras coqui --no-project
 }
 
 base=$(missing_base)

@@ -171,6 +171,15 @@ def test_a_changed_requirement_or_a_missing_script_reinstalls(
     assert any(ln.endswith("bin/avatar: missing") for ln in lines), lines
 
 
+def test_a_check_that_cannot_run_means_install(venv: FakeVenv, tmp_path: Path) -> None:
+    venv.install_requirements(BASE_EXTRAS)
+    venv.install_project()
+    (venv.site / "packaging").unlink()  # no packaging, no pip: the check fails to import
+    out = dry_run(venv.path, tmp_path)
+    assert out.startswith("setup: would install") and "cannot check" in out, out
+    assert "ModuleNotFoundError" in out, out
+
+
 def test_check_functions() -> None:
     installed = {"torch": "2.13.0+cpu", "numpy": "1.26.4", "gwm-avatars": "0.1.0"}
     assert setup_check.unmet(["torch==2.13.0", "NumPy>=1.24,<2"], installed) == []

@@ -15,6 +15,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from avatar.arguments import UsageError
 from avatar.commands.listening import (
     add_bind_arguments,
     apply_bind_arguments,
@@ -83,8 +84,6 @@ async def _serve(config: AppConfig) -> None:
 
 def check_cuda(config: AppConfig, cuda_available: bool) -> None:
     """:class:`UsageError` when the config asks for CUDA and this machine has none."""
-    from avatar.cli import UsageError
-
     wanted = cuda_fields(config)
     if wanted and not cuda_available:
         raise UsageError(
@@ -96,7 +95,6 @@ def check_cuda(config: AppConfig, cuda_available: bool) -> None:
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     """Serve until SIGINT/SIGTERM."""
     apply_bind_arguments(args, config)
-    from avatar.cli import UsageError
     from streaming.auth import auth_summary, public_bind_refusal
 
     refusal = public_bind_refusal(config.server)
