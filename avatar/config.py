@@ -515,6 +515,28 @@ class AppConfig(ModelsConfig):
     serving: ServingConfig = Field(default_factory=ServingConfig)
 
 
+def cuda_fields(config: AppConfig) -> list[str]:
+    """The dotted ``*.device`` fields that ask this process for a CUDA device.
+
+    Only fields that take effect count: ``llm.device`` with the transformers backend,
+    ``render.device`` with the torch renderer, none of the stages served on Ray.
+    """
+    remote = set(config.serving.ray.stages) if config.serving.backend == "ray" else set()
+    used = {
+        "stt.device": "stt" not in remote,
+        "llm.device": config.llm.backend == "transformers",
+        "tts.device": "tts" not in remote,
+        "render.device": config.render.backend == "torch" and "render" not in remote,
+    }
+    devices = {
+        "stt.device": config.stt.device,
+        "llm.device": config.llm.device,
+        "tts.device": config.tts.device,
+        "render.device": config.render.device,
+    }
+    return [name for name, on in used.items() if on and devices[name] == "cuda"]
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending field."""
 

@@ -22,17 +22,18 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 import av
 import cv2
 import numpy as np
 
+from avatar.arguments import int_in_range, positive_float, positive_int
 from avatar.config import load_config
 from avatar.identity import load_rig
 from avatar.render import CpuRenderer
-from benchmarks.common import machine
+from benchmarks.common import arg_parser, config_arg, machine
 from benchmarks.render import talking
 from models.assets import AssetResolver
 from models.audio import resample
@@ -139,14 +140,21 @@ def turn_costs(config_name: str) -> dict[str, float]:
     }
 
 
-def main() -> int:
-    """Measure and print the capacity model."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
-    parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--turn-s", type=float, default=10.0, help="seconds between turns")
-    parser.add_argument("--fps", type=int, default=25)
-    args = parser.parse_args()
+    parser.add_argument("--frames", type=positive_int, default=100)
+    parser.add_argument("--turn-s", type=positive_float, default=10.0, help="seconds between turns")
+    parser.add_argument("--fps", type=int_in_range(1, 60), default=25)
+    args = parser.parse_args(argv)
+    args.app_config = config_arg(parser, args.config)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure and print the capacity model."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out(f"machine: {machine()}")
     out(

@@ -1,4 +1,4 @@
-"""Shared bits of the benchmark scripts: machine description and table printing."""
+"""Shared bits of the benchmark scripts: arguments, machine description, statistics."""
 
 from __future__ import annotations
 
@@ -7,6 +7,25 @@ import platform
 import statistics
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from avatar.arguments import ArgumentParser
+from avatar.config import AppConfig, ConfigError, load_config
+
+
+def arg_parser(doc: str | None, file: str) -> ArgumentParser:
+    """A benchmark's parser (``file``: its ``__file__``): bad arguments print one line
+    and exit with code 2."""
+    prog = f"benchmarks/{Path(file).name}"
+    return ArgumentParser(prog=prog, description=(doc or "").splitlines()[0])
+
+
+def config_arg(parser: ArgumentParser, name: str, overrides: Sequence[str] = ()) -> AppConfig:
+    """``--config`` (and ``--set``) loaded, or a one-line error (exit 2) if invalid."""
+    try:
+        return load_config(name, overrides=list(overrides))
+    except ConfigError as exc:
+        parser.error(f"--config {name}: {exc}")
 
 
 def machine() -> str:

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -31,9 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from avatar.analysis import mouth_opening  # noqa: E402
+from avatar.arguments import positive_int  # noqa: E402
 from avatar.config import load_config  # noqa: E402
 from avatar.identity import load_rig  # noqa: E402
-from benchmarks.common import machine, pct  # noqa: E402
+from benchmarks.common import arg_parser, config_arg, machine, pct  # noqa: E402
 from models.assets import AssetResolver  # noqa: E402
 from models.audio import resample  # noqa: E402
 from models.tts import create_tts  # noqa: E402
@@ -170,12 +172,12 @@ async def run_sessions(url: str, clips: list[np.ndarray], n: int, turns: int, pi
     return results
 
 
-def main() -> int:
-    """Start the server, run the sessions, print the numbers."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
-    parser.add_argument("--turns", type=int, default=10)
-    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--turns", type=positive_int, default=10)
+    parser.add_argument("--sessions", type=positive_int, nargs="+", default=[1, 2, 3])
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -183,7 +185,14 @@ def main() -> int:
         default=[],
         help="config override for the server",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.app_config = config_arg(parser, args.config, args.overrides)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the server, run the sessions, print the numbers."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     use_host_addresses(["127.0.0.1"])
     cfg = load_config(args.config)

@@ -12,14 +12,14 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avatar.config import load_config
-from benchmarks.common import machine, summary
+from benchmarks.common import arg_parser, config_arg, machine, summary
 from models.assets import AssetResolver
 from models.audio import resample
 from models.llm import build_messages, create_llm
@@ -131,14 +131,21 @@ def bench_llm(llm_cfg, resolver, label: str) -> None:  # type: ignore[no-untyped
     asyncio.run(llm.aclose())
 
 
-def main() -> int:
-    """Run every benchmark and print the results."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
     parser.add_argument("--skip-transformers", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.app_config = config_arg(parser, args.config)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every benchmark and print the results."""
+    args = parse_args(argv)
+    cfg = args.app_config
     logging.basicConfig(level=logging.WARNING)
-    cfg = load_config(args.config)
     resolver = AssetResolver(cfg.assets)
     out(f"machine: {machine()}")
     out(f"config: {args.config}")

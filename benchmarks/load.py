@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from avatar.config import load_config  # noqa: E402
-from benchmarks.common import machine, pct  # noqa: E402
+from avatar.arguments import positive_int  # noqa: E402
+from benchmarks.common import arg_parser, config_arg, machine, pct  # noqa: E402
 from benchmarks.conversation import (  # noqa: E402
     PAD_S,
     QUESTIONS,
@@ -300,17 +301,24 @@ def faults(config: str, tmp: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def main() -> int:
-    """Run the capacity steps, the bad inputs and the faults; print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
-    parser.add_argument("--turns", type=int, default=3)
-    parser.add_argument("--max-sessions", type=int, default=4)
+    parser.add_argument("--turns", type=positive_int, default=3)
+    parser.add_argument("--max-sessions", type=positive_int, default=4)
     parser.add_argument("--skip-faults", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.app_config = config_arg(parser, args.config)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the capacity steps, the bad inputs and the faults; print the tables."""
+    args = parse_args(argv)
+    cfg = args.app_config
     logging.basicConfig(level=logging.WARNING)
     use_host_addresses(["127.0.0.1"])
-    cfg = load_config(args.config)
     tts = create_tts(cfg.tts, AssetResolver(cfg.assets))
     pad = np.zeros(int(PAD_S * 48_000), np.float32)
     clips = []

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,11 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from avatar.arguments import positive_float, positive_int
 from avatar.config import load_config
 from avatar.identity import load_rig
 from avatar.render import create_renderer
 from avatar.state import NEUTRAL, Mode
-from benchmarks.common import machine, summary
+from benchmarks.common import arg_parser, config_arg, machine, summary
 from benchmarks.engines import UTTERANCES
 from models.assets import AssetResolver
 from models.audio import resample
@@ -89,14 +91,21 @@ def bench_render(renderer, local, states, callers: int, frames: int, serving) ->
     out(f"render locally, {callers} thread(s): {frames / wall:.1f} frames/s")
 
 
-def main() -> int:
-    """Run the Ray Serve benchmarks."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--config", default="default")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=96)
-    parser.add_argument("--replica-cpus", type=float, default=0.5)
-    args = parser.parse_args()
+    parser.add_argument("--rounds", type=positive_int, default=2)
+    parser.add_argument("--frames", type=positive_int, default=96)
+    parser.add_argument("--replica-cpus", type=positive_float, default=0.5)
+    args = parser.parse_args(argv)
+    args.app_config = config_arg(parser, args.config)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the Ray Serve benchmarks."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))  # no ~/.ray/auth_token
 

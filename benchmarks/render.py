@@ -1,6 +1,7 @@
 """Renderer timings and sample frames.
 
-Usage: python benchmarks/render.py [--frames-dir benchmarks/frames] [--repeat 40]
+Usage: python -m benchmarks.render [--frames-dir benchmarks/frames] [--repeat 40]
+       [--sizes 512 1280x720] [--batches 1 8 32]
 
 Prints the CPU renderer's time per frame (one OpenCV thread; run with
 OPENBLAS_NUM_THREADS=1 for one core in all) at 512×512 and 1280×720
@@ -15,16 +16,18 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from avatar.arguments import non_negative_int, positive_int, size_type
 from avatar.identity import load_rig
 from avatar.render import CpuRenderer
 from avatar.state import AvatarState
-from benchmarks.common import machine, summary
+from benchmarks.common import arg_parser, machine, summary
 
 FRAMES = {
     "neutral": AvatarState(),
@@ -159,18 +162,35 @@ def bench_offline(size: tuple[int, int], tmp: Path) -> None:
     )
 
 
-def main() -> int:
-    """Run the renderer benchmarks."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--frames-dir", type=Path, default=Path(__file__).parent / "frames")
-    parser.add_argument("--repeat", type=int, default=40)
-    parser.add_argument("--sizes", nargs="*", default=["512x512", "1280x720"])
-    parser.add_argument("--batches", nargs="*", type=int, default=[1, 8, 32])
-    parser.add_argument("--torch-threads", type=int, default=0, help="0: torch's default")
-    args = parser.parse_args()
+    parser.add_argument("--repeat", type=positive_int, default=40)
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=size_type,
+        default=[(512, 512), (1280, 720)],
+        metavar="WxH",
+        help="frame sizes, e.g. 512 (= 512x512) 1280x720",
+    )
+    parser.add_argument("--batches", nargs="+", type=positive_int, default=[1, 8, 32])
+    parser.add_argument(
+        "--torch-threads", type=non_negative_int, default=0, help="0: torch's default"
+    )
+    args = parser.parse_args(argv)
+    if args.frames_dir.exists() and not args.frames_dir.is_dir():
+        parser.error(f"--frames-dir {args.frames_dir} exists and is not a folder")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the renderer benchmarks."""
+    args = parse_args(argv)
     out(f"{machine()}; load average {os.getloadavg()[0]:.1f}")
     save_frames(args.frames_dir)
-    sizes = [(int(s.split("x")[0]), int(s.split("x")[1])) for s in args.sizes]
+    sizes: list[tuple[int, int]] = args.sizes
     for size in sizes:
         bench_cpu(size, args.repeat)
     for size in sizes:

