@@ -26,12 +26,14 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import machine, summary
+from avatar.arguments import positive_float, positive_int, size_type
+from benchmarks.common import arg_parser, machine, summary
 
 # The Qwen2.5 instruct shapes (from the models' published config.json files).
 QWEN_SHAPES: dict[str, dict[str, Any]] = {
@@ -67,22 +69,6 @@ def out(line: str = "") -> None:
     """Print one result line."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``512`` → (512, 512); ``1280x720`` → (1280, 720)."""
-    parts = text.lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size {text!r}: expected N or WxH, e.g. 512 or 1280x720"
-        ) from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 64:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected N or WxH with sides >= 64")
-    return values[0], values[1]
 
 
 def gpu_line() -> str:
@@ -280,26 +266,34 @@ def engines_line() -> None:
         out("ctranslate2 (faster-whisper): not installed")
 
 
-def main() -> int:
-    """Run the GPU benchmarks."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="*", type=parse_size, default=[(512, 512), (1280, 720)])
-    parser.add_argument("--batches", nargs="*", type=int, default=[1, 8, 32, 64])
-    parser.add_argument("--seconds", type=float, default=3.0, help="timing per batch size")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
+    parser.add_argument(
+        "--sizes", nargs="*", type=size_type, default=[(512, 512), (1280, 720)], metavar="WxH"
+    )
+    parser.add_argument("--batches", nargs="+", type=positive_int, default=[1, 8, 32, 64])
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="timing per batch size")
     parser.add_argument(
         "--llm-shapes", nargs="*", choices=sorted(QWEN_SHAPES), default=["0.5b", "1.5b"]
     )
-    parser.add_argument("--llm-batches", nargs="*", type=int, default=[1, 8, 32])
-    parser.add_argument("--llm-tokens", type=int, default=64)
+    parser.add_argument("--llm-batches", nargs="+", type=positive_int, default=[1, 8, 32])
+    parser.add_argument("--llm-tokens", type=positive_int, default=64)
     parser.add_argument(
         "--tokenizer",
         type=Path,
         default=None,
         help="a folder with the Qwen2.5 tokenizer (the LLM part is skipped without it)",
     )
-    args = parser.parse_args()
-    if any(b < 1 for b in args.batches + args.llm_batches):
-        parser.error("batch sizes must be >= 1")
+    args = parser.parse_args(argv)
+    if args.tokenizer is not None and not args.tokenizer.is_dir():
+        parser.error(f"--tokenizer {args.tokenizer}: not a folder")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the GPU benchmarks."""
+    args = parse_args(argv)
     out(f"{machine()}; load average {os.getloadavg()[0]:.1f}")
     out(gpu_line())
     engines_line()

@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["capacity", "conversation", "engines", "load", "ray_serve", "render"]
+BENCHMARKS = ["capacity", "conversation", "engines", "gpu", "load", "ray_serve", "render"]
 
 
 def _module(name: str) -> ModuleType:
@@ -53,6 +53,10 @@ def test_defaults_parse(name: str) -> None:
     ("name", "argv", "expect"),
     [
         ("render", ["--sizes", "512x"], "--sizes"),
+        ("gpu", ["--sizes", "512x"], "--sizes"),
+        ("gpu", ["--batches", "0"], "--batches"),
+        ("gpu", ["--llm-shapes", "3b"], "--llm-shapes"),
+        ("gpu", ["--tokenizer", "/nonexistent-folder"], "--tokenizer"),
         ("render", ["--sizes", "0"], "out of range"),
         ("render", ["--sizes"], "expected at least one argument"),
         ("render", ["--repeat", "0"], "--repeat"),
