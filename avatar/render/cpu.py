@@ -18,7 +18,35 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar.identity.rig import AvatarRig
-from avatar.render.model import DAMPING, ITERS, EyeModel, RigModel, Roi, build_model
+from avatar.render.model import (
+    CAVITY_DEEP,
+    DAMPING,
+    ITERS,
+    LO_LIGHT,
+    LO_LIP,
+    LO_LIP_REACH,
+    LO_MASK,
+    LO_REACH,
+    LO_RGB,
+    LO_T,
+    LO_TEETH,
+    LO_TEETH_REACH,
+    LO_TONGUE,
+    UP_CAVITY,
+    UP_LIGHT,
+    UP_LIP,
+    UP_LIP_REACH,
+    UP_MASK,
+    UP_PHOTO,
+    UP_REACH,
+    UP_RGB,
+    UP_T,
+    UP_TEETH,
+    EyeModel,
+    RigModel,
+    Roi,
+    build_model,
+)
 from avatar.render.params import FrameParams, frame_params
 from avatar.state import AvatarState
 
@@ -221,7 +249,7 @@ class CpuRenderer:
         g_low = grid.invert(_weighted_sum(coef, self._low).reshape(*grid.shape, 2))
         a_up = _remap(mo.atlas_up, grid.pull(g_up, local))
         a_low = _remap(mo.atlas_low, grid.pull(g_low, local))
-        out[y0:y1, x0:x1] = composite_mouth(a_up, a_low)
+        out[y0:y1, x0:x1] = composite_mouth(a_up, a_low, p.interior[i])
 
     def _eye(self, out: U8, warp: _Warp, eye: EyeModel, p: FrameParams, i: int, e: int) -> None:
         grid = self._eye_grids[e]
@@ -244,31 +272,55 @@ def _weighted_sum(coef: F32, rows: F32) -> F32:
     return out
 
 
-def composite_mouth(a_up: F32, a_low: F32) -> U8:
+def composite_mouth(a_up: F32, a_low: F32, reach: F32) -> U8:
     """Blend the upper part, the lower part and the synthesized interior of the mouth.
 
-    ``a_up`` holds (portrait RGB, upper mask, teeth RGBA, cavity RGB) sampled through the
-    upper part's field, ``a_low`` (portrait RGB, lower mask, tongue/lower teeth RGBA)
-    through the lower part's. A pixel is lower lip where the lower pull-back lands below
-    the lower lip line, upper lip where the upper one lands above the upper lip line,
-    and the mouth's inside where neither does (there: cavity, under the tongue and lower
-    teeth, under the upper teeth).
+    ``a_up`` holds the upper atlas sampled through the upper part's field, ``a_low`` the
+    lower atlas through the lower part's (channels: ``avatar.render.model.UP_*`` and
+    ``LO_*``); ``reach`` the frame's interior reaches in pixels (upper teeth, tongue, lower
+    teeth, upper and lower inner lips). A pixel is lower
+    lip where the lower pull-back lands below the lower lip line, upper lip where the
+    upper one lands above the upper lip line, and the mouth's inside where neither
+    does. Inside, back to front: the cavity (lit from the lips, dark at the back), the
+    tongue, the lower teeth, the upper teeth, the lower lip's and the upper lip's inner
+    surfaces.
     """
     u, lo = _planes(a_up), _planes(a_low)
-    ml = lo[3]
-    w_int = 1.0 - ml - u[3]
+    ml = lo[LO_MASK]
+    w_int = 1.0 - ml - u[UP_MASK]
     np.maximum(w_int, 0.0, out=w_int)
     w_up = 1.0 - ml - w_int
-    w_teeth = w_int * u[7]
-    w_rest = w_int - w_teeth
-    w_tongue = w_rest * lo[7]
-    w_cav = w_rest - w_tongue
-    o = u[8:11] * w_cav
-    o += lo[4:7] * w_tongue
-    o += u[4:7] * w_teeth
-    o += lo[0:3] * ml
-    o += u[0:3] * w_up
-    return _to_u8(o)
+    light = 1.0 - (1.0 - u[UP_LIGHT]) * (1.0 - lo[LO_LIGHT])
+    light *= np.float32(1.0 - CAVITY_DEEP)
+    light += np.float32(CAVITY_DEEP)
+    inner = u[UP_CAVITY] * light
+    _over(inner, lo[LO_TONGUE], _reach_alpha(lo[LO_REACH], lo[LO_T], reach[1]))
+    _over(inner, lo[LO_TEETH], _reach_alpha(lo[LO_TEETH_REACH], lo[LO_T], reach[2]))
+    a_teeth = np.maximum(_reach_alpha(u[UP_REACH], u[UP_T], reach[0]), u[UP_PHOTO])
+    _over(inner, u[UP_TEETH], a_teeth)
+    _over(inner, lo[LO_LIP], _reach_alpha(lo[LO_LIP_REACH], lo[LO_T], reach[4]))
+    _over(inner, u[UP_LIP], _reach_alpha(u[UP_LIP_REACH], u[UP_T], reach[3]))
+    inner *= w_int
+    inner += lo[LO_RGB] * ml
+    inner += u[UP_RGB] * w_up
+    return _to_u8(inner)
+
+
+def _reach_alpha(profile: F32, t: F32, reach: float) -> F32:
+    """Coverage of a layer reaching ``R = reach * profile`` px from its lip: a soft 1 px
+    edge at ``t = R``, fading in over the first pixel of reach (nothing at ``R = 0``)."""
+    r: F32 = profile * np.float32(reach)
+    a = r - t
+    a += np.float32(0.5)
+    np.clip(a, 0.0, 1.0, out=a)
+    np.clip(r, 0.0, 1.0, out=r)
+    a *= r
+    return a
+
+
+def _over(dst: F32, rgb: F32, alpha: F32) -> None:
+    """``dst`` (3, h, w) ← ``rgb`` over ``dst`` with coverage ``alpha`` (h, w), in place."""
+    dst += (rgb - dst) * alpha
 
 
 def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
