@@ -75,8 +75,15 @@ _HALF_WINDOW = 0.0125
 """Half the analysis window of the audio features (they see this far ahead)."""
 _BLEND_HOPS = 5
 """Width (in hops) of the symmetric smoothing of the coarticulated targets."""
-_CARRY = 0.10
-"""Seconds a viseme's influence lasts after its span (carry-over coarticulation)."""
+_CARRY = 0.04
+"""Seconds a viseme's influence lasts after its span (carry-over coarticulation).
+
+Anticipation is bounded by the lookahead (``lead - PHONEME_LEAD``, 10 ms by default),
+so a long carry-over makes the smoothing lopsided: each shape's centre of mass then
+trails its sound. At 100 ms it put the mouth, read from pixels, a frame behind the
+speech envelope on the Piper path (r 0.74 at lag 0, almost as high a frame late);
+at 40 ms the best lag is 0 on every sentence measured (r ~0.84), and a bilabial's
+press no longer holds the jaw shut into the vowel that follows it."""
 
 
 @dataclass(frozen=True)
