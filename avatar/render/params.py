@@ -102,7 +102,7 @@ def mouth_coefficients(state: AvatarState) -> list[float]:
     return [coef[k] for k in MOUTH_UNITS]
 
 
-TEETH_REACH = (0.036, 0.012, 0.008, 0.024)
+TEETH_REACH = (0.027, 0.012, 0.008, 0.024)
 """Upper teeth below the upper lip, in face heights: at rest, more per unit of
 ``teeth_show`` and of spreading, less per unit of rounding (the lips cover them)."""
 LOWER_TEETH_REACH = (0.012, 0.01)
