@@ -11,7 +11,7 @@ for a product this small, which the encoder beside the renderer needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -63,6 +63,20 @@ def _remap(img: np.ndarray, coords: F32, *, zero: bool = False) -> np.ndarray:
         img, coords, None, cv2.INTER_LINEAR, borderMode=border, borderValue=0
     )
     return out if out.ndim == 3 else out[:, :, None]
+
+
+def _remap_points(img: np.ndarray, pts: F32) -> F32:
+    """``img`` sampled (bilinear, border replicated) at (N, 2) points: (N, C).
+
+    The points go in rows of 256 (OpenCV's maps must stay under 32767 on each side).
+    """
+    n = len(pts)
+    cols = 256
+    rows = -(-n // cols)
+    grid = np.zeros((rows * cols, 2), np.float32)
+    grid[:n] = pts
+    out = _remap(img, grid.reshape(rows, cols, 2))
+    return np.asarray(out.reshape(rows * cols, -1)[:n], np.float32)
 
 
 class _Grid:
@@ -143,6 +157,8 @@ class CpuRenderer:
         self._up = mo.up_fields.reshape(mo.up_fields.shape[0], -1)
         self._low = mo.low_fields.reshape(mo.low_fields.shape[0], -1)
         self._mouth_grid = _Grid(mo.roi)
+        self._up_base = np.ascontiguousarray(mo.atlas_up[..., :4])
+        self._low_base = np.ascontiguousarray(mo.atlas_low[..., :4])
         self._eye_grids = [_Grid(e.roi) for e in m.eyes]
         self._bands = self._moving_bands() if self._aligned else [(0, 0, *self.size)]
 
@@ -247,9 +263,16 @@ class CpuRenderer:
         coef = p.mouth[i]
         g_up = grid.invert(_weighted_sum(coef, self._up).reshape(*grid.shape, 2))
         g_low = grid.invert(_weighted_sum(coef, self._low).reshape(*grid.shape, 2))
-        a_up = _remap(mo.atlas_up, grid.pull(g_up, local))
-        a_low = _remap(mo.atlas_low, grid.pull(g_low, local))
-        out[y0:y1, x0:x1] = composite_mouth(a_up, a_low, p.interior[i])
+        q_up, q_low = grid.pull(g_up, local), grid.pull(g_low, local)
+        out[y0:y1, x0:x1] = composite_mouth(
+            _remap(self._up_base, q_up),
+            _remap(self._low_base, q_low),
+            p.interior[i],
+            lambda inside: (
+                _remap_points(mo.atlas_up, q_up[inside]),
+                _remap_points(mo.atlas_low, q_low[inside]),
+            ),
+        )
 
     def _eye(self, out: U8, warp: _Warp, eye: EyeModel, p: FrameParams, i: int, e: int) -> None:
         grid = self._eye_grids[e]
@@ -272,38 +295,52 @@ def _weighted_sum(coef: F32, rows: F32) -> F32:
     return out
 
 
-def composite_mouth(a_up: F32, a_low: F32, reach: F32) -> U8:
+def composite_mouth(
+    b_up: F32,
+    b_low: F32,
+    reach: F32,
+    interior: Callable[[npt.NDArray[np.bool_]], tuple[F32, F32]],
+) -> U8:
     """Blend the upper part, the lower part and the synthesized interior of the mouth.
 
-    ``a_up`` holds the upper atlas sampled through the upper part's field, ``a_low`` the
-    lower atlas through the lower part's (channels: ``avatar.render.model.UP_*`` and
-    ``LO_*``); ``reach`` the frame's interior reaches in pixels (upper teeth, tongue, lower
-    teeth, upper and lower inner lips). A pixel is lower
-    lip where the lower pull-back lands below the lower lip line, upper lip where the
-    upper one lands above the upper lip line, and the mouth's inside where neither
-    does. Inside, back to front: the cavity (lit from the lips, dark at the back), the
-    tongue, the lower teeth, the upper teeth, the lower lip's and the upper lip's inner
-    surfaces.
+    ``b_up`` holds the upper atlas's first four channels (portrait RGB, upper mask)
+    sampled through the upper part's field, ``b_low`` the lower atlas's through the
+    lower part's; ``interior(inside)`` samples the whole atlases (channels:
+    ``avatar.render.model.UP_*`` and ``LO_*``) at the pixels of the ``inside`` mask
+    only, as (N, C) arrays; ``reach`` is the frame's interior reaches in pixels (upper
+    teeth, tongue, lower teeth, upper and lower inner lips). A pixel is lower lip where
+    the lower pull-back lands below the lower lip line, upper lip where the upper one
+    lands above the upper lip line, and the mouth's inside where neither does. Inside,
+    back to front: the cavity (lit from the lips, dark at the back), the tongue, the
+    lower teeth, the upper teeth, the lower lip's and the upper lip's inner surfaces.
     """
-    u, lo = _planes(a_up), _planes(a_low)
-    ml = lo[LO_MASK]
-    w_int = 1.0 - ml - u[UP_MASK]
+    ml = b_low[..., LO_MASK]
+    w_int = 1.0 - ml - b_up[..., UP_MASK]
     np.maximum(w_int, 0.0, out=w_int)
     w_up = 1.0 - ml - w_int
-    light = 1.0 - (1.0 - u[UP_LIGHT]) * (1.0 - lo[LO_LIGHT])
+    out = b_low[..., LO_RGB] * ml[..., None]
+    out += b_up[..., UP_RGB] * w_up[..., None]
+    inside = w_int > 0.0
+    if inside.any():  # the interior, on the opening's pixels only
+        u, lo = interior(inside)
+        out[inside] += _interior(u, lo, reach) * w_int[inside][:, None]
+    np.clip(out, 0.0, 255.0, out=out)
+    return np.rint(out, out=out).astype(np.uint8)
+
+
+def _interior(u: F32, lo: F32, reach: F32) -> F32:
+    """The interior's colour (N, 3) for (N, C) samples of the upper and lower atlases."""
+    light = 1.0 - (1.0 - u[:, UP_LIGHT]) * (1.0 - lo[:, LO_LIGHT])
     light *= np.float32(1.0 - CAVITY_DEEP)
     light += np.float32(CAVITY_DEEP)
-    inner = u[UP_CAVITY] * light
-    _over(inner, lo[LO_TONGUE], _reach_alpha(lo[LO_REACH], lo[LO_T], reach[1]))
-    _over(inner, lo[LO_TEETH], _reach_alpha(lo[LO_TEETH_REACH], lo[LO_T], reach[2]))
-    a_teeth = np.maximum(_reach_alpha(u[UP_REACH], u[UP_T], reach[0]), u[UP_PHOTO])
-    _over(inner, u[UP_TEETH], a_teeth)
-    _over(inner, lo[LO_LIP], _reach_alpha(lo[LO_LIP_REACH], lo[LO_T], reach[4]))
-    _over(inner, u[UP_LIP], _reach_alpha(u[UP_LIP_REACH], u[UP_T], reach[3]))
-    inner *= w_int
-    inner += lo[LO_RGB] * ml
-    inner += u[UP_RGB] * w_up
-    return _to_u8(inner)
+    inner = u[:, UP_CAVITY] * light[:, None]
+    _over(inner, lo[:, LO_TONGUE], _reach_alpha(lo[:, LO_REACH], lo[:, LO_T], reach[1]))
+    _over(inner, lo[:, LO_TEETH], _reach_alpha(lo[:, LO_TEETH_REACH], lo[:, LO_T], reach[2]))
+    a_teeth = np.maximum(_reach_alpha(u[:, UP_REACH], u[:, UP_T], reach[0]), u[:, UP_PHOTO])
+    _over(inner, u[:, UP_TEETH], a_teeth)
+    _over(inner, lo[:, LO_LIP], _reach_alpha(lo[:, LO_LIP_REACH], lo[:, LO_T], reach[4]))
+    _over(inner, u[:, UP_LIP], _reach_alpha(u[:, UP_LIP_REACH], u[:, UP_T], reach[3]))
+    return inner
 
 
 def _reach_alpha(profile: F32, t: F32, reach: float) -> F32:
@@ -319,8 +356,8 @@ def _reach_alpha(profile: F32, t: F32, reach: float) -> F32:
 
 
 def _over(dst: F32, rgb: F32, alpha: F32) -> None:
-    """``dst`` (3, h, w) ← ``rgb`` over ``dst`` with coverage ``alpha`` (h, w), in place."""
-    dst += (rgb - dst) * alpha
+    """``dst`` (N, 3) ← ``rgb`` over ``dst`` with coverage ``alpha`` (N,), in place."""
+    dst += (rgb - dst) * alpha[:, None]
 
 
 def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
