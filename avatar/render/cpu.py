@@ -364,8 +364,9 @@ def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
     """Blend the (closing) upper lid, the lower lid and the eyeball with its iris.
 
     ``a_lid`` holds (portrait RGB, upper-lid mask, lash alpha) sampled through the lid
-    field, ``a_face`` (portrait RGB, lower-lid mask, eyeball RGB) through the face, and
-    ``a_iris`` the iris sprite at the gaze offset.
+    field, ``a_face`` (portrait RGB, lower-lid mask, eyeball RGB, pinned mask) through
+    the face, and ``a_iris`` the iris sprite at the gaze offset. Pinned pixels (glasses
+    frames above the lid) keep the portrait, in front of the closing lid.
     """
     lid, face, iris = _planes(a_lid), _planes(a_face), _planes(a_iris)
     mu, ml = lid[3], face[3]
@@ -378,6 +379,8 @@ def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
     o += iris[0:3] * w_iris
     o += face[0:3] * w_low
     o += lid[0:3] * w_lid
+    pin = face[7]
+    o += (face[0:3] - o) * pin
     return _to_u8(o)
 
 

@@ -191,7 +191,8 @@ class EyeModel:
     atlas_lid: F32
     """(h, w, 5): portrait RGB, upper-lid mask, lash-line alpha."""
     atlas_face: F32
-    """(h, w, 7): portrait RGB, lower-lid mask, iris-free eyeball RGB."""
+    """(h, w, 8): portrait RGB, lower-lid mask, iris-free eyeball RGB, and what stays
+    put in front of the closing lid (glasses frames, brows)."""
     atlas_iris: F32
     """(h, w, 4): iris RGBA."""
     gaze_px: tuple[float, float]

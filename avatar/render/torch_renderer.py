@@ -257,7 +257,8 @@ class TorchRenderer:
         ball = a_face[..., 1:4]
         ball = ball + (a_iris[..., 0:3] - ball) * a_iris[..., 3:4]
         lid = i_lid * (mu * (1.0 - LASH_DARKEN * blink * a_lid[..., 1:2]))
-        frames[idx] = ball * w_eye + i_face * w_low + lid
+        eye_px = ball * w_eye + i_face * w_low + lid
+        frames[idx] = eye_px + (i_face - eye_px) * a_face[..., 4:5]
 
 
 def _composite_mouth(a_up: Any, a_low: Any, i_up: Any, i_low: Any, reach: Any) -> Any:

@@ -124,7 +124,7 @@ def test_closed_mouth_photo_opens_onto_synthesized_teeth(
     box = rig.mouth_box()
     closed = crop(renderer.render(NEUTRAL), box)
     opened = crop(renderer.render(AvatarState(jaw_open=1.0)), box)
-    # a band of teeth (a minority of the opening: see test_mouth_look.py)
+    # a band of teeth (a minority of the opening: see test_look.py)
     assert teeth_like(opened).mean() > teeth_like(closed).mean() + 0.01
     assert (luma(opened) < 60).mean() > (luma(closed) < 60).mean() + 0.05
 

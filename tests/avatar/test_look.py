@@ -205,3 +205,33 @@ def test_portraits_have_their_own_mouth_colours(portraits: dict[str, CpuRenderer
         assert float(np.std(luma(frame)[inner][luma(frame)[inner] < 0.33 * m.cheek])) > 2.0
         means.append(dark.mean(axis=0))
     assert float(np.abs(means[0] - means[1]).max()) > 3.0
+
+
+def test_blink_closes_the_eyes_behind_the_glasses(portraits: dict[str, CpuRenderer]) -> None:
+    """Grace Hopper wears glasses: a blink closes her lids, never moves their frames."""
+    r = portraits["grace-hopper"]
+    rig = r.rig
+    lm = rig.landmarks
+    fh = rig.face_height
+    opened, closed = r.render(NEUTRAL), r.render(AvatarState(blink_left=1.0, blink_right=1.0))
+    y_open, y_closed = luma(opened), luma(closed)
+    cheek = float(np.median([y_open[int(lm[i][1]), int(lm[i][0])] for i in CHEEKS]))
+    changed_eyes = []
+    frame_px = np.zeros(y_open.shape, bool)
+    for upper, lower in (
+        (L.RIGHT_EYE_UPPER, L.RIGHT_EYE_LOWER),
+        (L.LEFT_EYE_UPPER, L.LEFT_EYE_LOWER),
+    ):
+        up = lm[list(upper)]
+        eye = polygon_mask(lm[list(upper + lower[::-1])], rig.size) > 0.5
+        changed_eyes.append(float(np.mean(np.abs(y_closed - y_open)[eye])))
+        # the frame's dark top bar: dark pixels over the eye, clear of the lid and lashes
+        x0, x1 = int(up[:, 0].min()), int(up[:, 0].max())
+        top = int(up[:, 1].min() - 0.03 * fh)
+        band = np.zeros_like(frame_px)
+        band[int(top - 0.12 * fh) : top, x0:x1] = True
+        frame_px |= band & (y_open < 0.35 * cheek)
+    assert frame_px.sum() > 100, "no glasses frame found above the eyes"
+    assert min(changed_eyes) > 20.0, f"the lids hardly moved: {changed_eyes}"
+    moved = np.abs(y_closed - y_open)[frame_px]
+    assert float(np.mean(moved)) < 3.0, f"the glasses' frame moved by {np.mean(moved):.1f} levels"
