@@ -124,5 +124,5 @@ def _pinned(pf: F64, y_up: F64, ys: F64, skin_luma: float, fh: float) -> F64:
     dark = smoothstep((0.55 * skin_luma - luma) / (0.15 * skin_luma))
     above = smoothstep(((y_up - 0.02 * fh) - ys) / (0.01 * fh + 1.0))
     pin = (dark * above).astype(np.float32)
-    pin = cv2.dilate(pin, np.ones((3, 3), np.uint8))
+    pin = np.asarray(cv2.dilate(pin, np.ones((3, 3), np.uint8)), np.float32)
     return np.asarray(cv2.GaussianBlur(pin, (0, 0), 0.7), np.float64)
