@@ -1,7 +1,7 @@
 """What makes the mouth move: a speech drive, from a phoneme timeline or from audio.
 
-A :class:`MouthDrive` is a target trajectory for the four mouth channels
-(``jaw_open, mouth_wide, lip_press, teeth_show``), sampled on a fine fixed hop, plus a
+A :class:`MouthDrive` is a target trajectory for the five mouth channels
+(``jaw_open, mouth_wide, lip_press, teeth_show, tongue_show``), sampled on a fine fixed hop, plus a
 loudness track and accent times for the head's prosody. Time 0 is the first sample of
 the speech audio; the track starts ``lead`` seconds earlier (the mouth may prepare
 its shape that long before the sound, never longer) and ends a little after the
@@ -41,7 +41,7 @@ HOP = 0.005
 """Seconds between samples of a drive's tracks."""
 TAIL = 0.15
 """Seconds a drive lasts after its audio (the mouth relaxes)."""
-CHANNELS = 4
+CHANNELS = 5
 REST = np.zeros(CHANNELS, dtype=np.float32)
 REST.flags.writeable = False
 """The closed, relaxed mouth."""
@@ -99,7 +99,7 @@ class MouthDrive:
     """A mouth target trajectory for one chunk of speech (see the module docstring)."""
 
     targets: F32
-    """(n, 4) targets: jaw_open, mouth_wide, lip_press, teeth_show."""
+    """(n, 5) targets: jaw_open, mouth_wide, lip_press, teeth_show, tongue_show."""
     energy: F32
     """(n,) loudness 0..1 (drives the head's prosody)."""
     t0: float
@@ -128,7 +128,7 @@ class MouthDrive:
         return self.t0 + len(self.targets) * self.hop
 
     def sample(self, times: npt.ArrayLike) -> tuple[F32, F32]:
-        """Targets (m, 4) and energy (m,) at ``times`` (seconds from the audio start).
+        """Targets (m, 5) and energy (m,) at ``times`` (seconds from the audio start).
 
         Linear interpolation; rest (closed, silent) outside the track.
         """
@@ -322,7 +322,8 @@ class MouthDrive:
         wide = wide * on
         teeth = teeth * on
         press = np.zeros_like(jaw)
-        feat_targets = np.stack([jaw, wide, press, teeth], axis=1).astype(np.float32)
+        tongue = np.zeros_like(jaw)  # the sound alone does not tell where the tongue is
+        feat_targets = np.stack([jaw, wide, press, teeth, tongue], axis=1).astype(np.float32)
         # resample onto the drive's clock: sample k at time t0 + k*HOP uses the
         # features at t + shift (audio up to t + shift + half_window <= t + lead)
         t0 = -lead
@@ -366,6 +367,7 @@ _SONORITY: dict[Viseme, float] = {
     Viseme.PP: 0.15,
     Viseme.KK: 0.2,
     Viseme.DD: 0.35,
+    Viseme.LL: 0.5,
     Viseme.FF: 0.25,
     Viseme.TH: 0.25,
     Viseme.SS: 0.3,

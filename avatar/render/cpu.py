@@ -307,12 +307,13 @@ def composite_mouth(
     sampled through the upper part's field, ``b_low`` the lower atlas's through the
     lower part's; ``interior(inside)`` samples the whole atlases (channels:
     ``avatar.render.model.UP_*`` and ``LO_*``) at the pixels of the ``inside`` mask
-    only, as (N, C) arrays; ``reach`` is the frame's interior reaches in pixels (upper
-    teeth, tongue, lower teeth, upper and lower inner lips). A pixel is lower lip where
+    only, as (N, C) arrays; ``reach`` is the frame's interior reaches in pixels
+    (:attr:`avatar.render.params.FrameParams.interior`). A pixel is lower lip where
     the lower pull-back lands below the lower lip line, upper lip where the upper one
     lands above the upper lip line, and the mouth's inside where neither does. Inside,
     back to front: the cavity (lit from the lips, dark at the back), the tongue, the
-    lower teeth, the upper teeth, the lower lip's and the upper lip's inner surfaces.
+    lower teeth, the upper teeth, (the tongue's tip, for th and l), the lower lip's and
+    the upper lip's inner surfaces.
     """
     ml = b_low[..., LO_MASK]
     w_int = 1.0 - ml - b_up[..., UP_MASK]
@@ -334,10 +335,14 @@ def _interior(u: F32, lo: F32, reach: F32) -> F32:
     light *= np.float32(1.0 - CAVITY_DEEP)
     light += np.float32(CAVITY_DEEP)
     inner = u[:, UP_CAVITY] * light[:, None]
-    _over(inner, lo[:, LO_TONGUE], _reach_alpha(lo[:, LO_REACH], lo[:, LO_T], reach[1]))
+    a_tongue = _reach_alpha(lo[:, LO_REACH], lo[:, LO_T], reach[1])
+    _over(inner, lo[:, LO_TONGUE], a_tongue)
     _over(inner, lo[:, LO_TEETH], _reach_alpha(lo[:, LO_TEETH_REACH], lo[:, LO_T], reach[2]))
     a_teeth = np.maximum(_reach_alpha(u[:, UP_REACH], u[:, UP_T], reach[0]), u[:, UP_PHOTO])
     _over(inner, u[:, UP_TEETH], a_teeth)
+    if reach[5] > 0.0:  # th, l: the tip of the tongue in front of the teeth's edges
+        a_tongue *= reach[5]
+        _over(inner, lo[:, LO_TONGUE], a_tongue)
     _over(inner, lo[:, LO_LIP], _reach_alpha(lo[:, LO_LIP_REACH], lo[:, LO_T], reach[4]))
     _over(inner, u[:, UP_LIP], _reach_alpha(u[:, UP_LIP_REACH], u[:, UP_T], reach[3]))
     return inner

@@ -303,7 +303,7 @@ def interior_colors(rig: AvatarRig, shows_teeth: bool) -> InteriorColors:
     return InteriorColors(
         teeth=teeth,
         cavity=red * 0.5,
-        tongue=red * 0.62,
+        tongue=red * np.array([0.8, 0.68, 0.74]),
         lip_upper=lip * 0.62,
         lip_lower=lip * np.array([0.95, 0.8, 0.8]),
     )
@@ -378,10 +378,10 @@ def mouth_atlases(rig: AvatarRig, roi: Roi) -> tuple[F32, F32, bool]:
     # about the lip's inner surface when the jaw is nearly closed
     lt_prof = (0.55 + 0.45 * side) * (1.0 - smoothstep((au - 0.3) / 0.3))
     lt_shade = 0.7 * (1.0 - 0.4 * au**1.6) * _gap_shade(u, half, gap_px, (0.0, 0.2), 0.08)
-    lt_rgb = colors.teeth * lt_shade[..., None]
+    lt_rgb = (0.8 * colors.teeth + 0.2 * colors.lip_lower) * lt_shade[..., None]
     # the tongue: a dome resting behind the lower teeth, lit at its front edge
     dome = np.sqrt(np.clip(1.0 - (u / 0.8) ** 2, 0.0, 1.0))
-    tg_shade = (0.85 - 0.35 * smoothstep(t_lo / (0.05 * fh))) * (1.0 - 0.3 * au**2)
+    tg_shade = (0.95 - 0.4 * smoothstep(t_lo / (0.05 * fh))) * (1.0 - 0.3 * au**2)
     tg_shade *= 1.0 - 0.12 * np.exp(-0.5 * (u * half / (0.006 * fh + 0.5)) ** 2)  # mid line
     tongue = colors.tongue * tg_shade[..., None]
     light_lo = np.exp(-np.maximum(t_lo, 0.0) / fall)

@@ -265,7 +265,7 @@ def _composite_mouth(a_up: Any, a_low: Any, i_up: Any, i_low: Any, reach: Any) -
     """:func:`avatar.render.cpu.composite_mouth` on (B, h, w, C) tensors.
 
     The atlases here lack their first three (portrait) channels; ``i_up`` / ``i_low``
-    are the portrait sampled through each part's field; ``reach`` is (B, 5).
+    are the portrait sampled through each part's field; ``reach`` is (B, 6).
     """
 
     def ch(a: Any, c: int | slice, first: int = 3) -> Any:
@@ -284,10 +284,12 @@ def _composite_mouth(a_up: Any, a_low: Any, i_up: Any, i_low: Any, reach: Any) -
     w_up = 1.0 - ml - w_int
     light = 1.0 - (1.0 - ch(a_up, UP_LIGHT)) * (1.0 - ch(a_low, LO_LIGHT))
     inner = ch(a_up, UP_CAVITY) * (light * (1.0 - CAVITY_DEEP) + CAVITY_DEEP)
+    a_tongue = alpha(a_low, LO_REACH, LO_T, 1)
     layers = (
-        (ch(a_low, LO_TONGUE), alpha(a_low, LO_REACH, LO_T, 1)),
+        (ch(a_low, LO_TONGUE), a_tongue),
         (ch(a_low, LO_TEETH), alpha(a_low, LO_TEETH_REACH, LO_T, 2)),
         (ch(a_up, UP_TEETH), alpha(a_up, UP_REACH, UP_T, 0).maximum(ch(a_up, UP_PHOTO))),
+        (ch(a_low, LO_TONGUE), a_tongue * r[..., 5:6]),
         (ch(a_low, LO_LIP), alpha(a_low, LO_LIP_REACH, LO_T, 4)),
         (ch(a_up, UP_LIP), alpha(a_up, UP_LIP_REACH, UP_T, 3)),
     )

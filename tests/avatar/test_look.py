@@ -40,7 +40,11 @@ CHEEKS = (205, 425)
 def viseme_state(v: Viseme) -> AvatarState:
     t = VISEME_TARGETS[v]
     return AvatarState(
-        jaw_open=t.jaw_open, mouth_wide=t.mouth_wide, lip_press=t.lip_press, teeth_show=t.teeth_show
+        jaw_open=t.jaw_open,
+        mouth_wide=t.mouth_wide,
+        lip_press=t.lip_press,
+        teeth_show=t.teeth_show,
+        tongue_show=t.tongue_show,
     )
 
 
@@ -235,3 +239,24 @@ def test_blink_closes_the_eyes_behind_the_glasses(portraits: dict[str, CpuRender
     assert min(changed_eyes) > 20.0, f"the lids hardly moved: {changed_eyes}"
     moved = np.abs(y_closed - y_open)[frame_px]
     assert float(np.mean(moved)) < 3.0, f"the glasses' frame moved by {np.mean(moved):.1f} levels"
+
+
+@pytest.mark.parametrize("name", ["grace-hopper", "astronaut-closed"])
+def test_th_shows_the_tongue_between_the_teeth(
+    portraits: dict[str, CpuRenderer], name: str
+) -> None:
+    """'th' puts the tongue's tip in view: more of the opening is tongue-red than without it."""
+    r = portraits[name]
+    th = viseme_state(Viseme.TH)
+    rig = r.rig
+    x0, y0, x1, y1 = rig.mouth_box()
+
+    def reddish(state: AvatarState) -> int:
+        crop = r.render(state)[y0:y1, x0:x1].astype(int)
+        rest = rig.portrait[y0:y1, x0:x1].astype(int)
+        changed = np.abs(crop - rest).max(-1) > 12
+        red = (crop[..., 0] - crop[..., 1] > 35) & (luma(crop.astype(np.uint8)) > 60)
+        return int((changed & red).sum())
+
+    with_tip, without = reddish(th), reddish(th.with_(tongue_show=0.0))
+    assert with_tip > without + 40, f"tongue-red px: {with_tip} with the tip, {without} without"

@@ -14,6 +14,7 @@ import pytest
 from avatar.analysis import best_lag_correlation, blink_events, speech_envelope
 from avatar.config import AvatarConfig
 from avatar.motion import MouthDrive, Viseme, WorldModel, viseme_of
+from avatar.motion.visemes import VISEME_TARGETS
 from avatar.state import AvatarState, Mode
 from models.types import PhonemeSpan, Speech, Word
 from tests.avatar.speech_support import padded, say
@@ -60,6 +61,11 @@ def test_visemes_of_piper_symbols() -> None:
     assert viseme_of("^") is Viseme.SILENCE
     assert viseme_of("ˈ") is None
     assert viseme_of(" ") is None
+    # the tongue shows for th and l, not for t/d/n or the lips
+    assert viseme_of("ð") is Viseme.TH and VISEME_TARGETS[Viseme.TH].tongue_show > 0.5
+    assert viseme_of("l") is Viseme.LL and VISEME_TARGETS[Viseme.LL].tongue_show > 0.5
+    assert VISEME_TARGETS[viseme_of("t") or Viseme.SILENCE].tongue_show < 0.5
+    assert VISEME_TARGETS[Viseme.PP].tongue_show == 0.0
 
 
 @pytest.mark.parametrize("source", ["phonemes", "audio"])
