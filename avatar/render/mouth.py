@@ -298,12 +298,15 @@ def interior_colors(rig: AvatarRig, shows_teeth: bool) -> InteriorColors:
         level = float(np.clip(1.25 * skin_l, 120.0, 235.0))
         teeth = np.clip(hue * level, 0.0, 255.0)
     tint = 0.75 * lip + 0.25 * skin
-    # a touch more red than the tint: the inside of the mouth is mucosa
-    red = tint * np.array([1.1, 0.9, 0.9])
+    # a touch more red than the tint (the inside of the mouth is mucosa), as far as the
+    # photo has colour at all: a black-and-white portrait keeps a grey mouth
+    colourful = min(1.0, float((lip.max() - lip.min()) / max(lip.max(), 1.0)) / 0.2)
+    red = tint * (1.0 + colourful * np.array([0.1, -0.1, -0.1]))
+    tongue_tone = 0.74 + colourful * np.array([0.06, -0.06, 0.0])
     return InteriorColors(
         teeth=teeth,
         cavity=red * 0.5,
-        tongue=red * np.array([0.8, 0.68, 0.74]),
+        tongue=red * tongue_tone,
         lip_upper=lip * 0.62,
         lip_lower=lip * np.array([0.95, 0.8, 0.8]),
     )
@@ -329,6 +332,10 @@ def mouth_atlases(rig: AvatarRig, roi: Roi) -> tuple[F32, F32, bool]:
     upper = np.clip(y_ui - ys + 0.5, 0.0, 1.0)
     lower = np.clip(ys - y_li + 0.5, 0.0, 1.0)
     opening = np.clip(1.0 - upper - lower, 0.0, 1.0)
+    # no mouth opens onto the background (a far mouth corner in a turned face can lie
+    # beyond the silhouette): there the upper part (the still portrait) stays
+    person = rig.person[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
+    upper = np.maximum(upper, np.minimum(1.0 - person, 1.0 - lower))
     portrait = rig.portrait[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
     c0, c1 = lm[L.INNER_CORNERS[0]], lm[L.INNER_CORNERS[1]]
     cx = (c0[0] + c1[0]) / 2.0
