@@ -65,20 +65,6 @@ def _remap(img: np.ndarray, coords: F32, *, zero: bool = False) -> np.ndarray:
     return out if out.ndim == 3 else out[:, :, None]
 
 
-def _remap_points(img: np.ndarray, pts: F32) -> F32:
-    """``img`` sampled (bilinear, border replicated) at (N, 2) points: (N, C).
-
-    The points go in rows of 256 (OpenCV's maps must stay under 32767 on each side).
-    """
-    n = len(pts)
-    cols = 256
-    rows = -(-n // cols)
-    grid = np.zeros((rows * cols, 2), np.float32)
-    grid[:n] = pts
-    out = _remap(img, grid.reshape(rows, cols, 2))
-    return np.asarray(out.reshape(rows * cols, -1)[:n], np.float32)
-
-
 class _Grid:
     """A ROI's coarse grid: node indices and the conversions to portrait pixels."""
 
@@ -268,9 +254,9 @@ class CpuRenderer:
             _remap(self._up_base, q_up),
             _remap(self._low_base, q_low),
             p.interior[i],
-            lambda inside: (
-                _remap_points(mo.atlas_up, q_up[inside]),
-                _remap_points(mo.atlas_low, q_low[inside]),
+            lambda r0, r1, c0, c1: (
+                _remap(mo.atlas_up, q_up[r0:r1, c0:c1]),
+                _remap(mo.atlas_low, q_low[r0:r1, c0:c1]),
             ),
         )
 
@@ -299,15 +285,15 @@ def composite_mouth(
     b_up: F32,
     b_low: F32,
     reach: F32,
-    interior: Callable[[npt.NDArray[np.bool_]], tuple[F32, F32]],
+    interior: Callable[[int, int, int, int], tuple[F32, F32]],
 ) -> U8:
     """Blend the upper part, the lower part and the synthesized interior of the mouth.
 
     ``b_up`` holds the upper atlas's first four channels (portrait RGB, upper mask)
     sampled through the upper part's field, ``b_low`` the lower atlas's through the
-    lower part's; ``interior(inside)`` samples the whole atlases (channels:
-    ``avatar.render.model.UP_*`` and ``LO_*``) at the pixels of the ``inside`` mask
-    only, as (N, C) arrays; ``reach`` is the frame's interior reaches in pixels
+    lower part's; ``interior(r0, r1, c0, c1)`` samples the whole atlases (channels:
+    ``avatar.render.model.UP_*`` and ``LO_*``) over those rows and columns only (the
+    opening's bounding box); ``reach`` is the frame's interior reaches in pixels
     (:attr:`avatar.render.params.FrameParams.interior`). A pixel is lower lip where
     the lower pull-back lands below the lower lip line, upper lip where the upper one
     lands above the upper lip line, and the mouth's inside where neither does. Inside,
@@ -321,10 +307,14 @@ def composite_mouth(
     w_up = 1.0 - ml - w_int
     out = b_low[..., LO_RGB] * ml[..., None]
     out += b_up[..., UP_RGB] * w_up[..., None]
-    inside = w_int > 0.0
-    if inside.any():  # the interior, on the opening's pixels only
-        u, lo = interior(inside)
-        out[inside] += _interior(u, lo, reach) * w_int[inside][:, None]
+    rows = np.flatnonzero(w_int.any(axis=1))
+    if len(rows):  # the interior, over the opening's bounding box only
+        cols = np.flatnonzero(w_int[rows[0] : rows[-1] + 1].any(axis=0))
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        u, lo = interior(r0, r1, c0, c1)
+        h, w = r1 - r0, c1 - c0
+        inner = _interior(u.reshape(h * w, -1), lo.reshape(h * w, -1), reach)
+        out[r0:r1, c0:c1] += inner.reshape(h, w, 3) * w_int[r0:r1, c0:c1, None]
     np.clip(out, 0.0, 255.0, out=out)
     return np.rint(out, out=out).astype(np.uint8)
 
