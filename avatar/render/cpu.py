@@ -301,40 +301,40 @@ def composite_mouth(
     lower teeth, the upper teeth, (the tongue's tip, for th and l), the lower lip's and
     the upper lip's inner surfaces.
     """
-    ml = b_low[..., LO_MASK]
-    w_int = 1.0 - ml - b_up[..., UP_MASK]
+    bu, bl = _planes(b_up), _planes(b_low)
+    ml = bl[LO_MASK]
+    w_int = 1.0 - ml - bu[UP_MASK]
     np.maximum(w_int, 0.0, out=w_int)
     w_up = 1.0 - ml - w_int
-    out = b_low[..., LO_RGB] * ml[..., None]
-    out += b_up[..., UP_RGB] * w_up[..., None]
+    out = bl[LO_RGB] * ml
+    out += bu[UP_RGB] * w_up
     rows = np.flatnonzero(w_int.any(axis=1))
     if len(rows):  # the interior, over the opening's bounding box only
         cols = np.flatnonzero(w_int[rows[0] : rows[-1] + 1].any(axis=0))
         r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         u, lo = interior(r0, r1, c0, c1)
-        h, w = r1 - r0, c1 - c0
-        inner = _interior(u.reshape(h * w, -1), lo.reshape(h * w, -1), reach)
-        out[r0:r1, c0:c1] += inner.reshape(h, w, 3) * w_int[r0:r1, c0:c1, None]
-    np.clip(out, 0.0, 255.0, out=out)
-    return np.rint(out, out=out).astype(np.uint8)
+        inner = _interior(_planes(u), _planes(lo), reach)
+        inner *= w_int[r0:r1, c0:c1]
+        out[:, r0:r1, c0:c1] += inner
+    return _to_u8(out)
 
 
 def _interior(u: F32, lo: F32, reach: F32) -> F32:
-    """The interior's colour (N, 3) for (N, C) samples of the upper and lower atlases."""
-    light = 1.0 - (1.0 - u[:, UP_LIGHT]) * (1.0 - lo[:, LO_LIGHT])
+    """The interior's colour planes (3, h, w) for the upper and lower atlases' planes."""
+    light = 1.0 - (1.0 - u[UP_LIGHT]) * (1.0 - lo[LO_LIGHT])
     light *= np.float32(1.0 - CAVITY_DEEP)
     light += np.float32(CAVITY_DEEP)
-    inner = u[:, UP_CAVITY] * light[:, None]
-    a_tongue = _reach_alpha(lo[:, LO_REACH], lo[:, LO_T], reach[1])
-    _over(inner, lo[:, LO_TONGUE], a_tongue)
-    _over(inner, lo[:, LO_TEETH], _reach_alpha(lo[:, LO_TEETH_REACH], lo[:, LO_T], reach[2]))
-    a_teeth = np.maximum(_reach_alpha(u[:, UP_REACH], u[:, UP_T], reach[0]), u[:, UP_PHOTO])
-    _over(inner, u[:, UP_TEETH], a_teeth)
+    inner = u[UP_CAVITY] * light
+    a_tongue = _reach_alpha(lo[LO_REACH], lo[LO_T], reach[1])
+    _over(inner, lo[LO_TONGUE], a_tongue)
+    _over(inner, lo[LO_TEETH], _reach_alpha(lo[LO_TEETH_REACH], lo[LO_T], reach[2]))
+    a_teeth = np.maximum(_reach_alpha(u[UP_REACH], u[UP_T], reach[0]), u[UP_PHOTO])
+    _over(inner, u[UP_TEETH], a_teeth)
     if reach[5] > 0.0:  # th, l: the tip of the tongue in front of the teeth's edges
         a_tongue *= reach[5]
-        _over(inner, lo[:, LO_TONGUE], a_tongue)
-    _over(inner, lo[:, LO_LIP], _reach_alpha(lo[:, LO_LIP_REACH], lo[:, LO_T], reach[4]))
-    _over(inner, u[:, UP_LIP], _reach_alpha(u[:, UP_LIP_REACH], u[:, UP_T], reach[3]))
+        _over(inner, lo[LO_TONGUE], a_tongue)
+    _over(inner, lo[LO_LIP], _reach_alpha(lo[LO_LIP_REACH], lo[LO_T], reach[4]))
+    _over(inner, u[UP_LIP], _reach_alpha(u[UP_LIP_REACH], u[UP_T], reach[3]))
     return inner
 
 
@@ -351,8 +351,8 @@ def _reach_alpha(profile: F32, t: F32, reach: float) -> F32:
 
 
 def _over(dst: F32, rgb: F32, alpha: F32) -> None:
-    """``dst`` (N, 3) ← ``rgb`` over ``dst`` with coverage ``alpha`` (N,), in place."""
-    dst += (rgb - dst) * alpha[:, None]
+    """``dst`` (3, h, w) ← ``rgb`` over ``dst`` with coverage ``alpha`` (h, w), in place."""
+    dst += (rgb - dst) * alpha
 
 
 def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
