@@ -84,6 +84,9 @@ trails its sound. At 100 ms it put the mouth, read from pixels, a frame behind t
 speech envelope on the Piper path (r 0.74 at lag 0, almost as high a frame late);
 at 40 ms the best lag is 0 on every sentence measured (r ~0.84), and a bilabial's
 press no longer holds the jaw shut into the vowel that follows it."""
+_RELEASE: dict[Viseme, float] = {Viseme.PP: 0.015}
+"""Visemes whose influence ends faster than ``_CARRY`` after their span: the lips of
+a bilabial part at its release, and the vowel's opening follows at once."""
 
 
 @dataclass(frozen=True)
@@ -196,10 +199,10 @@ class MouthDrive:
         Each phoneme becomes a viseme segment; every segment spreads its shape into
         its neighbours with a dominance that is full inside its span and fades with a
         raised cosine over ``lookahead`` before it (never longer: causality) and
-        ``_CARRY`` after it. The target at each instant is the dominance-weighted mean
-        of the shapes. Bilabials and pauses hold firmly (the lips close), /h/ and
-        velars borrow their neighbours' shapes. With the speech audio (``pcm`` at
-        ``sample_rate``), the jaw opening blends the visemes' with the loudness's
+        ``_CARRY`` after it (``_RELEASE`` for bilabials). The target at each instant is
+        the dominance-weighted mean of the shapes. Bilabials and pauses hold firmly (the
+        lips close), /h/ and velars borrow their neighbours' shapes. With the speech
+        audio (``pcm`` at ``sample_rate``), the jaw opening blends the visemes' with the loudness's
         (louder syllables open wider), pressed lips still close it, and the loudness
         drives the head's prosody.
         """
@@ -220,7 +223,8 @@ class MouthDrive:
             hold = _HOLD.get(seg.viseme, 1.0)
             spread = target.dominance
             lo = int(max(0, math.floor((start - pre - t0) / HOP)))
-            hi = int(min(n, math.ceil((end + _CARRY - t0) / HOP) + 1))
+            carry = _RELEASE.get(seg.viseme, _CARRY)
+            hi = int(min(n, math.ceil((end + carry - t0) / HOP) + 1))
             if hi <= lo:
                 continue
             t = times[lo:hi]
@@ -232,7 +236,7 @@ class MouthDrive:
                 u = (start - t[before]) / pre
                 w[before] = spread * 0.5 * (1.0 + np.cos(np.pi * np.clip(u, 0.0, 1.0)))
             after = t > end
-            u = (t[after] - end) / _CARRY
+            u = (t[after] - end) / carry
             w[after] = spread * 0.5 * (1.0 + np.cos(np.pi * np.clip(u, 0.0, 1.0)))
             wsum[lo:hi] += w
             acc[lo:hi] += w[:, None] * np.asarray(target.as_tuple())[None, :]

@@ -187,7 +187,12 @@ def test_frames_are_deterministic(default_rig: AvatarRig, cpu_renderer: CpuRende
 
 
 def test_cpu_and_torch_agree(cpu_renderer: CpuRenderer, torch_renderer: Renderer) -> None:
-    states = [NEUTRAL, *MOVES.values(), AvatarState(teeth_show=1.0, mouth_wide=1.0)]
+    states = [
+        NEUTRAL,
+        *MOVES.values(),
+        AvatarState(teeth_show=1.0, mouth_wide=1.0),
+        AvatarState(jaw_open=0.3, teeth_show=0.6, tongue_show=1.0),
+    ]
     for s, a, b in zip(
         states, cpu_renderer.render_batch(states), torch_renderer.render_batch(states), strict=True
     ):
