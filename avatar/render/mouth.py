@@ -3,9 +3,13 @@
 Each mouth unit (jaw, wide, round, press, teeth) moves landmark points. Its smooth part
 (chin, jaw line, cheeks, corners) goes into the common low-resolution field; what is
 left at each lip point (its target minus the smooth part) becomes a local field of the
-upper or the lower lip, confined between the mouth corners. The interior (cavity,
-tongue, lower and upper teeth) is drawn once, in portrait coordinates, and sampled
-through the upper (teeth, cavity) or lower (tongue, lower teeth) part's field.
+upper or the lower lip, confined between the mouth corners. The interior is drawn
+once, in portrait coordinates, as functions of the distance from each inner lip edge:
+what hangs from the upper jaw (the upper lip's inner surface, the upper teeth, the
+cavity) is sampled through the upper part's field, what rests on the lower one (its
+lip's inner surface, the lower teeth, the tongue) through the lower part's. How far
+each layer reaches into the opening is set per frame (:mod:`avatar.render.params`),
+so the teeth show more for "ee" than for "oo" and nothing pops out of a closed mouth.
 """
 
 from __future__ import annotations

@@ -131,6 +131,22 @@ def test_bilabials_close_the_lips() -> None:
     assert opening[-1] < 0.02
 
 
+def test_th_and_l_raise_the_tongue() -> None:
+    """The tongue's tip comes up for 'th' and 'l' only, and is down in silence."""
+    spans = [PhonemeSpan("^", 0.0, 0.2)]
+    t = 0.2
+    for ph, d in [("ɑ", 0.15), ("ð", 0.12), ("ɑ", 0.15), ("m", 0.1), ("ɑ", 0.15), ("$", 0.3)]:
+        spans.append(PhonemeSpan(ph, t, d))
+        t += d
+    drive = MouthDrive.from_phonemes(spans, t)
+    fps = 200
+    tongue = np.array([s.tongue_show for s in run(drive, t, start=0.0, fps=fps)])
+    assert tongue[round(0.38 * fps) : round(0.5 * fps)].max() > 0.6  # ð
+    assert tongue[round(0.62 * fps) : round(0.72 * fps)].max() < 0.2  # m
+    assert tongue[: round(0.1 * fps)].max() < 1e-3 and tongue[-1] < 0.05
+    assert np.all(MouthDrive.from_audio(np.zeros(16000, np.float32), 16000).targets[:, 4] == 0)
+
+
 def test_audio_drive_is_closed_in_noise_and_gated_by_words(speech: Speech) -> None:
     rng = np.random.default_rng(0)
     noise = (rng.standard_normal(speech.sample_rate) * 0.002).astype(np.float32)
