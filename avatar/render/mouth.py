@@ -36,6 +36,10 @@ from avatar.render.model import (
     sample_nearest,
 )
 
+ROUND_IN = 0.19
+"""How far each mouth corner moves toward the middle for fully rounded lips ("oo", "w"),
+as a fraction of the mouth's width; the lips part into a rounder opening meanwhile."""
+
 
 @dataclass(frozen=True, eq=False)
 class MouthTargets:
@@ -91,7 +95,7 @@ def mouth_targets(rig: AvatarRig) -> MouthTargets:
             np.r_[
                 vec(-s * 0.03 * mw, 0.45 * J),
                 vec(s * 0.10 * mw, -0.015 * fh),
-                vec(-s * 0.14 * mw, 0.0),
+                vec(-s * ROUND_IN * mw, 0.0),
             ]
         )
         for k, fj, fw, fr in ((0.35, 0.3, 0.06, 0.07), (0.8, 0.15, 0.025, 0.03)):
@@ -121,8 +125,8 @@ def mouth_targets(rig: AvatarRig) -> MouthTargets:
             ctr = -0.06 * J if upper else J
             jaw = vec(-su * 0.03 * mw * s, (1.0 - s) * ctr + s * 0.45 * J)
             wide = vec(0.10 * mw * u, -0.015 * fh * u * u)
-            rnd = (0.007 if inner else 0.014) * fh * (1.0 - au * au)
-            rnd_v = vec(-0.14 * mw * u, -rnd if upper else rnd)
+            rnd = (0.011 if inner else 0.016) * fh * (1.0 - au * au)
+            rnd_v = vec(-ROUND_IN * mw * u, -rnd if upper else rnd)
             close = 0.5 * gap[j] + (0.0 if inner else 0.4 * thick[j])
             press = vec(0.0, close if upper else -close)
             bare = (0.4 + 0.6 * (1.0 - au * au)) * fh
