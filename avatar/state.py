@@ -57,6 +57,8 @@ class AvatarState:
     """Sideways sway, fraction of the face height."""
     breath: float = 0.0
     """0..1, chest/shoulder rise of breathing."""
+    tongue_show: float = 0.0
+    """0..1, the tongue's tip raised into view between or behind the teeth (th, l)."""
     mode: Mode = Mode.IDLE
 
     def as_vector(self) -> npt.NDArray[np.float32]:

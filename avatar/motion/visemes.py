@@ -1,8 +1,8 @@
 """Phonemes (espeak-ng IPA, as Piper emits them) to visemes and mouth-shape targets.
 
 A viseme is a mouth shape shared by phonemes that look alike. Each has a target for
-the four mouth channels of :class:`avatar.state.AvatarState` (``jaw_open``,
-``mouth_wide``, ``lip_press``, ``teeth_show``) and a *dominance*: how strongly it
+the five mouth channels of :class:`avatar.state.AvatarState` (``jaw_open``,
+``mouth_wide``, ``lip_press``, ``teeth_show``, ``tongue_show``) and a *dominance*: how strongly it
 imposes its shape on its neighbours during coarticulation (bilabial closures and
 pauses win; /h/ and velars mostly borrow the shape of the next vowel).
 """
@@ -20,7 +20,8 @@ class Viseme(str, Enum):
     PP = "PP"  # p b m: lips pressed together
     FF = "FF"  # f v: lower lip to upper teeth
     TH = "TH"  # θ ð: tongue between the teeth
-    DD = "DD"  # t d n l ɾ: tongue tip up, mouth slightly open
+    DD = "DD"  # t d n ɾ: tongue tip up, mouth slightly open
+    LL = "LL"  # l: tongue tip up behind the upper teeth, in view
     SS = "SS"  # s z: teeth together, lips spread
     CH = "CH"  # ʃ ʒ tʃ dʒ: lips protruded and slightly rounded
     KK = "KK"  # k g ŋ x: back of the tongue up
@@ -38,7 +39,7 @@ class Viseme(str, Enum):
 
 @dataclass(frozen=True)
 class MouthTarget:
-    """A mouth shape: the four mouth channels of the avatar state, and a dominance."""
+    """A mouth shape: the mouth channels of the avatar state, and a dominance."""
 
     jaw_open: float
     mouth_wide: float
@@ -46,18 +47,20 @@ class MouthTarget:
     teeth_show: float
     dominance: float
     """0..1: how strongly this shape spreads into and resists its neighbours."""
+    tongue_show: float = 0.0
 
-    def as_tuple(self) -> tuple[float, float, float, float]:
-        """The four channel values in state order."""
-        return (self.jaw_open, self.mouth_wide, self.lip_press, self.teeth_show)
+    def as_tuple(self) -> tuple[float, float, float, float, float]:
+        """The channel values in drive order (jaw, wide, press, teeth, tongue)."""
+        return (self.jaw_open, self.mouth_wide, self.lip_press, self.teeth_show, self.tongue_show)
 
 
 VISEME_TARGETS: dict[Viseme, MouthTarget] = {
     Viseme.SILENCE: MouthTarget(0.0, 0.0, 0.0, 0.0, 0.9),
     Viseme.PP: MouthTarget(0.0, 0.0, 1.0, 0.0, 1.0),
     Viseme.FF: MouthTarget(0.08, 0.15, 0.35, 0.8, 0.85),
-    Viseme.TH: MouthTarget(0.18, 0.1, 0.0, 0.6, 0.7),
-    Viseme.DD: MouthTarget(0.22, 0.15, 0.0, 0.45, 0.45),
+    Viseme.TH: MouthTarget(0.2, 0.1, 0.0, 0.6, 0.7, tongue_show=1.0),
+    Viseme.DD: MouthTarget(0.22, 0.15, 0.0, 0.45, 0.45, tongue_show=0.2),
+    Viseme.LL: MouthTarget(0.3, 0.1, 0.0, 0.45, 0.5, tongue_show=0.8),
     Viseme.SS: MouthTarget(0.08, 0.35, 0.0, 0.85, 0.7),
     Viseme.CH: MouthTarget(0.15, -0.45, 0.0, 0.6, 0.7),
     Viseme.KK: MouthTarget(0.28, 0.05, 0.0, 0.25, 0.3),
@@ -65,7 +68,7 @@ VISEME_TARGETS: dict[Viseme, MouthTarget] = {
     Viseme.WW: MouthTarget(0.12, -0.85, 0.0, 0.0, 0.85),
     Viseme.YY: MouthTarget(0.18, 0.55, 0.0, 0.45, 0.5),
     Viseme.HH: MouthTarget(0.35, 0.0, 0.0, 0.1, 0.15),
-    Viseme.AA: MouthTarget(0.85, 0.15, 0.0, 0.2, 0.6),
+    Viseme.AA: MouthTarget(0.85, 0.15, 0.0, 0.2, 0.6, tongue_show=0.15),
     Viseme.EE: MouthTarget(0.6, 0.45, 0.0, 0.45, 0.55),
     Viseme.IH: MouthTarget(0.38, 0.7, 0.0, 0.6, 0.55),
     Viseme.OH: MouthTarget(0.6, -0.6, 0.0, 0.1, 0.6),
@@ -84,7 +87,8 @@ def _add(viseme: Viseme, symbols: str) -> None:
 _add(Viseme.PP, "pbmɱ")
 _add(Viseme.FF, "fv")
 _add(Viseme.TH, "θð")
-_add(Viseme.DD, "tdnlɾɫɬɗʈɖɳɭ")
+_add(Viseme.DD, "tdnɾɗʈɖɳ")
+_add(Viseme.LL, "lɫɬɭ")
 _add(Viseme.SS, "szʦʣ")
 _add(Viseme.CH, "ʃʒʧʤɕʑ")
 _add(Viseme.KK, "kgɡŋxɣqɢχçɲ")

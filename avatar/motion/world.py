@@ -29,14 +29,16 @@ SUBSTEP_S = 0.005
 MODE_BLEND_S = 0.35
 """Time constant of the blend between the behaviours of two modes."""
 
-# spring channels: mouth (4), head yaw/pitch/roll/x/y (5), torso (1), brow (1)
+# spring channels: mouth (4), head yaw/pitch/roll/x/y (5), torso (1), brow (1), tongue (1)
 _MOUTH = slice(0, 4)
 _HEAD = slice(4, 9)
 _YAW, _PITCH, _ROLL = 4, 5, 6
 _TORSO = 9
 _BROW = 10
-_OMEGA = np.array([80.0, 40.0, 80.0, 50.0, 5.0, 7.0, 5.0, 4.0, 4.0, 2.5, 12.0])
-_ZETA = np.array([1.0, 1.0, 1.0, 1.0, 0.75, 0.55, 0.8, 0.9, 0.9, 0.9, 0.9])
+_TONGUE = 11
+_N_SPRINGS = 12
+_OMEGA = np.array([80.0, 40.0, 80.0, 50.0, 5.0, 7.0, 5.0, 4.0, 4.0, 2.5, 12.0, 60.0])
+_ZETA = np.array([1.0, 1.0, 1.0, 1.0, 0.75, 0.55, 0.8, 0.9, 0.9, 0.9, 0.9, 1.0])
 
 # per mode: head noise sigma (yaw, pitch, roll, x, y), head bias, brow bias,
 # blink rate factor, breathing period
@@ -304,16 +306,17 @@ class WorldModel:
         # head, torso and brow targets: noise + mode bias + gaze following
         sigma = params[_P_SIGMA] * (1.0 + speaking_w * (0.8 * self._energy - 0.3))
         noise = self._noise.step(self._normals.take(6), sigma, dt)
-        target = np.empty(11)
+        target = np.empty(_N_SPRINGS)
         target[_HEAD] = noise[:5] + params[_P_BIAS]
         target[_YAW] += _GAZE_TO_HEAD[0] * gx
         target[_PITCH] += _GAZE_TO_HEAD[1] * gy
         target[_TORSO] = noise[5] + 0.3 * float(self._springs.x[7])
         target[_BROW] = float(params[_P_BROW]) + self._brow_pulse
         if dt > 0.0:
-            targets = np.empty((m, 11))
+            targets = np.empty((m, _N_SPRINGS))
             targets[:] = target
-            targets[:, _MOUTH] = mouth
+            targets[:, _MOUTH] = mouth[:, :4]
+            targets[:, _TONGUE] = mouth[:, 4]
             self._springs.advance(targets, h)
         x = self._springs.x
         self._spoken_until = max(
@@ -338,6 +341,7 @@ class WorldModel:
             head_y=float(x[8]) + 0.004 * breath,
             torso_x=float(x[_TORSO]),
             breath=breath,
+            tongue_show=_clip(x[_TONGUE], 0.0, 1.0),
             mode=self._mode,
         )
 

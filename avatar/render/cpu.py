@@ -11,14 +11,42 @@ for a product this small, which the encoder beside the renderer needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from avatar.identity.rig import AvatarRig
-from avatar.render.model import DAMPING, ITERS, EyeModel, RigModel, Roi, build_model
+from avatar.render.model import (
+    CAVITY_DEEP,
+    DAMPING,
+    ITERS,
+    LO_LIGHT,
+    LO_LIP,
+    LO_LIP_REACH,
+    LO_MASK,
+    LO_REACH,
+    LO_RGB,
+    LO_T,
+    LO_TEETH,
+    LO_TEETH_REACH,
+    LO_TONGUE,
+    UP_CAVITY,
+    UP_LIGHT,
+    UP_LIP,
+    UP_LIP_REACH,
+    UP_MASK,
+    UP_PHOTO,
+    UP_REACH,
+    UP_RGB,
+    UP_T,
+    UP_TEETH,
+    EyeModel,
+    RigModel,
+    Roi,
+    build_model,
+)
 from avatar.render.params import FrameParams, frame_params
 from avatar.state import AvatarState
 
@@ -115,6 +143,8 @@ class CpuRenderer:
         self._up = mo.up_fields.reshape(mo.up_fields.shape[0], -1)
         self._low = mo.low_fields.reshape(mo.low_fields.shape[0], -1)
         self._mouth_grid = _Grid(mo.roi)
+        self._up_base = np.ascontiguousarray(mo.atlas_up[..., :4])
+        self._low_base = np.ascontiguousarray(mo.atlas_low[..., :4])
         self._eye_grids = [_Grid(e.roi) for e in m.eyes]
         self._bands = self._moving_bands() if self._aligned else [(0, 0, *self.size)]
 
@@ -219,9 +249,16 @@ class CpuRenderer:
         coef = p.mouth[i]
         g_up = grid.invert(_weighted_sum(coef, self._up).reshape(*grid.shape, 2))
         g_low = grid.invert(_weighted_sum(coef, self._low).reshape(*grid.shape, 2))
-        a_up = _remap(mo.atlas_up, grid.pull(g_up, local))
-        a_low = _remap(mo.atlas_low, grid.pull(g_low, local))
-        out[y0:y1, x0:x1] = composite_mouth(a_up, a_low)
+        q_up, q_low = grid.pull(g_up, local), grid.pull(g_low, local)
+        out[y0:y1, x0:x1] = composite_mouth(
+            _remap(self._up_base, q_up),
+            _remap(self._low_base, q_low),
+            p.interior[i],
+            lambda r0, r1, c0, c1: (
+                _remap(mo.atlas_up, q_up[r0:r1, c0:c1]),
+                _remap(mo.atlas_low, q_low[r0:r1, c0:c1]),
+            ),
+        )
 
     def _eye(self, out: U8, warp: _Warp, eye: EyeModel, p: FrameParams, i: int, e: int) -> None:
         grid = self._eye_grids[e]
@@ -244,39 +281,87 @@ def _weighted_sum(coef: F32, rows: F32) -> F32:
     return out
 
 
-def composite_mouth(a_up: F32, a_low: F32) -> U8:
+def composite_mouth(
+    b_up: F32,
+    b_low: F32,
+    reach: F32,
+    interior: Callable[[int, int, int, int], tuple[F32, F32]],
+) -> U8:
     """Blend the upper part, the lower part and the synthesized interior of the mouth.
 
-    ``a_up`` holds (portrait RGB, upper mask, teeth RGBA, cavity RGB) sampled through the
-    upper part's field, ``a_low`` (portrait RGB, lower mask, tongue/lower teeth RGBA)
-    through the lower part's. A pixel is lower lip where the lower pull-back lands below
-    the lower lip line, upper lip where the upper one lands above the upper lip line,
-    and the mouth's inside where neither does (there: cavity, under the tongue and lower
-    teeth, under the upper teeth).
+    ``b_up`` holds the upper atlas's first four channels (portrait RGB, upper mask)
+    sampled through the upper part's field, ``b_low`` the lower atlas's through the
+    lower part's; ``interior(r0, r1, c0, c1)`` samples the whole atlases (channels:
+    ``avatar.render.model.UP_*`` and ``LO_*``) over those rows and columns only (the
+    opening's bounding box); ``reach`` is the frame's interior reaches in pixels
+    (:attr:`avatar.render.params.FrameParams.interior`). A pixel is lower lip where
+    the lower pull-back lands below the lower lip line, upper lip where the upper one
+    lands above the upper lip line, and the mouth's inside where neither does. Inside,
+    back to front: the cavity (lit from the lips, dark at the back), the tongue, the
+    lower teeth, the upper teeth, (the tongue's tip, for th and l), the lower lip's and
+    the upper lip's inner surfaces.
     """
-    u, lo = _planes(a_up), _planes(a_low)
-    ml = lo[3]
-    w_int = 1.0 - ml - u[3]
+    bu, bl = _planes(b_up), _planes(b_low)
+    ml = bl[LO_MASK]
+    w_int = 1.0 - ml - bu[UP_MASK]
     np.maximum(w_int, 0.0, out=w_int)
     w_up = 1.0 - ml - w_int
-    w_teeth = w_int * u[7]
-    w_rest = w_int - w_teeth
-    w_tongue = w_rest * lo[7]
-    w_cav = w_rest - w_tongue
-    o = u[8:11] * w_cav
-    o += lo[4:7] * w_tongue
-    o += u[4:7] * w_teeth
-    o += lo[0:3] * ml
-    o += u[0:3] * w_up
-    return _to_u8(o)
+    out = bl[LO_RGB] * ml
+    out += bu[UP_RGB] * w_up
+    rows = np.flatnonzero(w_int.any(axis=1))
+    if len(rows):  # the interior, over the opening's bounding box only
+        cols = np.flatnonzero(w_int[rows[0] : rows[-1] + 1].any(axis=0))
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        u, lo = interior(r0, r1, c0, c1)
+        inner = _interior(_planes(u), _planes(lo), reach)
+        inner *= w_int[r0:r1, c0:c1]
+        out[:, r0:r1, c0:c1] += inner
+    return _to_u8(out)
+
+
+def _interior(u: F32, lo: F32, reach: F32) -> F32:
+    """The interior's colour planes (3, h, w) for the upper and lower atlases' planes."""
+    light = 1.0 - (1.0 - u[UP_LIGHT]) * (1.0 - lo[LO_LIGHT])
+    light *= np.float32(1.0 - CAVITY_DEEP)
+    light += np.float32(CAVITY_DEEP)
+    inner = u[UP_CAVITY] * light
+    a_tongue = _reach_alpha(lo[LO_REACH], lo[LO_T], reach[1])
+    _over(inner, lo[LO_TONGUE], a_tongue)
+    _over(inner, lo[LO_TEETH], _reach_alpha(lo[LO_TEETH_REACH], lo[LO_T], reach[2]))
+    a_teeth = np.maximum(_reach_alpha(u[UP_REACH], u[UP_T], reach[0]), u[UP_PHOTO])
+    _over(inner, u[UP_TEETH], a_teeth)
+    if reach[5] > 0.0:  # th, l: the tip of the tongue in front of the teeth's edges
+        a_tongue *= reach[5]
+        _over(inner, lo[LO_TONGUE], a_tongue)
+    _over(inner, lo[LO_LIP], _reach_alpha(lo[LO_LIP_REACH], lo[LO_T], reach[4]))
+    _over(inner, u[UP_LIP], _reach_alpha(u[UP_LIP_REACH], u[UP_T], reach[3]))
+    return inner
+
+
+def _reach_alpha(profile: F32, t: F32, reach: float) -> F32:
+    """Coverage of a layer reaching ``R = reach * profile`` px from its lip: a soft 1 px
+    edge at ``t = R``, fading in over the first pixel of reach (nothing at ``R = 0``)."""
+    r: F32 = profile * np.float32(reach)
+    a = r - t
+    a += np.float32(0.5)
+    np.clip(a, 0.0, 1.0, out=a)
+    np.clip(r, 0.0, 1.0, out=r)
+    a *= r
+    return a
+
+
+def _over(dst: F32, rgb: F32, alpha: F32) -> None:
+    """``dst`` (3, h, w) ← ``rgb`` over ``dst`` with coverage ``alpha`` (h, w), in place."""
+    dst += (rgb - dst) * alpha
 
 
 def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
     """Blend the (closing) upper lid, the lower lid and the eyeball with its iris.
 
     ``a_lid`` holds (portrait RGB, upper-lid mask, lash alpha) sampled through the lid
-    field, ``a_face`` (portrait RGB, lower-lid mask, eyeball RGB) through the face, and
-    ``a_iris`` the iris sprite at the gaze offset.
+    field, ``a_face`` (portrait RGB, lower-lid mask, eyeball RGB, pinned mask) through
+    the face, and ``a_iris`` the iris sprite at the gaze offset. Pinned pixels (glasses
+    frames above the lid) keep the portrait, in front of the closing lid.
     """
     lid, face, iris = _planes(a_lid), _planes(a_face), _planes(a_iris)
     mu, ml = lid[3], face[3]
@@ -289,6 +374,8 @@ def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
     o += iris[0:3] * w_iris
     o += face[0:3] * w_low
     o += lid[0:3] * w_lid
+    pin = face[7]
+    o += (face[0:3] - o) * pin
     return _to_u8(o)
 
 

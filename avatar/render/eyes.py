@@ -98,12 +98,31 @@ def build_eye(rig: AvatarRig, grid: CommonGrid, basis: F64, *, side: str) -> Eye
     my = np.clip(np.round(2 * (c[1] - y0) - yy).astype(int), 0, h - 1)
     ok = visible[my, xx]
     iris[yy[ok], xx[ok]] = pf[my[ok], xx[ok]]
+    pin = _pinned(pf, y_up, ys, float(np.dot(rig.colors.skin, (0.299, 0.587, 0.114))), fh)
     ew = float(np.linalg.norm(up[-1] - up[0]))
     return EyeModel(
         roi=roi,
         lid_field=lid.astype(np.float32),
         atlas_lid=np.concatenate([pf, upper[..., None], lash[..., None]], -1).astype(np.float32),
-        atlas_face=np.concatenate([pf, lower[..., None], eyeball], -1).astype(np.float32),
+        atlas_face=np.concatenate([pf, lower[..., None], eyeball, pin[..., None]], -1).astype(
+            np.float32
+        ),
         atlas_iris=np.concatenate([iris, disc[..., None]], -1).astype(np.float32),
         gaze_px=(0.11 * ew, 0.07 * ew),
     )
+
+
+def _pinned(pf: F64, y_up: F64, ys: F64, skin_luma: float, fh: float) -> F64:
+    """What stays put while the lid closes: dark things above the eyelid (the frames
+    of glasses, the brows), in front of the skin that stretches behind them.
+
+    The lid field drags the skin up to the brow; a glasses frame there would ride down
+    with it. Pixels clearly darker than the skin, at least ``0.02 fh`` above the upper
+    lid line (the lashes and the lid's crease move with the lid), are drawn unwarped.
+    """
+    luma = pf[..., 0] * 0.299 + pf[..., 1] * 0.587 + pf[..., 2] * 0.114
+    dark = smoothstep((0.55 * skin_luma - luma) / (0.15 * skin_luma))
+    above = smoothstep(((y_up - 0.02 * fh) - ys) / (0.01 * fh + 1.0))
+    pin = (dark * above).astype(np.float32)
+    pin = np.asarray(cv2.dilate(pin, np.ones((3, 3), np.uint8)), np.float32)
+    return np.asarray(cv2.GaussianBlur(pin, (0, 0), 0.7), np.float64)

@@ -129,6 +129,41 @@ class Roi:
         return smoothstep(edge / max(margin, 1.0))
 
 
+# Channels of the mouth atlases (see :func:`avatar.render.mouth.mouth_atlases`). The
+# upper atlas is sampled through the upper lip's field, the lower one through the
+# lower lip's; ``t`` is the distance (px) from that lip's inner edge into the opening.
+UP_RGB, UP_MASK = slice(0, 3), 3
+UP_TEETH = slice(4, 7)
+"""Upper teeth RGB (the photo's own teeth where it shows them)."""
+UP_T, UP_REACH, UP_PHOTO = 7, 8, 9
+"""``t`` below the upper lip; the teeth profile (reach per px of band height); the
+static alpha of the photo's own teeth."""
+UP_CAVITY = slice(10, 13)
+"""Cavity RGB where it is lit most (just inside the lips)."""
+UP_LIGHT = 13
+"""Light reaching the cavity from the upper lip's side (1 at the lip, ~0 deep)."""
+UP_LIP = slice(14, 17)
+UP_LIP_REACH = 17
+"""The upper lip's inner surface (RGB, profile): a band along the opening's top."""
+UP_CHANNELS = 18
+LO_RGB, LO_MASK = slice(0, 3), 3
+LO_TONGUE = slice(4, 7)
+LO_T, LO_REACH = 7, 8
+"""``t`` above the lower lip; the tongue's profile (a dome, 1 at the centre)."""
+LO_TEETH = slice(9, 12)
+LO_TEETH_REACH = 12
+"""The lower teeth's profile across the mouth (their reach per frame)."""
+LO_LIGHT = 13
+LO_LIP = slice(14, 17)
+LO_LIP_REACH = 17
+LO_CHANNELS = 18
+CAVITY_DEEP = 0.12
+UPPER_LIP_INNER = 0.008
+LOWER_LIP_INNER = 0.01
+"""Widths of the lips' inner surfaces seen in an open mouth (face heights)."""
+"""Brightness of the back of the mouth relative to the cavity just inside the lips."""
+
+
 @dataclass(frozen=True, eq=False)
 class MouthModel:
     """Mouth ROI: per-unit local fields of the upper and lower lips, and textures."""
@@ -139,9 +174,11 @@ class MouthModel:
     low_fields: F32
     """(U, rows, cols, 2) lower-part forward displacement per mouth unit (coarse grid)."""
     atlas_up: F32
-    """(h, w, 11): portrait RGB, upper-part mask, upper teeth RGBA, cavity RGB."""
+    """(h, w, UP_CHANNELS): portrait RGB, upper-part mask, and the upper interior."""
     atlas_low: F32
-    """(h, w, 8): portrait RGB, lower-part mask, lower interior (tongue, teeth) RGBA."""
+    """(h, w, LO_CHANNELS): portrait RGB, lower-part mask, and the lower interior."""
+    shows_teeth: bool = False
+    """Whether the photo shows its own teeth between the lips at rest."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,7 +191,8 @@ class EyeModel:
     atlas_lid: F32
     """(h, w, 5): portrait RGB, upper-lid mask, lash-line alpha."""
     atlas_face: F32
-    """(h, w, 7): portrait RGB, lower-lid mask, iris-free eyeball RGB."""
+    """(h, w, 8): portrait RGB, lower-lid mask, iris-free eyeball RGB, and what stays
+    put in front of the closing lid (glasses frames, brows)."""
     atlas_iris: F32
     """(h, w, 4): iris RGBA."""
     gaze_px: tuple[float, float]

@@ -3,9 +3,13 @@
 Each mouth unit (jaw, wide, round, press, teeth) moves landmark points. Its smooth part
 (chin, jaw line, cheeks, corners) goes into the common low-resolution field; what is
 left at each lip point (its target minus the smooth part) becomes a local field of the
-upper or the lower lip, confined between the mouth corners. The interior (cavity,
-tongue, lower and upper teeth) is drawn once, in portrait coordinates, and sampled
-through the upper (teeth, cavity) or lower (tongue, lower teeth) part's field.
+upper or the lower lip, confined between the mouth corners. The interior is drawn
+once, in portrait coordinates, as functions of the distance from each inner lip edge:
+what hangs from the upper jaw (the upper lip's inner surface, the upper teeth, the
+cavity) is sampled through the upper part's field, what rests on the lower one (its
+lip's inner surface, the lower teeth, the tongue) through the lower part's. How far
+each layer reaches into the opening is set per frame (:mod:`avatar.render.params`),
+so the teeth show more for "ee" than for "oo" and nothing pops out of a closed mouth.
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ from avatar.identity import landmarks as L
 from avatar.identity.rig import JAW_DROP, AvatarRig
 from avatar.render.geometry import F32, F64, box_ring, curve_y, smoothstep, tps_field
 from avatar.render.model import (
+    LO_CHANNELS,
+    LOWER_LIP_INNER,
     MOUTH_COMMON_UNITS,
     MOUTH_UNITS,
+    UP_CHANNELS,
+    UPPER_LIP_INNER,
     CommonGrid,
     MouthModel,
     Roi,
@@ -27,6 +35,10 @@ from avatar.render.model import (
     make_roi,
     sample_nearest,
 )
+
+ROUND_IN = 0.19
+"""How far each mouth corner moves toward the middle for fully rounded lips ("oo", "w"),
+as a fraction of the mouth's width; the lips part into a rounder opening meanwhile."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +95,7 @@ def mouth_targets(rig: AvatarRig) -> MouthTargets:
             np.r_[
                 vec(-s * 0.03 * mw, 0.45 * J),
                 vec(s * 0.10 * mw, -0.015 * fh),
-                vec(-s * 0.14 * mw, 0.0),
+                vec(-s * ROUND_IN * mw, 0.0),
             ]
         )
         for k, fj, fw, fr in ((0.35, 0.3, 0.06, 0.07), (0.8, 0.15, 0.025, 0.03)):
@@ -113,8 +125,8 @@ def mouth_targets(rig: AvatarRig) -> MouthTargets:
             ctr = -0.06 * J if upper else J
             jaw = vec(-su * 0.03 * mw * s, (1.0 - s) * ctr + s * 0.45 * J)
             wide = vec(0.10 * mw * u, -0.015 * fh * u * u)
-            rnd = (0.007 if inner else 0.014) * fh * (1.0 - au * au)
-            rnd_v = vec(-0.14 * mw * u, -rnd if upper else rnd)
+            rnd = (0.011 if inner else 0.016) * fh * (1.0 - au * au)
+            rnd_v = vec(-ROUND_IN * mw * u, -rnd if upper else rnd)
             close = 0.5 * gap[j] + (0.0 if inner else 0.4 * thick[j])
             press = vec(0.0, close if upper else -close)
             bare = (0.4 + 0.6 * (1.0 - au * au)) * fh
@@ -227,13 +239,14 @@ def build_mouth(
         )
         f = split * (window * taper)[:, None]
         fields.append(np.ascontiguousarray(f.reshape(nh, nw, nu, 2).transpose(2, 0, 1, 3)))
-    atlas_up, atlas_low = mouth_atlases(rig, roi)
+    atlas_up, atlas_low, shows = mouth_atlases(rig, roi)
     return MouthModel(
         roi=roi,
         up_fields=fields[0].astype(np.float32),
         low_fields=fields[1].astype(np.float32),
         atlas_up=atlas_up,
         atlas_low=atlas_low,
+        shows_teeth=shows,
     )
 
 
@@ -248,12 +261,78 @@ def _gap_shade(
     return shade
 
 
-def mouth_atlases(rig: AvatarRig, roi: Roi) -> tuple[F32, F32]:
-    """Portrait, part masks and interior textures of the mouth ROI."""
+def _luma(rgb: F64) -> F64:
+    return np.asarray(rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
+
+
+@dataclass(frozen=True)
+class InteriorColors:
+    """The mouth interior's colours, from the portrait's own colours and lighting."""
+
+    teeth: F64
+    cavity: F64
+    """Just inside the lips (the back of the mouth is darker, see ``CAVITY_DEEP``)."""
+    tongue: F64
+    lip_upper: F64
+    """The upper lip's inner surface (faces down, in its own shadow)."""
+    lip_lower: F64
+    """The lower lip's inner surface (faces up, wet, catches some light)."""
+
+
+def interior_colors(rig: AvatarRig, shows_teeth: bool) -> InteriorColors:
+    """Teeth, cavity, tongue and inner-lip colours for a rig.
+
+    Teeth take the hue and level of the whites of the eyes (lit by the same light as
+    the mouth), kept within the brightness range the skin implies; a photo that shows
+    its teeth gives their colour directly. The cavity and tongue are the lip colour,
+    darkened and tinted toward the skin, so a pale, a dark, a warm or a grey portrait
+    each gets a mouth of its own colours.
+    """
+    col = rig.colors
+    skin = np.array(col.skin, np.float64)
+    lip = np.array(col.lip, np.float64)
+    sclera = np.array(col.sclera, np.float64)
+    ivory = np.array([236.0, 228.0, 212.0])
+    skin_l = float(_luma(skin))
+    if shows_teeth:
+        teeth = np.array(col.teeth, np.float64)
+    else:
+        # the whites of the eyes tell the light's colour, when they were found (bright
+        # and unsaturated; a small eye often samples skin instead)
+        sat = float((sclera.max() - sclera.min()) / max(sclera.max(), 1.0))
+        white = sat < 0.22 and float(_luma(sclera)) > 0.9 * skin_l
+        ref = sclera if white else skin
+        hue = 0.65 * ivory / _luma(ivory) + 0.35 * ref / max(float(_luma(ref)), 1.0)
+        level = float(np.clip(1.25 * skin_l, 120.0, 235.0))
+        teeth = np.clip(hue * level, 0.0, 255.0)
+    tint = 0.75 * lip + 0.25 * skin
+    # a touch more red than the tint (the inside of the mouth is mucosa), as far as the
+    # photo has colour at all: a black-and-white portrait keeps a grey mouth
+    colourful = min(1.0, float((lip.max() - lip.min()) / max(lip.max(), 1.0)) / 0.2)
+    red = tint * (1.0 + colourful * np.array([0.1, -0.1, -0.1]))
+    tongue_tone = 0.74 + colourful * np.array([0.06, -0.06, 0.0])
+    return InteriorColors(
+        teeth=teeth,
+        cavity=red * 0.5,
+        tongue=red * tongue_tone,
+        lip_upper=lip * 0.62,
+        lip_lower=lip * np.array([0.95, 0.8, 0.8]),
+    )
+
+
+def mouth_atlases(rig: AvatarRig, roi: Roi) -> tuple[F32, F32, bool]:
+    """Portrait, part masks and interior textures of the mouth ROI.
+
+    Everything is drawn in portrait coordinates as a function of ``t``, the distance
+    from the nearer inner lip edge: the upper atlas (sampled through the upper lip's
+    field) holds what hangs from the upper jaw, the lower atlas what rests on the
+    lower one. The heights of the upper teeth and of the tongue are per-frame reaches
+    (see :mod:`avatar.render.params`); the atlases hold their profiles across the
+    mouth. Also returns whether the photo shows its own teeth (then they are used).
+    """
     x0, y0, w, h = roi.x0, roi.y0, roi.w, roi.h
     lm = rig.landmarks.astype(np.float64)
     fh = rig.face_height
-    col = rig.colors
     xs = roi.columns()
     ys = roi.rows()
     y_ui = curve_y(lm[list(L.LIPS_INNER_UPPER)], xs)[None, :]
@@ -261,6 +340,10 @@ def mouth_atlases(rig: AvatarRig, roi: Roi) -> tuple[F32, F32]:
     upper = np.clip(y_ui - ys + 0.5, 0.0, 1.0)
     lower = np.clip(ys - y_li + 0.5, 0.0, 1.0)
     opening = np.clip(1.0 - upper - lower, 0.0, 1.0)
+    # no mouth opens onto the background (a far mouth corner in a turned face can lie
+    # beyond the silhouette): there the upper part (the still portrait) stays
+    person = rig.person[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
+    upper = np.maximum(upper, np.minimum(1.0 - person, 1.0 - lower))
     portrait = rig.portrait[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
     c0, c1 = lm[L.INNER_CORNERS[0]], lm[L.INNER_CORNERS[1]]
     cx = (c0[0] + c1[0]) / 2.0
@@ -269,48 +352,80 @@ def mouth_atlases(rig: AvatarRig, roi: Roi) -> tuple[F32, F32]:
     au = np.abs(u)
     side = np.sqrt(np.clip(1.0 - u * u, 0.0, 1.0))
     gap_px = max(0.5, 0.0035 * fh)
-    teeth_col = np.array(col.teeth, np.float64)
-    # upper teeth: a band under the upper inner lip, darker at the sides and under the lip
-    t = ys - y_ui
-    # where the photo shows its teeth, the band just continues them a little
     o_h = y_li - y_ui
     shows = float(np.max(o_h)) > 0.015 * fh
-    h_t = o_h + 0.01 * fh
-    if not shows:
-        h_t = np.maximum(h_t, 0.032 * fh * (0.55 + 0.45 * side))
-    a_teeth = np.clip(h_t - t + 0.5, 0.0, 1.0) * np.clip(t + 2.5, 0.0, 1.0)
-    a_teeth *= 1.0 - smoothstep((au - 0.8) / 0.35)
-    shade = (1.0 - 0.45 * au**2) * (0.84 + 0.16 * smoothstep(t / (0.3 * h_t)))
-    shade *= 1.0 - 0.1 * smoothstep((t - 0.75 * h_t) / (0.25 * h_t))
-    shade *= _gap_shade(u, half, gap_px, (0.0, 0.24, 0.44), 0.07)
-    teeth_rgb = teeth_col * shade[..., None]
-    photo = opening > 0.01
-    teeth_rgb[photo] = portrait[photo]
-    a_teeth = np.where(photo, 1.0, a_teeth)
-    # cavity: dark, darker in the middle and further back
-    depth = smoothstep((ys - y_ui) / (0.1 * fh))
-    cav_shade = (0.7 + 0.3 * np.clip(au, 0.0, 1.0)) * (1.0 - 0.35 * depth)
-    cav = np.array(col.cavity, np.float64) * cav_shade[..., None]
-    # lower interior: the edge of the lower teeth over a tongue, above the lower inner lip
-    tl = y_li - ys
-    h_lt = 0.017 * fh * (0.3 + 0.7 * side)
-    a_lt = np.clip(h_lt - tl + 0.5, 0.0, 1.0) * np.clip(tl + 2.5, 0.0, 1.0)
-    a_lt *= 1.0 - smoothstep((au - 0.35) / 0.3)
-    lt_shade = 0.8 * (1.0 - 0.4 * au**1.6) * _gap_shade(u, half, gap_px, (0.0, 0.2), 0.06)
-    lt_shade *= 0.85 + 0.15 * smoothstep((h_lt - tl) / (0.5 * h_lt + 1e-6))
-    lt_rgb = teeth_col * lt_shade[..., None]
-    mid_li = float(curve_y(lm[list(L.LIPS_INNER_LOWER)], [cx])[0])
-    ty = mid_li - 0.03 * fh
-    r = np.sqrt((u / 0.6) ** 2 + ((ys - ty) / (0.045 * fh)) ** 2)
-    a_tg = 1.0 - smoothstep((r - 0.75) / 0.4)
-    tg_shade = 0.65 + 0.35 * smoothstep((ys - (ty - 0.045 * fh)) / (0.06 * fh))
-    tg_rgb = np.array(col.tongue, np.float64) * tg_shade[..., None]
-    a_low = a_lt + a_tg * (1.0 - a_lt)
-    low_rgb = (lt_rgb * a_lt[..., None] + tg_rgb * (a_tg * (1.0 - a_lt))[..., None]) / np.maximum(
-        a_low, 1e-6
-    )[..., None]
-    atlas_up = np.concatenate(
-        [portrait, upper[..., None], teeth_rgb, a_teeth[..., None], cav], axis=-1
-    )
-    atlas_low = np.concatenate([portrait, lower[..., None], low_rgb, a_low[..., None]], axis=-1)
-    return atlas_up.astype(np.float32), atlas_low.astype(np.float32)
+    colors = interior_colors(rig, shows)
+    shape = (h, w)
+
+    # --- upper: the inner surface of the upper lip, the upper teeth, the cavity
+    t_up = np.broadcast_to(ys - y_ui, shape)
+    lip_prof = 0.4 + 0.6 * side
+    lip_w = UPPER_LIP_INNER * fh * lip_prof
+    lip_shade = 0.75 + 0.25 * smoothstep(t_up / np.maximum(lip_w, 0.5))
+    lip_up = colors.lip_upper * (lip_shade * (1.0 - 0.35 * au**2))[..., None]
+    # teeth: the band's height at the centre is the per-frame reach, less at the sides
+    # (the arch turns away); shaded under the lip, at the sides, at the gaps
+    reach = side**0.6 * (1.0 - smoothstep((au - 0.62) / 0.35))
+    t_rel = t_up / (0.04 * fh)
+    shade = (1.0 - 0.6 * au**2) * (0.8 + 0.2 * smoothstep(t_rel / 0.45))
+    shade *= 1.0 - 0.12 * smoothstep((t_rel - 0.6) / 0.4)
+    shade *= _gap_shade(u, half, gap_px, (0.0, 0.24, 0.44), 0.1)
+    teeth_rgb = colors.teeth * shade[..., None]
+    photo = np.zeros(shape)
+    if shows:  # the photo's teeth, continued a little below its opening
+        photo = np.clip(o_h + 0.01 * fh - t_up + 0.5, 0.0, 1.0) * (t_up > -2.5)
+        photo *= 1.0 - smoothstep((au - 0.85) / 0.3)
+        inside = opening > 0.01
+        teeth_rgb[inside] = portrait[inside]
+        photo[inside] = 1.0
+        reach = reach * 0.0
+    # the cavity: lit just inside the lips, dark at the back, darker toward the corners
+    cavity = colors.cavity * (1.0 - 0.55 * smoothstep(au / 1.1))[..., None]
+    fall = 0.02 * fh
+    light_up = np.exp(-np.maximum(t_up, 0.0) / fall)
+
+    # --- lower: the inner surface of the lower lip, the lower teeth, the tongue
+    t_lo = np.broadcast_to(y_li - ys, shape)
+    llip_w = LOWER_LIP_INNER * fh * lip_prof
+    llip_shade = 1.0 - 0.2 * smoothstep(t_lo / np.maximum(llip_w, 0.5))
+    lip_lo = colors.lip_lower * (llip_shade * (1.0 - 0.35 * au**2))[..., None]
+    # the edge of the lower teeth, behind the lower lip: their reach (per frame) is
+    # about the lip's inner surface when the jaw is nearly closed
+    lt_prof = (0.55 + 0.45 * side) * (1.0 - smoothstep((au - 0.3) / 0.3))
+    lt_shade = 0.7 * (1.0 - 0.4 * au**1.6) * _gap_shade(u, half, gap_px, (0.0, 0.2), 0.08)
+    lt_rgb = (0.8 * colors.teeth + 0.2 * colors.lip_lower) * lt_shade[..., None]
+    # the tongue: a dome resting behind the lower teeth, lit at its front edge
+    dome = np.sqrt(np.clip(1.0 - (u / 0.8) ** 2, 0.0, 1.0))
+    tg_shade = (0.95 - 0.4 * smoothstep(t_lo / (0.05 * fh))) * (1.0 - 0.3 * au**2)
+    tg_shade *= 1.0 - 0.12 * np.exp(-0.5 * (u * half / (0.006 * fh + 0.5)) ** 2)  # mid line
+    tongue = colors.tongue * tg_shade[..., None]
+    light_lo = np.exp(-np.maximum(t_lo, 0.0) / fall)
+
+    up_parts: list[F64] = [
+        portrait,
+        upper[..., None],
+        teeth_rgb,
+        t_up[..., None],
+        reach[..., None],
+        photo[..., None],
+        cavity,
+        light_up[..., None],
+        lip_up,
+        lip_prof[..., None],
+    ]
+    lo_parts: list[F64] = [
+        portrait,
+        lower[..., None],
+        tongue,
+        t_lo[..., None],
+        dome[..., None],
+        lt_rgb,
+        lt_prof[..., None],
+        light_lo[..., None],
+        lip_lo,
+        lip_prof[..., None],
+    ]
+    atlas_up = np.concatenate(up_parts, axis=-1)
+    atlas_low = np.concatenate(lo_parts, axis=-1)
+    assert atlas_up.shape[-1] == UP_CHANNELS and atlas_low.shape[-1] == LO_CHANNELS
+    return atlas_up.astype(np.float32), atlas_low.astype(np.float32), shows

@@ -21,8 +21,10 @@ import numpy.typing as npt
 from avatar.render.model import (
     BREATH_RISE,
     COMMON_UNITS,
+    LOWER_LIP_INNER,
     MOUTH_COMMON_UNITS,
     MOUTH_UNITS,
+    UPPER_LIP_INNER,
     YAW_RADIUS,
     RigModel,
     Roi,
@@ -53,6 +55,10 @@ class FrameParams:
     """(B, 4) tight destination mouth box (x0, y0, x1, y1)."""
     eye_tight: npt.NDArray[np.int64]
     """(B, 2, 4) tight destination eye boxes."""
+    interior: npt.NDArray[np.float32]
+    """(B, 6) reach (px below the upper lip / above the lower lip, at the mouth's
+    centre) of the upper teeth, the tongue, the lower teeth, and the upper and lower
+    lips' inner surfaces; then how much the tongue's tip is in front of the teeth."""
 
 
 def _clip(v: float, lo: float, hi: float) -> float:
@@ -94,6 +100,44 @@ def mouth_coefficients(state: AvatarState) -> list[float]:
         "teeth": _clip(state.teeth_show, 0.0, 1.0),
     }
     return [coef[k] for k in MOUTH_UNITS]
+
+
+TEETH_REACH = (0.027, 0.012, 0.008, 0.024)
+"""Upper teeth below the upper lip, in face heights: at rest, more per unit of
+``teeth_show`` and of spreading, less per unit of rounding (the lips cover them)."""
+LOWER_TEETH_REACH = (0.012, 0.01)
+"""Lower teeth above the lower lip (face heights): hidden behind the lip's inner
+surface, plus this much more when the jaw opens or the lips spread."""
+TONGUE_REACH = (0.028, 0.03)
+"""How far the tongue rises above the lower lip (face heights): with the jaw wide open
+(it lies on the floor of the mouth), and more with ``tongue_show`` (th, l: the tip
+rises in front of the teeth's edges, which it hides)."""
+
+
+def interior_reach(
+    mouth: npt.NDArray[np.float32], tongue: npt.NDArray[np.float32], face_height: float
+) -> npt.NDArray[np.float32]:
+    """(B, 6) interior reaches in pixels (:attr:`FrameParams.interior`) for (B, U) mouth
+    units and (B,) ``tongue_show``."""
+    m = {u: mouth[:, i].astype(np.float64) for i, u in enumerate(MOUTH_UNITS)}
+    tip = np.clip(tongue.astype(np.float64), 0.0, 1.0)
+    base, show, spread, rnd = TEETH_REACH
+    teeth = base + show * m["teeth"] + spread * m["wide"] - rnd * m["round"]
+    teeth = np.clip(teeth * (1.0 - 0.35 * tip), 0.004, 0.06) * face_height
+    u = np.clip((m["jaw"] - 0.2) / 0.6, 0.0, 1.0)
+    floor, raised = TONGUE_REACH
+    tongue_px = (floor * u * u * (3.0 - 2.0 * u) + raised * tip) * face_height
+    # the inner surfaces of the lips (and the lower teeth behind the lower one) come
+    # into view as the lips part, so nothing appears at once out of a closed mouth
+    o = np.clip((m["jaw"] + 0.3 * m["teeth"]) / 0.2, 0.0, 1.0)
+    parted = o * o * (3.0 - 2.0 * o)
+    lo_base, lo_more = LOWER_TEETH_REACH
+    show_low = np.clip(0.8 * m["jaw"] + 0.5 * m["wide"] + 0.3 * m["teeth"] - m["round"], 0.0, 1.0)
+    show_low *= 1.0 - tip
+    lower = (lo_base + lo_more * show_low) * face_height * parted
+    lips = np.stack([UPPER_LIP_INNER, LOWER_LIP_INNER]) * face_height * parted[:, None]
+    out = np.column_stack([teeth, tongue_px, lower, lips, tip])
+    return out.astype(np.float32)
 
 
 def _box_origin(roi: Roi, common: npt.NDArray[np.float32], size: tuple[int, int]) -> np.ndarray:
@@ -147,4 +191,7 @@ def frame_params(model: RigModel, states: Sequence[AvatarState]) -> FrameParams:
         eye_boxes=np.stack([_box_origin(e.roi, common, model.size) for e in model.eyes], axis=1),
         mouth_tight=tight_box(model.mouth.roi, common, model.size),
         eye_tight=np.stack([tight_box(e.roi, common, model.size) for e in model.eyes], axis=1),
+        interior=interior_reach(
+            mouth, np.array([s.tongue_show for s in states], np.float32).reshape(-1), fh
+        ),
     )

@@ -20,7 +20,33 @@ import numpy.typing as npt
 from avatar.identity.rig import AvatarRig
 from avatar.render.cpu import LASH_DARKEN
 from avatar.render.host_memory import keep_frame_memory
-from avatar.render.model import DAMPING, ITERS, RigModel, Roi, build_model, node_coords
+from avatar.render.model import (
+    CAVITY_DEEP,
+    DAMPING,
+    ITERS,
+    LO_LIGHT,
+    LO_LIP,
+    LO_LIP_REACH,
+    LO_MASK,
+    LO_REACH,
+    LO_T,
+    LO_TEETH,
+    LO_TEETH_REACH,
+    LO_TONGUE,
+    UP_CAVITY,
+    UP_LIGHT,
+    UP_LIP,
+    UP_LIP_REACH,
+    UP_MASK,
+    UP_PHOTO,
+    UP_REACH,
+    UP_T,
+    UP_TEETH,
+    RigModel,
+    Roi,
+    build_model,
+    node_coords,
+)
 from avatar.render.params import FrameParams, frame_params
 from avatar.state import AvatarState
 from models.errors import BackendUnavailableError
@@ -241,13 +267,7 @@ class TorchRenderer:
         a_low = self._sample_shared(self._mouth["atlas_low"], q_low)
         i_up = self._sample_shared(self._portrait, q_up + origin)
         i_low = self._sample_shared(self._portrait, q_low + origin)
-        ml = a_low[..., 0:1]
-        w_int = (1.0 - ml - a_up[..., 0:1]).clamp(min=0.0)
-        w_up = 1.0 - ml - w_int
-        inter = a_up[..., 5:8]
-        inter = inter + (a_low[..., 1:4] - inter) * a_low[..., 4:5]
-        inter = inter + (a_up[..., 1:4] - inter) * a_up[..., 4:5]
-        frames[idx] = inter * w_int + i_low * ml + i_up * w_up
+        frames[idx] = _composite_mouth(a_up, a_low, i_up, i_low, self._t(p.interior))
 
     def _eye_boxes(self, frames: Any, warp: Any, p: FrameParams, e: int) -> None:
         eye = self.model.eyes[e]
@@ -270,7 +290,45 @@ class TorchRenderer:
         ball = a_face[..., 1:4]
         ball = ball + (a_iris[..., 0:3] - ball) * a_iris[..., 3:4]
         lid = i_lid * (mu * (1.0 - LASH_DARKEN * blink * a_lid[..., 1:2]))
-        frames[idx] = ball * w_eye + i_face * w_low + lid
+        eye_px = ball * w_eye + i_face * w_low + lid
+        frames[idx] = eye_px + (i_face - eye_px) * a_face[..., 4:5]
+
+
+def _composite_mouth(a_up: Any, a_low: Any, i_up: Any, i_low: Any, reach: Any) -> Any:
+    """:func:`avatar.render.cpu.composite_mouth` on (B, h, w, C) tensors.
+
+    The atlases here lack their first three (portrait) channels; ``i_up`` / ``i_low``
+    are the portrait sampled through each part's field; ``reach`` is (B, 6).
+    """
+
+    def ch(a: Any, c: int | slice, first: int = 3) -> Any:
+        if isinstance(c, slice):
+            return a[..., c.start - first : c.stop - first]
+        return a[..., c - first : c - first + 1]
+
+    r = reach[:, None, None, :]
+
+    def alpha(a: Any, profile: int, t: int, k: int) -> Any:
+        reach = ch(a, profile) * r[..., k : k + 1]
+        return (reach - ch(a, t) + 0.5).clamp(0.0, 1.0) * reach.clamp(0.0, 1.0)
+
+    ml = ch(a_low, LO_MASK)
+    w_int = (1.0 - ml - ch(a_up, UP_MASK)).clamp(min=0.0)
+    w_up = 1.0 - ml - w_int
+    light = 1.0 - (1.0 - ch(a_up, UP_LIGHT)) * (1.0 - ch(a_low, LO_LIGHT))
+    inner = ch(a_up, UP_CAVITY) * (light * (1.0 - CAVITY_DEEP) + CAVITY_DEEP)
+    a_tongue = alpha(a_low, LO_REACH, LO_T, 1)
+    layers = (
+        (ch(a_low, LO_TONGUE), a_tongue),
+        (ch(a_low, LO_TEETH), alpha(a_low, LO_TEETH_REACH, LO_T, 2)),
+        (ch(a_up, UP_TEETH), alpha(a_up, UP_REACH, UP_T, 0).maximum(ch(a_up, UP_PHOTO))),
+        (ch(a_low, LO_TONGUE), a_tongue * r[..., 5:6]),
+        (ch(a_low, LO_LIP), alpha(a_low, LO_LIP_REACH, LO_T, 4)),
+        (ch(a_up, UP_LIP), alpha(a_up, UP_LIP_REACH, UP_T, 3)),
+    )
+    for rgb, a in layers:
+        inner = inner + (rgb - inner) * a
+    return inner * w_int + i_low * ml + i_up * w_up
 
 
 def _node_idx(roi: Roi) -> np.ndarray:

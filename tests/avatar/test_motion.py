@@ -14,6 +14,7 @@ import pytest
 from avatar.analysis import best_lag_correlation, blink_events, speech_envelope
 from avatar.config import AvatarConfig
 from avatar.motion import MouthDrive, Viseme, WorldModel, viseme_of
+from avatar.motion.visemes import VISEME_TARGETS
 from avatar.state import AvatarState, Mode
 from models.types import PhonemeSpan, Speech, Word
 from tests.avatar.speech_support import padded, say
@@ -60,6 +61,11 @@ def test_visemes_of_piper_symbols() -> None:
     assert viseme_of("^") is Viseme.SILENCE
     assert viseme_of("ˈ") is None
     assert viseme_of(" ") is None
+    # the tongue shows for th and l, not for t/d/n or the lips
+    assert viseme_of("ð") is Viseme.TH and VISEME_TARGETS[Viseme.TH].tongue_show > 0.5
+    assert viseme_of("l") is Viseme.LL and VISEME_TARGETS[Viseme.LL].tongue_show > 0.5
+    assert VISEME_TARGETS[viseme_of("t") or Viseme.SILENCE].tongue_show < 0.5
+    assert VISEME_TARGETS[Viseme.PP].tongue_show == 0.0
 
 
 @pytest.mark.parametrize("source", ["phonemes", "audio"])
@@ -123,6 +129,22 @@ def test_bilabials_close_the_lips() -> None:
     assert opening[b].min() < 0.12 and press[b].max() > 0.8
     assert opening[round(0.3 * fps)] > 0.6 and opening[round(0.58 * fps)] > 0.6
     assert opening[-1] < 0.02
+
+
+def test_th_and_l_raise_the_tongue() -> None:
+    """The tongue's tip comes up for 'th' and 'l' only, and is down in silence."""
+    spans = [PhonemeSpan("^", 0.0, 0.2)]
+    t = 0.2
+    for ph, d in [("ɑ", 0.15), ("ð", 0.12), ("ɑ", 0.15), ("m", 0.1), ("ɑ", 0.15), ("$", 0.3)]:
+        spans.append(PhonemeSpan(ph, t, d))
+        t += d
+    drive = MouthDrive.from_phonemes(spans, t)
+    fps = 200
+    tongue = np.array([s.tongue_show for s in run(drive, t, start=0.0, fps=fps)])
+    assert tongue[round(0.38 * fps) : round(0.5 * fps)].max() > 0.6  # ð
+    assert tongue[round(0.62 * fps) : round(0.72 * fps)].max() < 0.2  # m
+    assert tongue[: round(0.1 * fps)].max() < 1e-3 and tongue[-1] < 0.05
+    assert np.all(MouthDrive.from_audio(np.zeros(16000, np.float32), 16000).targets[:, 4] == 0)
 
 
 def test_audio_drive_is_closed_in_noise_and_gated_by_words(speech: Speech) -> None:

@@ -124,7 +124,8 @@ def test_closed_mouth_photo_opens_onto_synthesized_teeth(
     box = rig.mouth_box()
     closed = crop(renderer.render(NEUTRAL), box)
     opened = crop(renderer.render(AvatarState(jaw_open=1.0)), box)
-    assert teeth_like(opened).mean() > teeth_like(closed).mean() + 0.03
+    # a band of teeth (a minority of the opening: see test_look.py)
+    assert teeth_like(opened).mean() > teeth_like(closed).mean() + 0.01
     assert (luma(opened) < 60).mean() > (luma(closed) < 60).mean() + 0.05
 
 
@@ -186,7 +187,12 @@ def test_frames_are_deterministic(default_rig: AvatarRig, cpu_renderer: CpuRende
 
 
 def test_cpu_and_torch_agree(cpu_renderer: CpuRenderer, torch_renderer: Renderer) -> None:
-    states = [NEUTRAL, *MOVES.values(), AvatarState(teeth_show=1.0, mouth_wide=1.0)]
+    states = [
+        NEUTRAL,
+        *MOVES.values(),
+        AvatarState(teeth_show=1.0, mouth_wide=1.0),
+        AvatarState(jaw_open=0.3, teeth_show=0.6, tongue_show=1.0),
+    ]
     for s, a, b in zip(
         states, cpu_renderer.render_batch(states), torch_renderer.render_batch(states), strict=True
     ):

@@ -77,7 +77,9 @@ def decode_frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
-def check_lip_sync(mp4: Path, rig: AvatarRig, renderer: Renderer, pad: float) -> None:
+def check_lip_sync(
+    mp4: Path, rig: AvatarRig, renderer: Renderer, pad: float, min_r: float = 0.8
+) -> None:
     """Pixels of the MP4's mouth follow the loudness of its audio; silence is closed."""
     frames = decode_frames(mp4)
     pcm, rate = read_audio(mp4)
@@ -88,8 +90,16 @@ def check_lip_sync(mp4: Path, rig: AvatarRig, renderer: Renderer, pad: float) ->
     box = rig.mouth_box()
     opening = np.array([mouth_opening(f, box, rest=rest) for f in frames[:n]])
     r, lag = best_lag_correlation(opening, envelope[:n], 3)
-    assert r >= 0.6, f"mouth pixels vs loudness: r={r:.2f} at lag {lag}"
+    assert r >= min_r, f"mouth pixels vs loudness: r={r:.2f} at lag {lag}"
     assert abs(lag) <= 1, f"best lag {lag} frames"
+    # in every pause of the speech longer than 120 ms the mouth comes to rest
+    quiet = envelope[:n] < 0.03 * float(envelope.max())
+    edges = np.flatnonzero(np.diff(np.r_[0, quiet.astype(np.int8), 0]))
+    runs = [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True) if (b - a) / FPS > 0.12]
+    inner = [(a, b) for a, b in runs if a > 0 and b < n]
+    for a, b in inner:
+        low = float(opening[a:b].min())
+        assert low < 0.1 * np.percentile(opening, 99), f"mouth open in the pause at {a / FPS:.2f} s"
     # in the padding (beyond 0.2 s of the speech: the mouth prepares and relaxes)
     # the mouth is closed
     margin = round((pad - 0.2) * FPS)
@@ -109,6 +119,7 @@ def check_streams(mp4: Path, speech_s: float) -> None:
     assert info.video_frames == round(speech_s * FPS)
 
 
+@pytest.mark.models
 def test_render_text_lip_sync_and_streams(
     cli: Callable[..., int], tmp_path: Path, small_rig: AvatarRig, small_renderer: Renderer
 ) -> None:
@@ -118,9 +129,12 @@ def test_render_text_lip_sync_and_streams(
     duration = probe(out).audio_duration  # the speech (TTS timing varies run to run)
     check_streams(out, duration)
     assert duration > 2 * PAD + 4.0  # both sentences are in there
-    check_lip_sync(out, small_rig, small_renderer, PAD)
+    # Piper's path reads 0.77-0.85 here (its voice varies run to run): visemes shut the
+    # lips on loud nasals and round them on loud "o"s, which the loudness cannot know
+    check_lip_sync(out, small_rig, small_renderer, PAD, min_r=0.75)
 
 
+@pytest.mark.models
 @pytest.mark.parametrize("voice", ["en-us", "en-gb+f3"])
 def test_render_foreign_audio_lip_sync(
     cli: Callable[..., int],
