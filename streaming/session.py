@@ -26,12 +26,16 @@ from avatar.motion import WorldModel
 from avatar.state import AvatarState
 from streaming.audio_io import InboundAudioConverter
 from streaming.clock import MediaClock
-from streaming.conversation import Conversation, ConversationOptions, TurnRecord
+from streaming.conversation import Conversation, ConversationOptions
 from streaming.engines import AvatarAssets, Engines
 from streaming.events import ClientMessageError, TextMessage, error_event, parse_client_message
+from streaming.listener import Listener
 from streaming.playout import AudioPlayout
+from streaming.responder import Responder
 from streaming.session_ids import new_session_id
+from streaming.speaker import Speaker
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
+from streaming.turn_record import TurnRecord
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +90,28 @@ class Session:
         self._channel: RTCDataChannel | None = None
         self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
         self.conversation = Conversation(
-            engines,
-            self.clock,
-            self.playout,
+            Listener(
+                engines.new_vad(),
+                engines.stt,
+                max_utterance_s=cfg.stt.max_utterance_s,
+                now=self.clock.now,
+            ),
+            Responder(
+                engines.llm,
+                engines.tts,
+                first_token_timeout_s=cfg.llm.first_token_timeout_s,
+                fallback_reply=cfg.llm.fallback_reply,
+                now=self.clock.now,
+            ),
+            Speaker(self.clock, self.playout, self.world),
             self.world,
             self.emit,
             ConversationOptions(
                 system_prompt=request.system_prompt or cfg.llm.system_prompt,
                 language=request.language,
-                max_utterance_s=min(cfg.stt.max_utterance_s, 30.0),
-                first_token_timeout_s=cfg.llm.first_token_timeout_s,
-                fallback_reply=cfg.llm.fallback_reply,
             ),
             on_turn_complete=self._turn_done,
+            now=self.clock.now,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing: asyncio.Task[None] | None = None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from streaming.conversation import TurnRecord
+from streaming.turn_record import TurnRecord
 
 log = logging.getLogger(__name__)
 

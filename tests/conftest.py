@@ -46,7 +46,7 @@ def service_config() -> AppConfig:
             "llm.max_tokens=40",
             f"llm.system_prompt={TEST_PROMPT!r}",
             "vad.min_silence_ms=400",
-            # A loaded 2-core test machine can take longer than the 8 s default to the first
+            # A loaded 2-core test machine can take longer than the 15 s default to the first
             # token; the fallback line is tested on its own (tests/streaming/test_faults.py).
             "llm.first_token_timeout_s=60",
         ],

@@ -417,7 +417,9 @@ def _speech_from_audio(path: Path) -> Speech:
 def _stt_words(speech: Speech, config: AppConfig, resolver: AssetResolver) -> list[Word]:
     from models.stt import STT_SAMPLE_RATE, create_stt
 
-    stt = create_stt(config.stt, resolver)
+    # stt.max_utterance_s bounds a live turn; word timings of a recording may need more.
+    longest = min(600.0, max(config.stt.max_utterance_s, len(speech.pcm) / speech.sample_rate + 1))
+    stt = create_stt(config.stt.model_copy(update={"max_utterance_s": longest}), resolver)
     pcm16 = resample(speech.pcm, speech.sample_rate, STT_SAMPLE_RATE)
     return list(stt.transcribe(pcm16).words)
 

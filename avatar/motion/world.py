@@ -122,11 +122,9 @@ class WorldModel:
         self._breath = Breathing(float(self._rng.uniform()))
         self._aversion_side = 1.0
         self._speech: list[_Scheduled] = []
-        self._spoken_until = 0.0
         self._energy = 0.0
         self._brow_pulse = 0.0
         self._next_nod = math.inf
-        self._nod_now = False
 
     # ------------------------------------------------------------------ inputs
 
@@ -197,22 +195,13 @@ class WorldModel:
             kept.append(item)
         self._speech = kept
 
-    def backchannel(self) -> None:
-        """A listener's nod (e.g. at a pause of the user), at the next frame."""
-        self._nod_now = True
-
-    def spoken_until(self) -> float:
-        """Clock time up to which scheduled speech has been shown so far.
-
-        It only grows: after a barge-in at ``at_time`` it stops there (or at the last
-        frame already shown, if that was later).
-        """
-        return self._spoken_until
-
     def scheduled_until(self) -> float:
-        """Clock time at which all scheduled (and not cut) speech ends; 0 if none."""
-        ends = [s.spoken_end for s in self._speech]
-        return max([self._spoken_until, *ends])
+        """Clock time at which the scheduled (and not cut) speech it still holds ends.
+
+        0 when it holds none. What the user heard is recorded by the audio playout
+        (``streaming.playout``), not here.
+        """
+        return max((s.spoken_end for s in self._speech), default=0.0)
 
     def is_speaking(self) -> bool:
         """Whether speech is playing at the current frame (or still scheduled later)."""
@@ -282,13 +271,12 @@ class WorldModel:
             if float(rng.uniform()) < 0.35:
                 self._brow_pulse = max(self._brow_pulse, 0.35 * accent)
 
-        # listening: nods (random, or on a backchannel cue) with a brow raise
+        # listening: random nods with a brow raise
         listening = self._mode is Mode.LISTENING
-        if self._nod_now or (listening and t >= self._next_nod):
+        if listening and t >= self._next_nod:
             self._springs.kick(_PITCH, -float(rng.uniform(0.5, 0.9)))
             if float(rng.uniform()) < 0.5:
                 self._brow_pulse = max(self._brow_pulse, float(rng.uniform(0.2, 0.4)))
-            self._nod_now = False
             self._next_nod = t + 2.0 + float(rng.exponential(4.0)) if listening else math.inf
         self._brow_pulse *= decay(dt, 0.35) if dt > 0.0 else 1.0
 
@@ -316,9 +304,6 @@ class WorldModel:
             targets[:, _MOUTH] = mouth
             self._springs.advance(targets, h)
         x = self._springs.x
-        self._spoken_until = max(
-            [self._spoken_until] + [min(t, s.spoken_end) for s in self._speech if s.start <= t]
-        )
         self._speech = [s for s in self._speech if s.start + s.drive.end > t - 0.5]
 
         return AvatarState(
