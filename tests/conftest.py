@@ -15,6 +15,29 @@ from avatar.config import AppConfig, load_config
 from models.audio import resample
 from streaming.engines import Engines
 
+MODEL_FIXTURES = frozenset(
+    {
+        "engines",
+        "speak",
+        "piper_tts",
+        "whisper_stt",
+        "silero_model",
+        "say_16k",
+        "default_rig",
+        "ray_serving",
+    }
+)
+"""Fixtures that load real models; a test that uses one (even through another fixture)
+is marked ``models``."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that load real models ``models`` (``-m "not models"``: the rest)."""
+    for item in items:
+        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.models)
+
+
 TEST_PROMPT = (
     "You are a friendly assistant in a spoken conversation. Answer in one short sentence "
     "of at most fifteen words. No lists, no markdown."
