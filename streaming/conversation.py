@@ -30,11 +30,10 @@ from streaming.events import (
     assistant_text_event,
     error_event,
     state_event,
-    turn_metrics_event,
     user_transcript_event,
 )
 from streaming.history import History, persist
-from streaming.listener import Listener, SpeechStarted, Utterance
+from streaming.listener import Listener, Utterance
 from streaming.responder import Responder
 from streaming.speaker import Speaker
 from streaming.turn_record import TurnHook, TurnRecord
@@ -83,12 +82,12 @@ class Conversation:
         self._expression, self._emit, self._options = expression, emit, options
         self._on_turn_complete, self._now, self._wall = on_turn_complete, now, wall
         self._history = History(options.max_history_messages)
-        self._turn_counter = 0
-        self._owner = LISTENER
+        self.history: list[ChatMessage] = self._history.messages  # what the LLM sees
+        self.turns: list[TurnRecord] = self._history.turns  # the last turns' records
+        self._turn_counter, self._owner = 0, LISTENER
         self._turn: tuple[TurnRecord, asyncio.Task[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._state = ""
-        self._closed = False
+        self._state, self._closed = "", False
         self._set_state(Mode.LISTENING, LISTENER)
 
     @property
@@ -97,31 +96,19 @@ class Conversation:
         return self._state
 
     @property
-    def history(self) -> list[ChatMessage]:
-        """The chat history the LLM sees."""
-        return self._history.messages
-
-    @property
-    def turns(self) -> list[TurnRecord]:
-        """The records of the last turns."""
-        return self._history.turns
-
-    @property
     def replying(self) -> bool:
         """Whether a reply is being prepared or played."""
         return (self._turn is not None and not self._turn[1].done()) or self._speaker.playing
 
     def feed_audio(self, pcm: FloatAudio) -> None:
         """Inbound user audio (16 kHz mono float32), in arrival order."""
-        if self._closed:
-            return
-        for event in self._listener.feed(pcm):
-            if isinstance(event, SpeechStarted):
-                if self.replying:
-                    log.info("barge-in: the user started speaking during the reply")
-                self.interrupt()
-            elif isinstance(event, Utterance):
+        for event in [] if self._closed else self._listener.feed(pcm):
+            if isinstance(event, Utterance):
                 self._start_turn(event.end_of_user, utterance=event)
+                continue
+            if self.replying:
+                log.info("barge-in: the user started speaking during the reply")
+            self.interrupt()
 
     def submit_text(self, text: str) -> None:
         """The user typed a message: answer it like speech."""
@@ -139,8 +126,7 @@ class Conversation:
             return
         turn_id = self._take_floor()
         try:
-            chunks = self._responder.speak(text)
-            async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+            async with contextlib.aclosing(self._responder.speak(text)) as chunks:  # type: ignore[type-var]
                 async for speech in chunks:
                     await self._play(turn_id, speech)
             self._emit(assistant_text_event(text, turn_id, final=True))
@@ -158,13 +144,8 @@ class Conversation:
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._speaker.clear()
-
-    # --- the state machine ---------------------------------------------------
 
     def _set_state(self, mode: Mode, owner: int) -> None:
         """Change the state on behalf of ``owner``; a stale owner changes nothing."""
@@ -202,14 +183,14 @@ class Conversation:
         self._turn = (record, task)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if utterance is not None:  # even a turn cancelled before it ran drops its guess
+            task.add_done_callback(lambda _: utterance.drop_guess())
 
     async def _play(self, turn_id: int, speech: Speech) -> float | None:
         starts_in = await self._speaker.play(turn_id, speech)
         if starts_in is not None:
             self._set_state(Mode.SPEAKING, turn_id)
         return starts_in
-
-    # --- one turn --------------------------------------------------------------
 
     async def _run_turn(
         self, record: TurnRecord, end_of_user: float, utterance: Utterance | None
@@ -218,16 +199,11 @@ class Conversation:
         try:
             self._set_state(Mode.THINKING, turn_id)
             if utterance is not None:
-                t = self._now()
                 try:
-                    transcript, guessed = await self._listener.transcribe(utterance)
+                    record.user_text = await self._listener.hear(utterance, metrics)
                 except InvalidAudioError as exc:
                     log.info("utterance skipped: %s", exc)
                     return
-                if guessed:  # transcribed while the end of turn was pending
-                    metrics["stt_speculative"] = 1.0
-                metrics["stt_ms"] = (self._now() - t) * 1000
-                record.user_text = transcript.text.strip()
                 log.info("turn %d: heard %r", turn_id, record.user_text)
                 if not record.user_text:
                     return
@@ -246,8 +222,6 @@ class Conversation:
             log.exception("turn %d failed unexpectedly", turn_id)
             self._skip(record, "the avatar could not answer this turn")
         finally:
-            if utterance is not None:
-                utterance.drop_guess()
             await self._finish_turn(record)
 
     async def _reply(
@@ -278,26 +252,11 @@ class Conversation:
 
     async def _finish_turn(self, record: TurnRecord) -> None:
         record.completed_at = self._wall()
-        heard = self._speaker.heard(record.turn_id)
-        if not record.error:
-            record.spoken_text = heard.text
-        if record.interrupted:
-            record.spoken_s = heard.seconds
-            record.cut_at = record.cut_at or record.completed_at
-        if record.user_text:
-            self._history.close(record)
+        announce = self._history.close(record, self._speaker.heard(record.turn_id))
+        if announce is not None:
             await persist(self._on_turn_complete, record)
-            if not record.error:
-                if record.reply_text or record.interrupted:
-                    self._emit(
-                        assistant_text_event(
-                            record.spoken_text,
-                            record.turn_id,
-                            final=True,
-                            interrupted=record.interrupted,
-                        )
-                    )
-                self._emit(turn_metrics_event(record.turn_id, record.metrics))
+            for event in announce:
+                self._emit(event)
         if not self._closed:
             self._set_state(Mode.LISTENING, record.turn_id)
         if self._owner == record.turn_id:

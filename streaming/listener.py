@@ -116,14 +116,20 @@ class Listener:
             out.extend(self._speech_end(0.0))
         return out
 
-    async def transcribe(self, utterance: Utterance) -> tuple[Transcript, bool]:
-        """The utterance's transcript, and whether the speculative guess gave it."""
+    async def hear(self, utterance: Utterance, metrics: dict[str, float]) -> str:
+        """The words of the utterance (the speculative guess, if there is one); notes
+        ``stt_ms`` and ``stt_speculative`` in ``metrics``."""
+        t = self._now()
         try:
-            if utterance.guess is not None:
-                return await utterance.guess, True
-            return await self._stt.atranscribe(utterance.pcm, VAD_SAMPLE_RATE), False
+            if utterance.guess is not None:  # transcribed while the end was pending
+                metrics["stt_speculative"] = 1.0
+                transcript = await utterance.guess
+            else:
+                transcript = await self._stt.atranscribe(utterance.pcm, VAD_SAMPLE_RATE)
         finally:
             utterance.drop_guess()
+        metrics["stt_ms"] = (self._now() - t) * 1000
+        return transcript.text.strip()
 
     def close(self) -> None:
         """Cancel a speculation still running."""

@@ -267,6 +267,8 @@ def test_a_queued_transcription_whose_caller_left_never_runs() -> None:
         stale = asyncio.get_running_loop().create_task(runner.acall(lambda: ran.append("x")))
         await asyncio.sleep(0.05)  # queued behind the holder
         stale.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stale  # the caller has gone before the holder lets go
         release.set()
         await holder
         assert await runner.acall(lambda: "next") == "next"
