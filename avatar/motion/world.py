@@ -10,6 +10,7 @@ and can be cut off (barge-in). Everything random comes from one seeded
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from avatar.motion.drive import CHANNELS, MouthDrive
 from avatar.motion.dynamics import NormalStream, OrnsteinUhlenbeck, SpringBank, decay
 from avatar.motion.idle import BlinkProcess, Breathing, GazeProcess, GazeStyle
 from avatar.state import AvatarState, Mode
-from models.types import Speech
+from models.types import Speech, Word
 
 F64 = npt.NDArray[np.float64]
 
@@ -143,9 +144,12 @@ class WorldModel:
         """The conversation mode last set."""
         return self._mode
 
-    def make_drive(self, speech: Speech) -> MouthDrive:
-        """A drive for a TTS chunk with this model's lookahead."""
-        return MouthDrive.from_speech(speech, lookahead_ms=self.config.lookahead_ms)
+    def make_drive(self, speech: Speech, words: Sequence[Word] | None = None) -> MouthDrive:
+        """The drive of a speech chunk with this model's lookahead: from its phoneme
+        timeline, else from its sound (``words``, timings relative to the chunk, refine
+        that). The one speech -> drive step of live calls and offline renders; it reads
+        no state, so it may run in a worker thread."""
+        return MouthDrive.from_speech(speech, lookahead_ms=self.config.lookahead_ms, words=words)
 
     def schedule_speech(self, drive: MouthDrive, start_time: float) -> None:
         """Play ``drive`` with its audio starting at clock time ``start_time``.
