@@ -33,7 +33,7 @@ from streaming.events import (
     user_transcript_event,
 )
 from streaming.history import History, persist
-from streaming.listener import Listener, Utterance
+from streaming.listener import Listener, UserPaused, Utterance
 from streaming.responder import Responder
 from streaming.speaker import Speaker
 from streaming.turn_record import TurnHook, TurnRecord
@@ -50,6 +50,10 @@ class Expression(Protocol):
 
     def set_mode(self, mode: Mode) -> None:
         """Blend the avatar's behaviour towards ``mode``."""
+        ...
+
+    def backchannel(self) -> None:
+        """Nod (the user paused)."""
         ...
 
 
@@ -84,10 +88,9 @@ class Conversation:
         self._history = History(options.max_history_messages)
         self.history: list[ChatMessage] = self._history.messages  # what the LLM sees
         self.turns: list[TurnRecord] = self._history.turns  # the last turns' records
-        self._turn_counter, self._owner = 0, LISTENER
         self._turn: tuple[TurnRecord, asyncio.Task[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._state, self._closed = "", False
+        self._turn_counter, self._owner, self._state, self._closed = 0, LISTENER, "", False
         self._set_state(Mode.LISTENING, LISTENER)
 
     @property
@@ -105,10 +108,12 @@ class Conversation:
         for event in [] if self._closed else self._listener.feed(pcm):
             if isinstance(event, Utterance):
                 self._start_turn(event.end_of_user, utterance=event)
-                continue
-            if self.replying:
-                log.info("barge-in: the user started speaking during the reply")
-            self.interrupt()
+            elif isinstance(event, UserPaused):
+                self._expression.backchannel()
+            else:  # the user started speaking: a barge-in if the avatar is replying
+                if self.replying:
+                    log.info("barge-in: the user started speaking during the reply")
+                self.interrupt()
 
     def submit_text(self, text: str) -> None:
         """The user typed a message: answer it like speech."""

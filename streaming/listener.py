@@ -47,6 +47,11 @@ class SpeechStarted:
     """The user started speaking (a barge-in, if the avatar is talking)."""
 
 
+@dataclass(frozen=True)
+class UserPaused:
+    """The user paused long enough that their turn may be over (a listener nods)."""
+
+
 @dataclass
 class Utterance:
     """One finished utterance of the user.
@@ -65,7 +70,7 @@ class Utterance:
             self.guess.cancel()
 
 
-ListenEvent = SpeechStarted | Utterance
+ListenEvent = SpeechStarted | UserPaused | Utterance
 
 
 class Listener:
@@ -109,7 +114,8 @@ class Listener:
             else:
                 lag = self._inbound / VAD_SAMPLE_RATE - event.time
                 out.extend(self._speech_end(lag))
-        self._speculate()
+        if self._speculate():
+            out.append(UserPaused())
         if self._in_speech and self._utterance_samples >= self._max_samples:
             log.info("utterance over %.0f s: cutting it", self._max_samples / VAD_SAMPLE_RATE)
             self._vad.reset()
@@ -151,11 +157,12 @@ class Listener:
         if task is not None and not task.done():
             task.cancel()
 
-    def _speculate(self) -> None:
+    def _speculate(self) -> bool:
         """Transcribe early when the user has paused long enough that the turn is
-        probably over; cancel the guess as soon as they speak again."""
+        probably over; cancel the guess as soon as they speak again. True when a
+        guess started (the user just paused)."""
         if not self._in_speech:
-            return
+            return False
         silence = self._vad.trailing_silence
         if silence == 0.0:
             self._drop_speculation()
@@ -168,6 +175,8 @@ class Listener:
             self._speculation = asyncio.get_running_loop().create_task(
                 self._stt.atranscribe(pcm, VAD_SAMPLE_RATE), name="stt-speculative"
             )
+            return True
+        return False
 
     def _speech_start(self) -> SpeechStarted:
         self._drop_speculation()

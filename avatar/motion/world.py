@@ -126,6 +126,7 @@ class WorldModel:
         self._energy = 0.0
         self._brow_pulse = 0.0
         self._next_nod = math.inf
+        self._nod_now = False
 
     # ------------------------------------------------------------------ inputs
 
@@ -198,6 +199,10 @@ class WorldModel:
                 item.spoken_end = at_time
             kept.append(item)
         self._speech = kept
+
+    def backchannel(self) -> None:
+        """A listener's nod (at a pause of the user), at the next frame while listening."""
+        self._nod_now = self._mode is Mode.LISTENING
 
     def scheduled_until(self) -> float:
         """Clock time at which the scheduled (and not cut) speech it still holds ends.
@@ -275,12 +280,13 @@ class WorldModel:
             if float(rng.uniform()) < 0.35:
                 self._brow_pulse = max(self._brow_pulse, 0.35 * accent)
 
-        # listening: random nods with a brow raise
+        # listening: nods (random, or at the user's pauses) with a brow raise
         listening = self._mode is Mode.LISTENING
-        if listening and t >= self._next_nod:
+        if self._nod_now or (listening and t >= self._next_nod):
             self._springs.kick(_PITCH, -float(rng.uniform(0.5, 0.9)))
             if float(rng.uniform()) < 0.5:
                 self._brow_pulse = max(self._brow_pulse, float(rng.uniform(0.2, 0.4)))
+            self._nod_now = False
             self._next_nod = t + 2.0 + float(rng.exponential(4.0)) if listening else math.inf
         self._brow_pulse *= decay(dt, 0.35) if dt > 0.0 else 1.0
 

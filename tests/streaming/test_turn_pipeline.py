@@ -15,6 +15,7 @@ import pytest
 
 from avatar.config import AvatarConfig
 from avatar.motion import WorldModel
+from avatar.state import Mode
 from models.stt.serial import SerialRunner
 from models.types import Speech
 from models.vad import VAD_SAMPLE_RATE
@@ -295,6 +296,22 @@ async def test_an_utterance_is_cut_at_the_cap_and_keeps_its_preroll() -> None:
     assert utterances[0].pcm[0] == 0.0  # starts with the pre-roll's silence
     assert len(utterances[1].pcm) <= VAD_SAMPLE_RATE
     listener.close()
+
+
+async def test_a_pause_of_the_user_is_reported_once_and_makes_the_listener_nod() -> None:
+    listener = Listener(FakeVad(), FakeStt(), max_utterance_s=30.0, now=lambda: 5.0)
+    events = []
+    pcm = np.concatenate([speech(0.6), silence(0.3), speech(0.4), silence(0.3)])
+    for i in range(0, len(pcm), 320):
+        events.extend(listener.feed(pcm[i : i + 320]))
+    assert [type(e).__name__ for e in events] == ["SpeechStarted", "UserPaused", "UserPaused"]
+    listener.close()
+    world = WorldModel(AvatarConfig(), fps=25, seed=1)
+    world.set_mode(Mode.LISTENING)
+    still = [world.step().head_pitch for _ in range(5)]
+    world.backchannel()
+    nod = [world.step().head_pitch for _ in range(5)]
+    assert min(nod) < min(still) - 0.01  # the head dips
 
 
 # --- failures ----------------------------------------------------------------------
