@@ -25,6 +25,13 @@ MODEL_FIXTURES = frozenset(
         "say_16k",
         "default_rig",
         "ray_serving",
+        "speech",  # tests/avatar/test_motion.py: Piper
+        "small_rig",  # tests/avatar/test_render_cli.py: face landmarks
+        "llama",  # tests/models/test_llm.py
+        "server_url",
+        "tiny",
+        "vits",  # tests/models/test_tts_coqui.py
+        "xtts",
     }
 )
 """Fixtures that load real models; a test that uses one (even through another fixture)
