@@ -61,8 +61,9 @@ class Speaker:
         self._floor = turn_id
 
     async def play(self, turn_id: int, speech: Speech) -> float | None:
-        """Schedule ``speech`` after what is queued; its start (media seconds), or None
-        when ``turn_id`` does not hold the floor (it was cut) and nothing was queued."""
+        """Schedule ``speech`` after what is queued; seconds from now until it starts
+        playing, or None when ``turn_id`` does not hold the floor (it was cut) and
+        nothing was queued."""
         if turn_id != self._floor:
             return None
         drive = await asyncio.to_thread(self._world.make_drive, speech)
@@ -73,7 +74,7 @@ class Speaker:
         not_before = self._clock.sample_now() + int(self.lead_s * rate)
         start = self._playout.schedule(pcm, speech.text, not_before=not_before, turn_id=turn_id)
         self._world.schedule_speech(drive, start / rate)
-        return start / rate
+        return start / rate - self._clock.elapsed()
 
     def cut(self) -> None:
         """Stop all speech a frame from now (audio fades, the mouth closes); nobody

@@ -246,6 +246,7 @@ class Rig:
             now=self.clock.now,
         )
         self.speaker = Speaker(self.clock, self.playout, self.world)
+        self.clock.advance(7.0)  # a call that has been going on for a while
         self.conversation = Conversation(
             self.listener,
             self.responder,
