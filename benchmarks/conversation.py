@@ -58,6 +58,8 @@ QUESTIONS = [
 ]
 LOUD = 0.02
 PAD_S = 0.4
+MIC_TIMEOUT_S = 30.0
+"""A question the call has not started sending by then means the call is gone."""
 
 
 def out(line: str = "") -> None:
@@ -136,7 +138,11 @@ async def one_client(
             clip = clips[i % len(clips)]
             clips_sent = len(peer.mic.sent_log)
             peer.mic.say(clip)
+            sending = time.monotonic()
             while len(peer.mic.sent_log) == clips_sent:
+                if time.monotonic() - sending > MIC_TIMEOUT_S:  # the call died: stop, don't hang
+                    results["errors"].append(f"microphone not read ({peer.pc.connectionState})")
+                    return
                 await asyncio.sleep(0.01)
             t_speech_end = peer.mic.sent_log[-1][0] + len(clip) / 48_000 - PAD_S
             try:

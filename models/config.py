@@ -41,7 +41,9 @@ class VadConfig(_Section):
         default=None, gt=0.0, lt=1.0, description="Probability below which speech ends"
     )
     min_speech_ms: int = Field(default=120, ge=0, le=5000)
-    min_silence_ms: int = Field(default=500, ge=20, le=10000)
+    min_silence_ms: int = Field(
+        default=400, ge=20, le=10000, description="Silence that ends speech (the end of a turn)"
+    )
     speech_pad_ms: int = Field(default=0, ge=0, le=1000)
     webrtc_aggressiveness: int = Field(default=2, ge=0, le=3)
     threads: int = Field(default=1, ge=1, le=16)
@@ -65,7 +67,13 @@ class SttConfig(_Section):
     beam_size: int = Field(default=1, ge=1, le=10)
     language: str | None = Field(default="en", description="None: detect")
     cpu_threads: int = Field(default=2, ge=0, le=64)
-    max_utterance_s: float = Field(default=60.0, gt=0.0, le=600.0)
+    max_utterance_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=600.0,
+        description="Longest utterance: a live turn is cut and answered there; longer audio "
+        "is refused",
+    )
 
 
 class OpenAIConfig(_Section):

@@ -7,9 +7,8 @@ import numpy as np
 
 from models.audio import resample, to_int16
 from models.types import FloatAudio, Speech
+from models.vad import VAD_SAMPLE_RATE
 from streaming.playout import Int16Audio
-
-VAD_RATE = 16_000
 
 
 class InboundAudioConverter:
@@ -18,7 +17,7 @@ class InboundAudioConverter:
     Uses libswresample (stateful, so consecutive 20 ms frames join without clicks).
     """
 
-    def __init__(self, rate: int = VAD_RATE) -> None:
+    def __init__(self, rate: int = VAD_SAMPLE_RATE) -> None:
         self.rate = rate
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
 

@@ -2,8 +2,9 @@
 
 Speech chunks are scheduled back to back at absolute sample positions; the audio
 track pulls frames by index and gets silence where nothing is scheduled. Barge-in
-cuts everything after a sample (with a short fade) and reports how much of each chunk
-was actually heard, so the conversation history keeps only what was said.
+cuts everything after a sample (with a short fade). The playout is also the one record
+of what the user heard: it keeps, per turn, the span and text of each chunk it was
+given and where a cut ended it, until the turn takes that record (:meth:`take_heard`).
 """
 
 from __future__ import annotations
@@ -34,11 +35,28 @@ class ScheduledSpeech:
 
 @dataclass(frozen=True)
 class HeardSpeech:
-    """How much of a chunk was played before an interruption."""
+    """How much of a chunk was played (before an interruption, or all of it)."""
 
     text: str
     fraction: float
     turn_id: int
+    played_s: float = 0.0
+    """Seconds of the chunk's audio that played."""
+
+
+@dataclass
+class _Spoken:
+    """The ledger entry of one scheduled chunk (its audio may be gone already)."""
+
+    start: int
+    length: int
+    text: str
+    cut: int | None = None
+
+    def heard(self, turn_id: int, rate: int) -> HeardSpeech:
+        end = self.start + self.length
+        played = max(0, (end if self.cut is None else min(self.cut, end)) - self.start)
+        return HeardSpeech(self.text, played / max(1, self.length), turn_id, played / rate)
 
 
 class AudioPlayout:
@@ -48,6 +66,7 @@ class AudioPlayout:
         self.sample_rate = sample_rate
         self._fade = max(1, int(sample_rate * fade_ms / 1000))
         self._items: list[ScheduledSpeech] = []
+        self._ledger: dict[int, list[_Spoken]] = {}
         self._lock = threading.Lock()
 
     def schedule(self, pcm: Int16Audio, text: str, *, not_before: int, turn_id: int) -> int:
@@ -56,6 +75,7 @@ class AudioPlayout:
             tail = self._items[-1].end if self._items else 0
             start = max(tail, not_before)
             self._items.append(ScheduledSpeech(start, pcm, text, turn_id))
+            self._ledger.setdefault(turn_id, []).append(_Spoken(start, len(pcm), text))
             return start
 
     def end_sample(self) -> int:
@@ -78,15 +98,20 @@ class AudioPlayout:
                 lo = max(start, item.start)
                 hi = min(stop, item.end)
                 out[lo - start : hi - start] = item.pcm[lo - item.start : hi - item.start]
-            # Forget chunks that are fully played.
+            # Forget chunks that are fully played (the ledger keeps their spans).
             while self._items and self._items[0].end <= start:
                 self._items.pop(0)
         return out
 
     def interrupt(self, at_sample: int) -> list[HeardSpeech]:
-        """Cut all speech after ``at_sample`` (fading out); report what was heard."""
+        """Cut all speech after ``at_sample`` (fading out); report what was heard of
+        every chunk still queued (chunks after the cut: fraction 0)."""
         heard: list[HeardSpeech] = []
         with self._lock:
+            for spoken in self._ledger.values():
+                for s in spoken:
+                    if s.start + s.length > at_sample and (s.cut is None or s.cut > at_sample):
+                        s.cut = at_sample
             kept: list[ScheduledSpeech] = []
             for item in self._items:
                 if item.start >= at_sample:
@@ -99,16 +124,31 @@ class AudioPlayout:
                     if fade_len > 0:
                         ramp = np.linspace(1.0, 0.0, fade_len, dtype=np.float32)
                         pcm[n:] = (pcm[n:].astype(np.float32) * ramp).astype(np.int16)
-                    heard.append(HeardSpeech(item.text, n / len(item.pcm), item.turn_id))
+                    heard.append(
+                        HeardSpeech(
+                            item.text, n / len(item.pcm), item.turn_id, n / self.sample_rate
+                        )
+                    )
                     item = ScheduledSpeech(item.start, pcm, item.text, item.turn_id)
                 kept.append(item)
             self._items = kept
         return heard
 
+    def take_heard(self, turn_id: int) -> list[HeardSpeech]:
+        """What the user heard of turn ``turn_id``, chunk by chunk, and forget it.
+
+        Call it once the turn's audio has played out or been cut: a chunk that is
+        neither played nor cut yet counts as heard.
+        """
+        with self._lock:
+            spoken = self._ledger.pop(turn_id, [])
+        return [s.heard(turn_id, self.sample_rate) for s in spoken]
+
     def clear(self) -> None:
         """Drop everything."""
         with self._lock:
             self._items.clear()
+            self._ledger.clear()
 
 
 def heard_text(text: str, fraction: float) -> str:
@@ -118,3 +158,8 @@ def heard_text(text: str, fraction: float) -> str:
     words = text.split()
     n = int(len(words) * max(0.0, fraction))
     return " ".join(words[:n])
+
+
+def heard_words(heard: list[HeardSpeech]) -> str:
+    """The words heard of a list of chunks, in order."""
+    return " ".join(t for t in (heard_text(h.text, h.fraction) for h in heard) if t).strip()

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from avatar.config import AppConfig
 from streaming.api_error import ApiError
-from streaming.conversation import TurnRecord
 from streaming.store import TranscriptStore, default_database_url, turn_row
+from streaming.turn_record import TurnRecord
 
 STORE_KEY: web.AppKey[TranscriptStore] = web.AppKey("gwm_store", TranscriptStore)
 

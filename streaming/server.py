@@ -29,7 +29,6 @@ from avatar.config import AppConfig
 from streaming.api_error import ApiError, json_error, read_body
 from streaming.auth import GUARD_KEY, AccessGuard, TokenClaims, guard_middleware, mint_token
 from streaming.avatars_api import AVATARS_KEY, AvatarStore, list_avatars, upload_avatar
-from streaming.conversation import TurnRecord
 from streaming.cors import cors_middleware
 from streaming.engines import Engines, UnknownAvatarError
 from streaming.forwarded import forwarded_middleware
@@ -43,6 +42,7 @@ from streaming.session import Session, SessionRequest
 from streaming.session_ids import session_id_prefix
 from streaming.store import StoreError, TranscriptStore
 from streaming.turn import ICE_KEY, has_relay_candidate
+from streaming.turn_record import TurnRecord
 
 log = logging.getLogger(__name__)
 

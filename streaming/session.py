@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -26,17 +24,19 @@ from avatar.motion import WorldModel
 from avatar.state import AvatarState
 from streaming.audio_io import InboundAudioConverter
 from streaming.clock import MediaClock
-from streaming.conversation import Conversation, ConversationOptions, TurnRecord
+from streaming.conversation import Conversation, ConversationOptions
 from streaming.engines import AvatarAssets, Engines
-from streaming.events import ClientMessageError, TextMessage, error_event, parse_client_message
+from streaming.event_channel import ClientFloodError, EventChannel
+from streaming.events import TextMessage
+from streaming.listener import Listener
 from streaming.playout import AudioPlayout
+from streaming.responder import Responder
 from streaming.session_ids import new_session_id
+from streaming.speaker import Speaker
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
+from streaming.turn_record import TurnHook, TurnRecord
 
 log = logging.getLogger(__name__)
-
-MAX_PENDING_EVENTS = 256
-FLOOD_MESSAGES_PER_S = 50
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,7 @@ class Session:
         self.created = time.time()
         self.request = request
         self.avatar = avatar
-        self._engines = engines
-        self._on_closed = on_closed
-        self._on_turn = on_turn
+        self._engines, self._on_closed, self._on_turn = engines, on_closed, on_turn
         self.clock = MediaClock(sample_rate=cfg.server.audio_sample_rate, fps=cfg.render.fps)
         self.playout = AudioPlayout(self.clock.sample_rate)
         self.world = WorldModel(cfg.avatar, fps=cfg.render.fps, seed=cfg.avatar.seed)
@@ -82,34 +80,18 @@ class Session:
         self.video_out = AvatarVideoTrack(
             self.clock, self.world, avatar.renderer, render_executor, on_state=self._remember_state
         )
-        # emit() may run from Conversation.__init__ (its first state event): set these first.
-        self._channel: RTCDataChannel | None = None
-        self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
-        self.conversation = Conversation(
-            engines,
-            self.clock,
-            self.playout,
-            self.world,
-            self.emit,
-            ConversationOptions(
-                system_prompt=request.system_prompt or cfg.llm.system_prompt,
-                language=request.language,
-                max_utterance_s=min(cfg.stt.max_utterance_s, 30.0),
-                first_token_timeout_s=cfg.llm.first_token_timeout_s,
-                fallback_reply=cfg.llm.fallback_reply,
-            ),
-            on_turn_complete=self._turn_done,
+        # emit() may run from Conversation.__init__ (its first state event): set it first.
+        self.events = EventChannel(f"session {self.id}")
+        self.emit = self.events.emit
+        self.conversation = build_conversation(
+            engines, request, self.clock, self.playout, self.world, self.emit, self._turn_done
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._last_inbound = time.monotonic()
-        self._msg_window_start = time.monotonic()
-        self._msg_count = 0
         self.close_reason = ""
         self._wire()
-
-    # --- setup -----------------------------------------------------------------
 
     def _wire(self) -> None:
         self.pc.addTrack(self.audio_out)
@@ -124,16 +106,8 @@ class Session:
         def _on_channel(channel: RTCDataChannel) -> None:
             if channel.label != "events":
                 return
-            self._channel = channel
-
-            @channel.on("message")
-            def _on_message(raw: str | bytes) -> None:
-                self._on_client_message(raw)
-
-            if channel.readyState == "open":
-                self._flush_pending()
-            else:
-                channel.on("open", self._flush_pending)
+            channel.on("message", self._on_client_message)
+            self.events.attach(channel)
 
         @self.pc.on("connectionstatechange")
         async def _on_state() -> None:
@@ -165,41 +139,17 @@ class Session:
             self.conversation.feed_audio(pcm)
 
     def _on_client_message(self, raw: str | bytes) -> None:
-        now = time.monotonic()
-        self._last_inbound = now  # a typing-only user is not idle
-        if now - self._msg_window_start > 1.0:
-            self._msg_window_start, self._msg_count = now, 0
-        self._msg_count += 1
-        if self._msg_count > FLOOD_MESSAGES_PER_S:
+        self._last_inbound = now = time.monotonic()  # a typing-only user is not idle
+        try:
+            msg = self.events.receive(raw, now)
+        except ClientFloodError:
             log.warning("session %s: data channel flood, closing", self.id)
             self.close_soon("data channel flood")
             return
-        try:
-            msg = parse_client_message(raw)
-        except ClientMessageError as exc:
-            self.emit(error_event("bad_message", str(exc)))
-            return
         if isinstance(msg, TextMessage):
             self.conversation.submit_text(msg.text.strip())
-        else:
+        elif msg is not None:
             self.conversation.interrupt()
-
-    def emit(self, event: dict[str, Any]) -> None:
-        """Send an event to the client (queued until the data channel opens)."""
-        text = json.dumps(event)
-        ch = self._channel
-        if ch is not None and ch.readyState == "open":
-            try:
-                ch.send(text)
-            except Exception as exc:  # noqa: BLE001 - a dying transport must not kill the turn
-                log.debug("session %s: event not sent: %s", self.id, exc)
-        else:
-            self._pending.append(text)
-
-    def _flush_pending(self) -> None:
-        ch = self._channel
-        while ch is not None and ch.readyState == "open" and self._pending:
-            ch.send(self._pending.popleft())
 
     def _remember_state(self, state: AvatarState) -> None:
         self.last_state = state
@@ -296,3 +246,39 @@ class Session:
             "video_frames": self.video_out.stats.frames,
             "audio_frames": self.audio_out.stats.frames,
         }
+
+
+def build_conversation(
+    engines: Engines,
+    request: SessionRequest,
+    clock: MediaClock,
+    playout: AudioPlayout,
+    world: WorldModel,
+    emit: Callable[[dict[str, Any]], None],
+    on_turn_complete: TurnHook,
+) -> Conversation:
+    """A session's conversation: its parts made from the shared engines and the config."""
+    cfg = engines.config
+    listener = Listener(
+        engines.new_vad(), engines.stt, max_utterance_s=cfg.stt.max_utterance_s, now=clock.now
+    )
+    responder = Responder(
+        engines.llm,
+        engines.tts,
+        first_token_timeout_s=cfg.llm.first_token_timeout_s,
+        fallback_reply=cfg.llm.fallback_reply,
+        now=clock.now,
+    )
+    options = ConversationOptions(
+        system_prompt=request.system_prompt or cfg.llm.system_prompt, language=request.language
+    )
+    return Conversation(
+        listener,
+        responder,
+        Speaker(clock, playout, world),
+        world,
+        emit,
+        options,
+        on_turn_complete=on_turn_complete,
+        now=clock.now,
+    )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from streaming.conversation import TurnRecord
+from streaming.turn_record import TurnRecord
 
 log = logging.getLogger(__name__)
 
@@ -225,31 +225,7 @@ class TranscriptStore:
         return statement.replace("?", "%s") if self.dialect == "postgres" else statement
 
     def _open(self) -> None:
-        if self.dialect == "sqlite":
-            path = sqlite_path(self.url)
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-                conn.execute("PRAGMA busy_timeout=5000")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the SQLite database {path}: {exc}") from exc
-            conn.isolation_level = "DEFERRED"
-            self._conn = conn
-        else:
-            try:
-                import psycopg
-            except ImportError as exc:
-                raise StoreError(
-                    "postgresql:// needs psycopg: pip install 'gwm-avatars[postgres]'"
-                ) from exc
-            try:
-                self._conn = psycopg.connect(self.url)
-            except psycopg.Error as exc:
-                raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+        self._conn = connect(self.url, self.dialect)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -329,34 +305,67 @@ class TranscriptStore:
             conn.commit()
         finally:
             cur.close()
-        return {
-            "session_id": sess[0],
-            "created_at": sess[1],
-            "ended_at": sess[2],
-            "avatar": sess[3],
-            "close_reason": sess[4],
-            "turns": [
-                {
-                    "turn_id": r[0],
-                    "started_at": r[1],
-                    "completed_at": r[2],
-                    "user_text": r[3],
-                    "reply_text": r[4],
-                    "spoken_text": r[5],
-                    "interrupted": bool(r[6]),
-                    "cut_at": r[7],
-                    "spoken_s": r[8],
-                    "error": r[9],
-                    "metrics": json.loads(r[10]),
-                }
-                for r in rows
-            ],
-        }
+        return _transcript_json(sess, rows)
 
     def _close_conn(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+def connect(url: str, dialect: str) -> _Connection:
+    """A connection to the database at ``url`` (SQLite in WAL mode, or PostgreSQL)."""
+    if dialect == "sqlite":
+        path = sqlite_path(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite database {path}: {exc}") from exc
+        conn.isolation_level = "DEFERRED"
+        return conn
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise StoreError(
+            "postgresql:// needs psycopg: pip install 'gwm-avatars[postgres]'"
+        ) from exc
+    try:
+        return psycopg.connect(url)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+
+def _transcript_json(sess: Any, rows: list[Any]) -> dict[str, Any]:
+    """The ``GET /v1/sessions/{id}/transcript`` body from a session row and turn rows."""
+    return {
+        "session_id": sess[0],
+        "created_at": sess[1],
+        "ended_at": sess[2],
+        "avatar": sess[3],
+        "close_reason": sess[4],
+        "turns": [
+            {
+                "turn_id": r[0],
+                "started_at": r[1],
+                "completed_at": r[2],
+                "user_text": r[3],
+                "reply_text": r[4],
+                "spoken_text": r[5],
+                "interrupted": bool(r[6]),
+                "cut_at": r[7],
+                "spoken_s": r[8],
+                "error": r[9],
+                "metrics": json.loads(r[10]),
+            }
+            for r in rows
+        ],
+    }
 
 
 def _log_failure(fut: Future[Any]) -> None:

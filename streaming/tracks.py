@@ -28,6 +28,22 @@ from streaming.playout import AudioPlayout
 
 log = logging.getLogger(__name__)
 
+VIDEO_STEPS_AHEAD = 2
+"""How many frame periods before its due time the video track may step the world model
+for a frame: frame ``n+1`` starts rendering once frame ``n`` is rendered, which can be
+as soon as frame ``n-1`` has been released at its due time."""
+
+
+def speech_lead_s(fps: int, lookahead_ms: float) -> float:
+    """How far ahead of the playing sample new speech must be placed so that no frame
+    that shows it, or the mouth preparing it (``lookahead_ms`` before its sound), has
+    been stepped already: the video track's look-ahead plus the mouth's."""
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if not 0 <= lookahead_ms <= 1000:
+        raise ValueError(f"lookahead_ms must be within 0..1000, got {lookahead_ms}")
+    return VIDEO_STEPS_AHEAD / fps + lookahead_ms / 1000.0
+
 
 @dataclass
 class TrackStats:
@@ -74,8 +90,9 @@ class AvatarVideoTrack(MediaStreamTrack):
 
     Rendering is pipelined one frame ahead: while frame ``n`` is being encoded and
     sent, frame ``n+1`` is already rendering in the executor. The world model is
-    stepped when a frame's render starts, about two frame periods before it is due,
-    so speech must be scheduled at least that far ahead (the conversation does).
+    stepped when a frame's render starts, up to :data:`VIDEO_STEPS_AHEAD` frame periods
+    before it is due, so speech must be scheduled at least that far ahead
+    (:func:`speech_lead_s`; the speaker does).
     """
 
     kind = "video"

@@ -15,6 +15,36 @@ from avatar.config import AppConfig, load_config
 from models.audio import resample
 from streaming.engines import Engines
 
+MODEL_FIXTURES = frozenset(
+    {
+        "engines",
+        "speak",
+        "piper_tts",
+        "whisper_stt",
+        "silero_model",
+        "say_16k",
+        "default_rig",
+        "ray_serving",
+        "speech",  # tests/avatar/test_motion.py: Piper
+        "small_rig",  # tests/avatar/test_render_cli.py: face landmarks
+        "llama",  # tests/models/test_llm.py
+        "server_url",
+        "tiny",
+        "vits",  # tests/models/test_tts_coqui.py
+        "xtts",
+    }
+)
+"""Fixtures that load real models; a test that uses one (even through another fixture)
+is marked ``models``."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that load real models ``models`` (``-m "not models"``: the rest)."""
+    for item in items:
+        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.models)
+
+
 TEST_PROMPT = (
     "You are a friendly assistant in a spoken conversation. Answer in one short sentence "
     "of at most fifteen words. No lists, no markdown."
@@ -46,7 +76,7 @@ def service_config() -> AppConfig:
             "llm.max_tokens=40",
             f"llm.system_prompt={TEST_PROMPT!r}",
             "vad.min_silence_ms=400",
-            # A loaded 2-core test machine can take longer than the 8 s default to the first
+            # A loaded 2-core test machine can take longer than the 15 s default to the first
             # token; the fallback line is tested on its own (tests/streaming/test_faults.py).
             "llm.first_token_timeout_s=60",
         ],

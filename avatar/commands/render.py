@@ -27,7 +27,7 @@ from tqdm import tqdm
 from avatar.arguments import UsageError, int_in_range, number_in_range, size_type
 from avatar.config import AppConfig, AvatarConfig, RenderConfig
 from avatar.media import MediaError, Mp4Writer, read_audio
-from avatar.motion import MouthDrive, WorldModel
+from avatar.motion import WorldModel
 from avatar.state import AvatarState, Mode
 from models.assets import AssetResolver
 from models.audio import resample
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAD_S = 0.3
 """Silence before and after the speech, so the video starts and ends at rest."""
+MODE_MARGIN_S = 0.3
+"""The avatar is in speaking mode from this long before its speech until this long after."""
 
 
 class FrameRenderer(Protocol):
@@ -216,9 +218,8 @@ def render_speech_to_mp4(
                 feed.wait_for((n + batch - 1) / fps + ahead, stop)
                 new, done, rate, pad, total = feed.snapshot(scheduled)
                 for chunk, start in new:
-                    world.schedule_speech(
-                        _drive(chunk, start, pad, rate, words, avatar_config), start / rate
-                    )
+                    drive = world.make_drive(chunk, _chunk_words(chunk, start, pad, rate, words))
+                    world.schedule_speech(drive, start / rate)
                 scheduled += len(new)
                 if done and not rate:
                     break
@@ -229,12 +230,8 @@ def render_speech_to_mp4(
                 t0 = time.perf_counter()
                 states = []
                 for _ in range(count):
-                    t = world.time
                     speech_end = (feed.known / rate) if done else float("inf")
-                    if pad / rate - 0.3 <= t < speech_end + 0.3:
-                        world.set_mode(Mode.SPEAKING)
-                    elif t >= speech_end + 0.3:
-                        world.set_mode(Mode.IDLE)
+                    world.set_mode(render_mode(world.time, pad / rate, speech_end, world.mode))
                     states.append(world.step())
                 t1 = time.perf_counter()
                 images = (
@@ -329,20 +326,24 @@ def render_speech_to_mp4(
     return result
 
 
-def _drive(
-    chunk: Speech,
-    start: int,
-    pad: int,
-    rate: int,
-    words: Sequence[Word] | None,
-    config: AvatarConfig,
-) -> MouthDrive:
-    """The mouth drive of one chunk starting at timeline sample ``start``."""
-    chunk_words = None
-    if words is not None and not chunk.phonemes:
-        offset = (start - pad) / rate
-        chunk_words = [Word(w.text, w.start - offset, w.end - offset, w.probability) for w in words]
-    return MouthDrive.from_speech(chunk, lookahead_ms=config.lookahead_ms, words=chunk_words)
+def render_mode(t: float, speech_start: float, speech_end: float, current: Mode) -> Mode:
+    """The mode of a rendered frame at ``t``: speaking from ``MODE_MARGIN_S`` before the
+    speech until that long after it, idle after that (the mode of a live call comes
+    from its conversation)."""
+    if speech_start - MODE_MARGIN_S <= t < speech_end + MODE_MARGIN_S:
+        return Mode.SPEAKING
+    return Mode.IDLE if t >= speech_end + MODE_MARGIN_S else current
+
+
+def _chunk_words(
+    chunk: Speech, start: int, pad: int, rate: int, words: Sequence[Word] | None
+) -> list[Word] | None:
+    """``words`` (timings from the speech's start) relative to a chunk at timeline
+    sample ``start``; None when there are none or the chunk has a phoneme timeline."""
+    if words is None or chunk.phonemes:
+        return None
+    offset = (start - pad) / rate
+    return [Word(w.text, w.start - offset, w.end - offset, w.probability) for w in words]
 
 
 # ---------------------------------------------------------------- the command
@@ -410,7 +411,9 @@ def _speech_from_audio(path: Path) -> Speech:
 def _stt_words(speech: Speech, config: AppConfig, resolver: AssetResolver) -> list[Word]:
     from models.stt import STT_SAMPLE_RATE, create_stt
 
-    stt = create_stt(config.stt, resolver)
+    # stt.max_utterance_s bounds a live turn; word timings of a recording may need more.
+    longest = min(600.0, max(config.stt.max_utterance_s, len(speech.pcm) / speech.sample_rate + 1))
+    stt = create_stt(config.stt.model_copy(update={"max_utterance_s": longest}), resolver)
     pcm16 = resample(speech.pcm, speech.sample_rate, STT_SAMPLE_RATE)
     return list(stt.transcribe(pcm16).words)
 

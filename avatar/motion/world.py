@@ -10,6 +10,7 @@ and can be cut off (barge-in). Everything random comes from one seeded
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from avatar.motion.drive import CHANNELS, MouthDrive
 from avatar.motion.dynamics import NormalStream, OrnsteinUhlenbeck, SpringBank, decay
 from avatar.motion.idle import BlinkProcess, Breathing, GazeProcess, GazeStyle
 from avatar.state import AvatarState, Mode
-from models.types import Speech
+from models.types import Speech, Word
 
 F64 = npt.NDArray[np.float64]
 
@@ -124,7 +125,6 @@ class WorldModel:
         self._breath = Breathing(float(self._rng.uniform()))
         self._aversion_side = 1.0
         self._speech: list[_Scheduled] = []
-        self._spoken_until = 0.0
         self._energy = 0.0
         self._brow_pulse = 0.0
         self._next_nod = math.inf
@@ -147,9 +147,12 @@ class WorldModel:
         """The conversation mode last set."""
         return self._mode
 
-    def make_drive(self, speech: Speech) -> MouthDrive:
-        """A drive for a TTS chunk with this model's lookahead."""
-        return MouthDrive.from_speech(speech, lookahead_ms=self.config.lookahead_ms)
+    def make_drive(self, speech: Speech, words: Sequence[Word] | None = None) -> MouthDrive:
+        """The drive of a speech chunk with this model's lookahead: from its phoneme
+        timeline, else from its sound (``words``, timings relative to the chunk, refine
+        that). The one speech -> drive step of live calls and offline renders; it reads
+        no state, so it may run in a worker thread."""
+        return MouthDrive.from_speech(speech, lookahead_ms=self.config.lookahead_ms, words=words)
 
     def schedule_speech(self, drive: MouthDrive, start_time: float) -> None:
         """Play ``drive`` with its audio starting at clock time ``start_time``.
@@ -200,21 +203,16 @@ class WorldModel:
         self._speech = kept
 
     def backchannel(self) -> None:
-        """A listener's nod (e.g. at a pause of the user), at the next frame."""
-        self._nod_now = True
-
-    def spoken_until(self) -> float:
-        """Clock time up to which scheduled speech has been shown so far.
-
-        It only grows: after a barge-in at ``at_time`` it stops there (or at the last
-        frame already shown, if that was later).
-        """
-        return self._spoken_until
+        """A listener's nod (at a pause of the user), at the next frame while listening."""
+        self._nod_now = self._mode is Mode.LISTENING
 
     def scheduled_until(self) -> float:
-        """Clock time at which all scheduled (and not cut) speech ends; 0 if none."""
-        ends = [s.spoken_end for s in self._speech]
-        return max([self._spoken_until, *ends])
+        """Clock time at which the scheduled (and not cut) speech it still holds ends.
+
+        0 when it holds none. What the user heard is recorded by the audio playout
+        (``streaming.playout``), not here.
+        """
+        return max((s.spoken_end for s in self._speech), default=0.0)
 
     def is_speaking(self) -> bool:
         """Whether speech is playing at the current frame (or still scheduled later)."""
@@ -284,7 +282,7 @@ class WorldModel:
             if float(rng.uniform()) < 0.35:
                 self._brow_pulse = max(self._brow_pulse, 0.35 * accent)
 
-        # listening: nods (random, or on a backchannel cue) with a brow raise
+        # listening: nods (random, or at the user's pauses) with a brow raise
         listening = self._mode is Mode.LISTENING
         if self._nod_now or (listening and t >= self._next_nod):
             self._springs.kick(_PITCH, -float(rng.uniform(0.5, 0.9)))
@@ -319,9 +317,6 @@ class WorldModel:
             targets[:, _TONGUE] = mouth[:, 4]
             self._springs.advance(targets, h)
         x = self._springs.x
-        self._spoken_until = max(
-            [self._spoken_until] + [min(t, s.spoken_end) for s in self._speech if s.start <= t]
-        )
         self._speech = [s for s in self._speech if s.start + s.drive.end > t - 0.5]
 
         return AvatarState(

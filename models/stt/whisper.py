@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from models.assets import AssetResolver
 from models.audio import as_float_mono, check_rate
 from models.config import SttConfig
 from models.errors import AssetNotFoundError, InvalidAudioError, STTError
+from models.stt.serial import SerialRunner
 from models.types import FloatAudio, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ class SpeechRecognizer:
             raise STTError(f"cannot load the Whisper model {config.model!r}: {exc}") from exc
         except Exception as exc:  # CTranslate2 errors are untyped
             raise STTError(f"cannot load the Whisper model {config.model!r}: {exc}") from exc
-        self._lock = threading.Lock()
+        self._serial = SerialRunner()
         log.info(
             "Whisper %s loaded on %s (%s) in %.2f s",
             config.model,
@@ -134,26 +133,32 @@ class SpeechRecognizer:
         too long audio, and STTError when the engine fails.
         """
         audio = self.check(pcm, sample_rate)
-        duration = len(audio) / STT_SAMPLE_RATE
-        try:
-            with self._lock:
-                segments, info = self._model.transcribe(
-                    audio,
-                    language=self._config.language,
-                    beam_size=self._config.beam_size,
-                    word_timestamps=self._word_timestamps,
-                    condition_on_previous_text=False,
-                    vad_filter=False,
-                )
-                segments = list(segments)  # decoding happens while iterating
-        except Exception as exc:  # anything the engine raises becomes a typed error
-            raise STTError(f"transcription failed: {exc}") from exc
-        return _transcript(segments, info, duration)
+        return self._serial.call(lambda: self._run(audio))
 
     async def atranscribe(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> Transcript:
-        """:meth:`transcribe` in a worker thread (validation happens at once)."""
-        self.check(pcm, sample_rate)
-        return await asyncio.to_thread(self.transcribe, pcm, sample_rate)
+        """:meth:`transcribe` in a worker thread (validation happens at once).
+
+        Cancelled while it waits for the recognizer (other sessions' utterances), the
+        transcription is dropped and never runs.
+        """
+        audio = self.check(pcm, sample_rate)
+        return await self._serial.acall(lambda: self._run(audio))
+
+    def _run(self, audio: FloatAudio) -> Transcript:
+        """Transcribe checked audio (holding the recognizer)."""
+        try:
+            segments, info = self._model.transcribe(
+                audio,
+                language=self._config.language,
+                beam_size=self._config.beam_size,
+                word_timestamps=self._word_timestamps,
+                condition_on_previous_text=False,
+                vad_filter=False,
+            )
+            segments = list(segments)  # decoding happens while iterating
+        except Exception as exc:  # anything the engine raises becomes a typed error
+            raise STTError(f"transcription failed: {exc}") from exc
+        return _transcript(segments, info, len(audio) / STT_SAMPLE_RATE)
 
 
 def _transcript(segments: list[Any], info: Any, duration: float) -> Transcript:

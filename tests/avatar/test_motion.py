@@ -185,7 +185,6 @@ def test_barge_in_closes_the_mouth_and_drops_queued_speech(speech: Speech) -> No
     opening = jaw(after)
     # within ~100 ms (+ one frame) the mouth is closed, and stays closed
     assert np.all(opening[round(0.12 * FPS) :] < 0.05), opening[:6]
-    assert wm.spoken_until() == pytest.approx(cut)
     assert wm.scheduled_until() == pytest.approx(cut)
     assert not wm.is_speaking()
     assert first == len(states)
@@ -204,7 +203,7 @@ def test_streaming_chunks_play_back_to_back(speech: Speech) -> None:
     states = [wm.step() for _ in range(n)]
     second_half = jaw(states)[round((0.2 + speech.duration + 0.3) * FPS) - FPS :]
     assert second_half.max() > 0.5
-    assert wm.spoken_until() == pytest.approx(0.2 + 2 * speech.duration)
+    assert not wm.is_speaking()
 
 
 def test_same_seed_same_states_different_seed_different_motion(speech: Speech) -> None:

@@ -120,6 +120,7 @@ async def _sigterm(server: ServeProcess) -> tuple[int, Any, aiohttp.ClientRespon
     return ready_status, ready, refused
 
 
+@pytest.mark.models  # `avatar serve` in a subprocess loads every model
 async def test_sigkill_loses_no_completed_turn_and_sigterm_drains(
     serve: list[ServeProcess], tmp_path: Path
 ) -> None:
@@ -186,6 +187,7 @@ async def test_sigkill_loses_no_completed_turn_and_sigterm_drains(
     assert len(loud) > 20, "the goodbye was not heard"
 
 
+@pytest.mark.models
 async def test_sigterm_with_drain_grace_lets_open_sessions_finish(
     serve: list[ServeProcess], tmp_path: Path
 ) -> None:

@@ -1,0 +1,200 @@
+"""The listener: the user's audio in, :class:`SpeechStarted` and :class:`Utterance` out.
+
+Inbound 16 kHz audio goes through the session's VAD. Audio just before the VAD's
+speech start is kept (pre-roll) so the first syllable reaches STT; speech is buffered
+until its end (or until it reaches ``max_utterance_s``, when it is cut and answered).
+When the user pauses long enough that the turn is probably over, the utterance is
+transcribed speculatively; if they go on, that guess is cancelled at once (a guess
+still queued for the recognizer never runs). :meth:`Listener.feed` returns values: the
+caller decides what a speech start or an utterance means for the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from models.types import FloatAudio, Transcript, VadEventKind
+from models.vad import VAD_SAMPLE_RATE, VoiceActivityDetector
+
+log = logging.getLogger(__name__)
+
+SPECULATE_AFTER_S = 0.2
+"""Silence after speech that starts a speculative transcription, before the end of turn
+is certain (``vad.min_silence_ms``); the guess is dropped if the user goes on."""
+PREROLL_S = 0.3
+"""Audio kept before the VAD's speech start, so the first syllable reaches STT."""
+MIN_UTTERANCE_S = 0.2
+"""Shorter speech is noise, not an utterance."""
+
+
+class AsyncTranscriber(Protocol):
+    """What the listener needs of speech recognition."""
+
+    async def atranscribe(self, pcm: FloatAudio, sample_rate: int = ...) -> Transcript:
+        """Transcribe one utterance without blocking the event loop."""
+        ...
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The user started speaking (a barge-in, if the avatar is talking)."""
+
+
+@dataclass(frozen=True)
+class UserPaused:
+    """The user paused long enough that their turn may be over (a listener nods)."""
+
+
+@dataclass
+class Utterance:
+    """One finished utterance of the user.
+
+    ``end_of_user`` is when they stopped (the listener's clock, detection lag removed);
+    ``guess`` the speculative transcription started before the end was certain.
+    """
+
+    pcm: FloatAudio
+    end_of_user: float
+    guess: asyncio.Task[Transcript] | None = field(default=None, repr=False)
+
+    def drop_guess(self) -> None:
+        """Cancel the speculative transcription if it is still running."""
+        if self.guess is not None and not self.guess.done():
+            self.guess.cancel()
+
+
+ListenEvent = SpeechStarted | UserPaused | Utterance
+
+
+class Listener:
+    """VAD, pre-roll, utterance buffer and speculative STT of one session."""
+
+    def __init__(
+        self,
+        vad: VoiceActivityDetector,
+        stt: AsyncTranscriber,
+        *,
+        max_utterance_s: float,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._vad = vad
+        self._stt = stt
+        self._max_samples = int(max_utterance_s * VAD_SAMPLE_RATE)
+        self._now = now
+        self._inbound = 0
+        self._preroll: list[FloatAudio] = []
+        self._preroll_samples = 0
+        self._utterance: list[FloatAudio] = []
+        self._utterance_samples = 0
+        self._in_speech = False
+        self._speculation: asyncio.Task[Transcript] | None = None
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether the user is speaking (between a speech start and its end)."""
+        return self._in_speech
+
+    def feed(self, pcm: FloatAudio) -> list[ListenEvent]:
+        """Inbound audio (16 kHz mono float32), in arrival order; what it completed."""
+        if len(pcm) == 0:
+            return []
+        out: list[ListenEvent] = []
+        self._inbound += len(pcm)
+        self._buffer(pcm)
+        for event in self._vad.process(pcm):
+            if event.kind is VadEventKind.SPEECH_START:
+                out.append(self._speech_start())
+            else:
+                lag = self._inbound / VAD_SAMPLE_RATE - event.time
+                out.extend(self._speech_end(lag))
+        if self._speculate():
+            out.append(UserPaused())
+        if self._in_speech and self._utterance_samples >= self._max_samples:
+            log.info("utterance over %.0f s: cutting it", self._max_samples / VAD_SAMPLE_RATE)
+            self._vad.reset()
+            out.extend(self._speech_end(0.0))
+        return out
+
+    async def hear(self, utterance: Utterance, metrics: dict[str, float]) -> str:
+        """The words of the utterance (the speculative guess, if there is one); notes
+        ``stt_ms`` and ``stt_speculative`` in ``metrics``."""
+        t = self._now()
+        try:
+            if utterance.guess is not None:  # transcribed while the end was pending
+                metrics["stt_speculative"] = 1.0
+                transcript = await utterance.guess
+            else:
+                transcript = await self._stt.atranscribe(utterance.pcm, VAD_SAMPLE_RATE)
+        finally:
+            utterance.drop_guess()
+        metrics["stt_ms"] = (self._now() - t) * 1000
+        return transcript.text.strip()
+
+    def close(self) -> None:
+        """Cancel a speculation still running."""
+        self._drop_speculation()
+
+    def _buffer(self, pcm: FloatAudio) -> None:
+        if self._in_speech:
+            self._utterance.append(pcm)
+            self._utterance_samples += len(pcm)
+            return
+        self._preroll.append(pcm)
+        self._preroll_samples += len(pcm)
+        keep = int(PREROLL_S * VAD_SAMPLE_RATE)
+        while self._preroll and self._preroll_samples - len(self._preroll[0]) >= keep:
+            self._preroll_samples -= len(self._preroll.pop(0))
+
+    def _drop_speculation(self) -> None:
+        task, self._speculation = self._speculation, None
+        if task is not None and not task.done():
+            task.cancel()
+
+    def _speculate(self) -> bool:
+        """Transcribe early when the user has paused long enough that the turn is
+        probably over; cancel the guess as soon as they speak again. True when a
+        guess started (the user just paused)."""
+        if not self._in_speech:
+            return False
+        silence = self._vad.trailing_silence
+        if silence == 0.0:
+            self._drop_speculation()
+        elif (
+            silence >= SPECULATE_AFTER_S
+            and self._speculation is None
+            and self._utterance_samples >= int(MIN_UTTERANCE_S * VAD_SAMPLE_RATE)
+        ):
+            pcm = np.concatenate(self._utterance)
+            self._speculation = asyncio.get_running_loop().create_task(
+                self._stt.atranscribe(pcm, VAD_SAMPLE_RATE), name="stt-speculative"
+            )
+            return True
+        return False
+
+    def _speech_start(self) -> SpeechStarted:
+        self._drop_speculation()
+        self._in_speech = True
+        self._utterance, self._utterance_samples = self._preroll, self._preroll_samples
+        self._preroll, self._preroll_samples = [], 0
+        return SpeechStarted()
+
+    def _speech_end(self, detection_lag_s: float) -> list[ListenEvent]:
+        if not self._in_speech:
+            return []
+        self._in_speech = False
+        pcm = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
+        pcm = pcm[: self._max_samples]  # the recognizer refuses anything longer
+        self._utterance, self._utterance_samples = [], 0
+        guess, self._speculation = self._speculation, None
+        if len(pcm) < int(MIN_UTTERANCE_S * VAD_SAMPLE_RATE):
+            if guess is not None:
+                guess.cancel()
+            return []
+        return [Utterance(pcm, self._now() - max(0.0, detection_lag_s), guess)]

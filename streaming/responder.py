@@ -1,0 +1,193 @@
+"""The responder: chat messages in, the reply's text pieces and speech out.
+
+The LLM streams text pieces; a clause splitter cuts them into speakable clauses; each
+clause is synthesized while the LLM goes on writing the next (two tasks joined by a
+queue, as pipecat's processors or livekit/agents' streams). A :class:`Reply` yields
+:class:`TextPiece` values as the LLM writes them and :class:`~models.types.Speech`
+chunks as the TTS speaks them; closing it stops both. When the LLM fails or sends no
+first token in time, the reply is the configured fallback line instead (if nothing
+was written yet); a TTS error ends the reply with that error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from models.errors import BackendUnavailableError, LLMError
+from models.tts import ClauseSplitter
+from models.types import ChatMessage, GenerationStats, Speech
+
+log = logging.getLogger(__name__)
+
+FIRST_CLAUSE_CHARS = 12
+"""A reply's first clause may end at a comma this early, so speech starts sooner."""
+FIRST_PHRASE_WORDS = 4
+"""The first clause may also end at a phrase break after this many words, so a
+one-sentence reply starts speaking before the LLM has finished the sentence."""
+
+
+class ChatModel(Protocol):
+    """What the responder needs of a language model (``models.llm.LanguageModel``)."""
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, stats: GenerationStats | None = ...
+    ) -> AsyncIterator[str]:
+        """Stream the reply to ``messages``; closing the iterator stops the generation."""
+        ...
+
+
+class Voice(Protocol):
+    """What the responder needs of a TTS (``models.tts.TextToSpeech``)."""
+
+    def stream(self, text: str) -> AsyncIterator[Speech]:
+        """Synthesize ``text`` chunk by chunk; closing the iterator stops it."""
+        ...
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    """A piece of the reply's text as the LLM wrote it (or the fallback line)."""
+
+    text: str
+
+
+ReplyItem = TextPiece | Speech
+_END = object()
+
+
+class Responder:
+    """Turns chat messages into a :class:`Reply` (one per turn; shared config)."""
+
+    def __init__(
+        self,
+        llm: ChatModel,
+        tts: Voice,
+        *,
+        first_token_timeout_s: float,
+        fallback_reply: str,
+        speakable: Callable[[str], str] | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.llm = llm
+        self.tts = tts
+        self.first_token_timeout_s = first_token_timeout_s
+        self.fallback_reply = fallback_reply
+        self.speakable = speakable or (lambda clause: clause)
+        """Applied to every clause on its way from the LLM side to the TTS."""
+        self.now = now
+
+    def reply(self, messages: Sequence[ChatMessage]) -> Reply:
+        """Start answering ``messages`` (needs a running event loop)."""
+        return Reply(self, messages)
+
+    def speak(self, text: str) -> AsyncIterator[Speech]:
+        """Just the voice: ``text`` as speech chunks (a goodbye)."""
+        return self.tts.stream(self.speakable(text))
+
+
+class Reply:
+    """One reply in flight: an async iterator of :data:`ReplyItem`, closed as a whole."""
+
+    def __init__(self, responder: Responder, messages: Sequence[ChatMessage]) -> None:
+        self._r = responder
+        self.metrics: dict[str, float] = {}
+        self._pieces: list[str] = []
+        self._out: asyncio.Queue[object] = asyncio.Queue()
+        self._clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        self._t0 = responder.now()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._guard(self._write(messages)), name="reply-llm"),
+            loop.create_task(self._guard(self._voice()), name="reply-tts"),
+        ]
+
+    @property
+    def text(self) -> str:
+        """Everything written so far."""
+        return "".join(self._pieces).strip()
+
+    def __aiter__(self) -> Reply:
+        return self
+
+    async def __anext__(self) -> ReplyItem:
+        item = await self._out.get()
+        if item is _END:
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, TextPiece | Speech)
+        return item
+
+    async def aclose(self) -> None:
+        """Stop the LLM and the TTS and wait until they have stopped."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _ms(self) -> float:
+        return (self._r.now() - self._t0) * 1000
+
+    async def _guard(self, work: object) -> None:
+        try:
+            await work  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self._out.put_nowait(exc)
+
+    async def _write(self, messages: Sequence[ChatMessage]) -> None:
+        splitter = ClauseSplitter(
+            first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS
+        )
+        stats = GenerationStats()
+        try:
+            pieces = self._r.llm.stream(messages, stats=stats)
+            async with contextlib.aclosing(pieces):  # type: ignore[type-var]
+                it = pieces.__aiter__()
+                piece = await asyncio.wait_for(it.__anext__(), self._r.first_token_timeout_s)
+                self.metrics["llm_first_token_ms"] = self._ms()
+                while True:
+                    self._piece(piece, splitter)
+                    piece = await it.__anext__()
+        except StopAsyncIteration:
+            pass
+        except (BackendUnavailableError, LLMError, asyncio.TimeoutError) as exc:
+            log.warning("the language model failed: %r", exc)
+            self.metrics["llm_failed"] = 1.0
+            if not self._pieces:  # say something rather than nothing; the session goes on
+                line = self._r.fallback_reply
+                self._pieces.append(line)
+                self._out.put_nowait(TextPiece(line))
+                self._clauses.put_nowait(line)
+        for clause in splitter.flush():
+            self._clauses.put_nowait(clause)
+        self.metrics["llm_total_ms"] = self._ms()
+        self.metrics["llm_tokens"] = float(stats.tokens)
+        self._clauses.put_nowait(None)
+
+    def _piece(self, piece: str, splitter: ClauseSplitter) -> None:
+        self._pieces.append(piece)
+        self._out.put_nowait(TextPiece(piece))
+        for clause in splitter.push(piece):
+            self.metrics.setdefault("llm_first_clause_ms", self._ms())
+            self._clauses.put_nowait(clause)
+
+    async def _voice(self) -> None:
+        while (clause := await self._clauses.get()) is not None:
+            # The one place where a clause passes from the LLM side to the TTS.
+            text = self._r.speakable(clause)
+            t = self._r.now()
+            chunks = self._r.tts.stream(text)
+            async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+                async for speech in chunks:
+                    self.metrics.setdefault("tts_first_chunk_ms", (self._r.now() - t) * 1000)
+                    self._out.put_nowait(speech)
+        self._out.put_nowait(_END)
