@@ -7,6 +7,8 @@
 #              `avatar render --text` writes an MP4 (probed on the host: ffprobe, else
 #              PyAV of $PYTHON, else the image's own PyAV), `avatar serve` answers
 #              /healthz and /readyz on loopback;
+#              (buildah: run in a network namespace with loopback only, made with
+#              `unshare --net` and `ip`, as chroot isolation has no --network none)
 #   --gpu:     torch (a CUDA build) and onnxruntime-gpu (CUDA provider) import,
 #              `avatar models` lists a complete store, the CPU smoke (no GPU needed).
 #
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --gpu) gpu=1 ;;
     --tag) [ $# -ge 2 ] || die "--tag needs a value"; tag=$2; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) die "unknown option: $1 (see --help)" ;;
   esac
   shift
@@ -63,8 +65,11 @@ fi
 # in_image CMD...: one command in a fresh run of the image, as $uid, without network.
 in_image() {
   if [ "$builder" = buildah ]; then
-    nice -n "${NICE:-0}" buildah --storage-driver "$storage" run --isolation chroot \
-      --network none --user "$uid:$uid" -v "$out:/out" "$ctr" -- "$@"
+    # Chroot isolation has no --network none: buildah runs in a network namespace of its
+    # own (unshare --net) that has nothing but loopback, and shares that one.
+    nice -n "${NICE:-0}" unshare --net -- sh -c 'ip link set lo up && exec "$@"' sh \
+      buildah --storage-driver "$storage" run --isolation chroot --network host \
+      --user "$uid:$uid" -v "$out:/out" "$ctr" -- "$@"
   else
     docker run --rm --network none --user "$uid:$uid" -v "$out:/out" --entrypoint "$1" \
       "$tag" "${@:2}"

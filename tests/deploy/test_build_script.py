@@ -5,10 +5,11 @@ The real build and run check is `make image-test` (benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
+import json
 import os
-import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,14 +22,15 @@ CHECK = REPO / "deploy" / "image_check.sh"
 
 
 def _fake(bin_dir: Path, name: str, log: Path, rc: int = 0) -> None:
-    """An executable ``name`` that appends its argv (one line) to ``log``, exits ``rc``
+    """An executable ``name`` that appends its argv (a JSON line) to ``log``, exits ``rc``
     for ``docker info`` and 0 otherwise."""
     script = bin_dir / name
     script.write_text(
-        f"#!{shutil.which('bash')}\n"
-        f"{{ printf '%s ' {name}; printf '%q ' \"$@\"; echo; }} >> '{log}'\n"
-        f'if [ "$1" = info ]; then exit {rc}; fi\n'
-        "exit 0\n"
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        f"    f.write(json.dumps([{name!r}, *sys.argv[1:]]) + '\\n')\n"
+        f"sys.exit({rc} if sys.argv[1:2] == ['info'] else 0)\n"
     )
     script.chmod(0o755)
 
@@ -37,7 +39,8 @@ def _env(bin_dir: Path) -> dict[str, str]:
     # Only the fakes and the basic tools: no real docker/buildah can answer.
     tools = bin_dir / "tools"
     tools.mkdir(exist_ok=True)
-    for tool in ("bash", "sh", "sed", "head", "date", "realpath", "nice", "cat", "dirname"):
+    tools_used = ("bash", "sh", "sed", "head", "date", "realpath", "nice", "dirname", "awk")
+    for tool in (*tools_used, "mktemp", "chmod", "rm", "cat"):
         found = shutil.which(tool)
         assert found, tool
         (tools / tool).symlink_to(found)
@@ -63,11 +66,15 @@ def _build(
         timeout=60,
         check=False,
     )
-    return result.returncode, result.stderr, log.read_text().splitlines()
+    return result.returncode, result.stderr, _calls(log)
 
 
-def _builds(calls: list[str]) -> list[list[str]]:
-    return [shlex.split(c) for c in calls if " bud " in f" {c} " or c.startswith("docker build")]
+def _calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def _builds(calls: list[list[str]]) -> list[list[str]]:
+    return [c for c in calls if "bud" in c or c[:2] == ["docker", "build"]]
 
 
 def test_docker_builds_when_its_engine_answers(tmp_path: Path) -> None:
@@ -76,7 +83,7 @@ def test_docker_builds_when_its_engine_answers(tmp_path: Path) -> None:
     (argv,) = _builds(calls)
     assert argv[:2] == ["docker", "build"]
     assert argv[argv.index("-f") + 1] == "deploy/Dockerfile" and argv[-1] == "."
-    assert not any("buildah" in c for c in calls)
+    assert not any(c[0] == "buildah" for c in calls)
 
 
 def test_buildah_builds_when_no_engine_answers(tmp_path: Path) -> None:
@@ -155,6 +162,34 @@ def test_cpu_base_is_a_build_arg_with_the_public_default(cpu_image: dockerfile.D
     # python3 package give the interpreter.
     venv = [r.text for r in cpu_image.stage("builder").all("RUN") if "-m venv" in r.text]
     assert venv == ["python3 -m venv /opt/venv"]
+
+
+def test_image_check_runs_docker_as_the_user_without_network(tmp_path: Path) -> None:
+    # With an engine, every check is a `docker run` as uid 10001 with --network none;
+    # the fake's empty answers fail the checks, which the exit code reports.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    _fake(bin_dir, "docker", log, 0)
+    result = subprocess.run(
+        ["bash", str(CHECK), "--tag", "gwm-avatars:test"],
+        env=_env(bin_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1 and "FAILED" in result.stderr, result.stderr
+    runs = [c for c in _calls(log) if c[:2] == ["docker", "run"]]
+    assert len(runs) >= 5  # uid, network, smoke, render, serve (+ the du report)
+    for argv in runs:
+        assert argv[argv.index("--network") + 1] == "none"
+        assert argv[argv.index("--user") + 1] == "10001:10001"
+        assert "gwm-avatars:test" in argv
+    commands = [" ".join(a[a.index("gwm-avatars:test") + 1 :]) for a in runs]
+    assert any(c.endswith("smoke") for c in commands)
+    assert any("render" in c and "/out/check.mp4" in c for c in commands)
+    assert any("avatar" in c and "serve" in c and "/readyz" in c for c in commands)
 
 
 def test_scripts_pass_shell_syntax_and_help() -> None:
