@@ -14,9 +14,9 @@
 #   --wheels DIR     a directory of wheels pip may take packages from (repeatable)
 #   -- ARGS          passed to the builder as they are (e.g. --build-arg K=V)
 #
-# --ca-file and --wheels are bind-mounted at RUN time (buildah -v) and named by the
-# builder stage's PIP_CERT/PIP_FIND_LINKS build arguments: no layer of the image holds
-# them. A normal build needs neither. Environment: DEBIAN_MIRROR (--debian-base),
+# --ca-file and --wheels are bind-mounted over /mnt at RUN time (buildah -v) and named by
+# the builder stage's PIP_CERT/PIP_FIND_LINKS build arguments: no layer of the image
+# holds them (nor a path of theirs). A normal build needs neither. Environment: DEBIAN_MIRROR (--debian-base),
 # BUILDAH_STORAGE_DRIVER (default vfs), NICE (a niceness for the build, default 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -115,17 +115,26 @@ fi
 
 args=(-f "$dockerfile" -t "$tag")
 [ -z "$base" ] || args+=(--build-arg "BASE_IMAGE=$base")
-if [ -n "$ca_file" ]; then
-  args+=(-v "$(realpath "$ca_file"):/run/gwm-host/ca.crt:ro" --build-arg PIP_CERT=/run/gwm-host/ca.crt)
+if [ -n "$ca_file" ] || [ ${#wheels[@]} -gt 0 ]; then
+  # The host inputs, staged in one folder (hard links where the file system allows) that
+  # is mounted over the image's own empty /mnt: a mount onto a path the image lacks
+  # would leave an empty placeholder of that path in the layers.
+  stage=$(mktemp -d)
+  trap 'rm -rf "$stage"' EXIT
+  links=""
+  if [ -n "$ca_file" ]; then
+    cp "$ca_file" "$stage/ca.crt"
+    args+=(--build-arg PIP_CERT=/mnt/ca.crt)
+  fi
+  i=0
+  for d in "${wheels[@]+"${wheels[@]}"}"; do
+    cp -rl "$d" "$stage/wheels$i" 2> /dev/null || { rm -rf "$stage/wheels$i"; cp -r "$d" "$stage/wheels$i"; }
+    links="$links /mnt/wheels$i"
+    i=$((i + 1))
+  done
+  [ -z "$links" ] || args+=(--build-arg "PIP_FIND_LINKS=${links# }")
+  args+=(-v "$stage:/mnt:ro")
 fi
-links=""
-i=0
-for d in "${wheels[@]+"${wheels[@]}"}"; do
-  args+=(-v "$(realpath "$d"):/run/gwm-host/wheels$i:ro")
-  links="$links /run/gwm-host/wheels$i"
-  i=$((i + 1))
-done
-[ -z "$links" ] || args+=(--build-arg "PIP_FIND_LINKS=${links# }")
 
 start=$(date +%s)
 if [ "$builder" = docker ]; then

@@ -22,15 +22,24 @@ CHECK = REPO / "deploy" / "image_check.sh"
 
 
 def _fake(bin_dir: Path, name: str, log: Path, rc: int = 0) -> None:
-    """An executable ``name`` that appends its argv (a JSON line) to ``log``, exits ``rc``
-    for ``docker info`` and 0 otherwise."""
+    """An executable ``name`` that appends its argv (a JSON line) to ``log``, and the
+    files under each ``-v`` source to ``<log>.mounts``; exits ``rc`` for ``docker info``
+    and 0 otherwise."""
     script = bin_dir / name
     script.write_text(
         f"#!{sys.executable}\n"
-        "import json, sys\n"
+        "import json, os, sys\n"
+        "argv = sys.argv[1:]\n"
         f"with open({str(log)!r}, 'a') as f:\n"
-        f"    f.write(json.dumps([{name!r}, *sys.argv[1:]]) + '\\n')\n"
-        f"sys.exit({rc} if sys.argv[1:2] == ['info'] else 0)\n"
+        f"    f.write(json.dumps([{name!r}, *argv]) + '\\n')\n"
+        "for i, a in enumerate(argv[:-1]):\n"
+        "    if a == '-v':\n"
+        "        src = argv[i + 1].split(':')[0]\n"
+        "        files = sorted(os.path.relpath(os.path.join(d, n), src)\n"
+        "                       for d, _, ns in os.walk(src) for n in ns)\n"
+        f"        with open({str(log) + '.mounts'!r}, 'a') as f:\n"
+        "            f.write(json.dumps(files) + '\\n')\n"
+        f"sys.exit({rc} if argv[:1] == ['info'] else 0)\n"
     )
     script.chmod(0o755)
 
@@ -40,7 +49,7 @@ def _env(bin_dir: Path) -> dict[str, str]:
     tools = bin_dir / "tools"
     tools.mkdir(exist_ok=True)
     tools_used = ("bash", "sh", "sed", "head", "date", "realpath", "nice", "dirname", "awk")
-    for tool in (*tools_used, "mktemp", "chmod", "rm", "cat"):
+    for tool in (*tools_used, "mktemp", "chmod", "rm", "cat", "cp"):
         found = shutil.which(tool)
         assert found, tool
         (tools / tool).symlink_to(found)
@@ -107,8 +116,9 @@ def test_host_inputs_are_run_time_mounts_named_by_build_args(tmp_path: Path) -> 
     ca = tmp_path / "ca.crt"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     wheels = [tmp_path / "w1", tmp_path / "w2"]
-    for w in wheels:
+    for w, wheel in zip(wheels, ["torch-0-py3-none-any.whl", "llama-0.whl"], strict=True):
         w.mkdir()
+        (w / wheel).write_bytes(b"PK")
     rc, err, calls = _build(
         tmp_path,
         "--ca-file", str(ca), "--wheels", str(wheels[0]), "--wheels", str(wheels[1]),
@@ -117,13 +127,15 @@ def test_host_inputs_are_run_time_mounts_named_by_build_args(tmp_path: Path) -> 
     )  # fmt: skip
     assert rc == 0, err
     (argv,) = _builds(calls)
+    # One mount, over the image's own (empty) /mnt: no placeholder path is left in a layer.
     mounts = [argv[i + 1] for i, a in enumerate(argv) if a == "-v"]
+    assert len(mounts) == 1 and mounts[0].endswith(":/mnt:ro"), mounts
+    staged = json.loads((tmp_path / "calls.log.mounts").read_text())
+    assert staged == ["ca.crt", "wheels0/torch-0-py3-none-any.whl", "wheels1/llama-0.whl"]
+    assert not Path(mounts[0].split(":")[0]).exists(), "the staging folder was left behind"
     build_args = [argv[i + 1] for i, a in enumerate(argv) if a == "--build-arg"]
-    assert f"{ca}:/run/gwm-host/ca.crt:ro" in mounts
-    assert f"{wheels[0]}:/run/gwm-host/wheels0:ro" in mounts
-    assert f"{wheels[1]}:/run/gwm-host/wheels1:ro" in mounts
-    assert "PIP_CERT=/run/gwm-host/ca.crt" in build_args
-    assert "PIP_FIND_LINKS=/run/gwm-host/wheels0 /run/gwm-host/wheels1" in build_args
+    assert "PIP_CERT=/mnt/ca.crt" in build_args
+    assert "PIP_FIND_LINKS=/mnt/wheels0 /mnt/wheels1" in build_args
     assert "BASE_IMAGE=localhost/base:1" in build_args and "X=1" in build_args
 
 
