@@ -51,6 +51,8 @@ if [ "$gpu" = 1 ]; then
   dockerfile=deploy/Dockerfile.gpu
   tag=${tag:-gwm-avatars:$version-gpu}
   { [ -z "$base" ] && [ "$debian_base" = 0 ]; } || die "--base/--debian-base are for the CPU image"
+  # Its uv reads neither PIP_CERT nor PIP_FIND_LINKS; nothing here could check a mapping.
+  { [ -z "$ca_file" ] && [ ${#wheels[@]} = 0 ]; } || die "--ca-file/--wheels are for the CPU image"
 else
   dockerfile=deploy/Dockerfile
   tag=${tag:-gwm-avatars:$version}

@@ -148,7 +148,14 @@ def test_host_inputs_need_buildah(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--bogus"], ["--ca-file", "/nonexistent/ca.crt"], ["--gpu", "--debian-base"]]
+    "args",
+    [
+        ["--bogus"],
+        ["--ca-file", "/nonexistent/ca.crt"],
+        ["--gpu", "--debian-base"],
+        ["--gpu", "--wheels", "/"],
+        ["--tag"],
+    ],
 )
 def test_bad_options_exit_2(tmp_path: Path, args: list[str]) -> None:
     rc, err, calls = _build(tmp_path, *args, docker_rc=None, buildah=True)
