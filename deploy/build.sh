@@ -143,8 +143,9 @@ if [ "$builder" = docker ]; then
   run docker build "${args[@]}" "${extra[@]+"${extra[@]}"}" .
 else
   # --layers=false: one layer per stage, not per step (vfs copies every layer);
-  # --pull=false: a base already in the store (--debian-base) is not looked up again.
+  # --pull=false: a base already in the store (--debian-base) is not looked up again;
+  # --format docker: the OCI format has no HEALTHCHECK (buildah drops it, and SHELL).
   run buildah --storage-driver "$storage" bud --isolation chroot --layers=false \
-    --pull=false "${args[@]}" "${extra[@]+"${extra[@]}"}" .
+    --pull=false --format docker "${args[@]}" "${extra[@]+"${extra[@]}"}" .
 fi
 echo "build.sh: built $tag with $builder in $(($(date +%s) - start)) s" >&2

@@ -103,6 +103,8 @@ def test_buildah_builds_when_no_engine_answers(tmp_path: Path) -> None:
     assert argv[0] == "buildah" and "bud" in argv
     assert argv[argv.index("--storage-driver") + 1] == "vfs"
     assert argv[argv.index("--isolation") + 1] == "chroot"
+    # The Docker image format: OCI has no HEALTHCHECK, which buildah would drop.
+    assert argv[argv.index("--format") + 1] == "docker"
     assert argv[argv.index("-f") + 1] == "deploy/Dockerfile.gpu"
     assert argv[argv.index("-t") + 1].endswith("-gpu")
 
