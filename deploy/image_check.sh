@@ -98,6 +98,21 @@ except OSError as e:
     sys.exit(0)
 sys.exit('the container reached the network')"
 }
+no_host_inputs() {
+  # What build.sh mounted over /mnt during the build, and pip's settings, stayed out.
+  in_image bash -c '[ -z "$(ls -A /mnt)" ] && ! env | grep -E "^PIP_(CERT|FIND_LINKS)="'
+}
+has_healthcheck() {  # the image format kept HEALTHCHECK (buildah's OCI format drops it)
+  local hc
+  if [ "$builder" = buildah ]; then
+    hc=$(buildah --storage-driver "$storage" inspect --type image \
+      --format '{{.Docker.Config.Healthcheck}}' "$tag")
+  else
+    hc=$(docker image inspect --format '{{json .Config.Healthcheck}}' "$tag")
+  fi
+  echo "healthcheck: $hc"
+  case "$hc" in *healthz*) ;; *) return 1 ;; esac
+}
 smoke() { in_image avatar --set assets.allow_download=false smoke; }
 
 probe_mp4() {  # a valid MP4: one H.264 video and one audio stream, frames, a duration
@@ -170,6 +185,8 @@ models() { in_image avatar --config gpu models; }
 
 check "runs as uid $uid" user_is_service
 check "no network" no_network
+check "no host build inputs in the image" no_host_inputs
+check "HEALTHCHECK kept" has_healthcheck
 if [ "$gpu" = 1 ]; then
   check "torch + onnxruntime-gpu import" gpu_imports
   check "avatar models" models

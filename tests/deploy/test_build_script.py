@@ -202,7 +202,7 @@ def test_image_check_runs_docker_as_the_user_without_network(tmp_path: Path) -> 
     )
     assert result.returncode == 1 and "FAILED" in result.stderr, result.stderr
     runs = [c for c in _calls(log) if c[:2] == ["docker", "run"]]
-    assert len(runs) >= 5  # uid, network, smoke, render, serve (+ the du report)
+    assert len(runs) >= 6  # uid, network, host inputs, smoke, render, serve (+ du report)
     for argv in runs:
         assert argv[argv.index("--network") + 1] == "none"
         assert argv[argv.index("--user") + 1] == "10001:10001"
