@@ -4,7 +4,11 @@
 VENV ?= .venv
 CONFIG ?= default
 
-.PHONY: setup run test smoke lint bench clean
+# Container images (deploy/build.sh: Docker when an engine answers, else buildah), e.g.
+#   make image-test IMAGE_ARGS="--debian-base --ca-file $$PIP_CERT --wheels DIR"
+IMAGE_ARGS ?=
+
+.PHONY: setup run test smoke lint bench clean image image-test image-clean
 
 setup:
 	@VENV=$(VENV) bash scripts/setup.sh
@@ -24,6 +28,18 @@ lint: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/engines.py
+
+image:
+	bash deploy/build.sh $(IMAGE_ARGS)
+
+# Builds, then runs the image for real: smoke, render, serve (deploy/image_check.sh).
+image-test: image
+	bash deploy/image_check.sh
+
+# buildah's vfs storage holds a full copy of every layer: drop the built images.
+image-clean:
+	-buildah --storage-driver $${BUILDAH_STORAGE_DRIVER:-vfs} rm --all
+	-buildah --storage-driver $${BUILDAH_STORAGE_DRIVER:-vfs} rmi --all --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

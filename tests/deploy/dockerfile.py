@@ -1,8 +1,10 @@
 """A small Dockerfile reader for the deploy tests: stages, instructions, ENV and ARG.
 
 It understands what deploy/Dockerfile and deploy/Dockerfile.gpu use: line
-continuations, comment lines (also inside a continued instruction), ``FROM image AS
-name``, ``KEY=value`` ENV/ARG pairs and exec-form (JSON) ENTRYPOINT/CMD/HEALTHCHECK.
+continuations, comment lines (also inside a continued instruction), ``ARG`` before the
+first ``FROM`` (global build arguments, which ``FROM ${NAME}`` resolves to their
+defaults), ``FROM image AS name``, ``KEY=value`` ENV/ARG pairs and exec-form (JSON)
+ENTRYPOINT/CMD/HEALTHCHECK.
 hadolint does the full parse; this is for the structural checks it has no rule for.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,8 @@ class Stage:
     image: str
     name: str | None
     instructions: list[Instruction] = field(default_factory=list)
+    #: the FROM argument as written (``${BASE_IMAGE}``); ``image`` is it resolved
+    written: str = ""
 
     def all(self, keyword: str) -> list[Instruction]:
         """The stage's instructions with this keyword."""
@@ -47,9 +52,7 @@ class Stage:
         """ARG names and their defaults (None: no default)."""
         out: dict[str, str | None] = {}
         for ins in self.all("ARG"):
-            for token in shlex.split(ins.text):
-                name, sep, value = token.partition("=")
-                out[name] = value if sep else None
+            out.update(_args(ins.text))
         return out
 
     def exec_form(self, keyword: str) -> list[str]:
@@ -67,6 +70,8 @@ class Dockerfile:
 
     path: Path
     stages: list[Stage]
+    #: ARGs before the first FROM and their defaults (what FROM lines may use)
+    global_args: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def final(self) -> Stage:
@@ -102,6 +107,27 @@ def key_values(text: str) -> dict[str, str]:
     return out
 
 
+def _args(text: str) -> dict[str, str | None]:
+    """``ARG A=1 B`` → {"A": "1", "B": None}."""
+    out: dict[str, str | None] = {}
+    for token in shlex.split(text):
+        name, sep, value = token.partition("=")
+        out[name] = value if sep else None
+    return out
+
+
+def _resolve(image: str, args: dict[str, str | None]) -> str:
+    """``${NAME}``/``$NAME`` in a FROM replaced by the global ARG defaults."""
+
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        default = args.get(name)
+        assert default, f"FROM {image}: ${name} is no global ARG with a default"
+        return default
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, image)
+
+
 def _logical_lines(source: str) -> list[tuple[int, str]]:
     """Join continued lines, dropping comment lines (as the Docker parser does)."""
     out: list[tuple[int, str]] = []
@@ -126,6 +152,7 @@ def _logical_lines(source: str) -> list[tuple[int, str]]:
 def parse(path: Path) -> Dockerfile:
     """Read ``path`` into stages and instructions."""
     stages: list[Stage] = []
+    global_args: dict[str, str | None] = {}
     for line, text in _logical_lines(path.read_text(encoding="utf-8")):
         keyword, _, rest = text.partition(" ")
         keyword = keyword.upper()
@@ -135,11 +162,15 @@ def parse(path: Path) -> Dockerfile:
             parts = [p for p in parts if not p.startswith("--")]
             assert not flags, f"{path.name}:{line}: FROM flags are not expected"
             name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
-            stages.append(Stage(image=parts[0], name=name))
+            image = _resolve(parts[0], global_args)
+            stages.append(Stage(image=image, name=name, written=parts[0]))
+            continue
+        if keyword == "ARG" and not stages:
+            global_args.update(_args(rest))
             continue
         assert stages, f"{path.name}:{line}: {keyword} before the first FROM"
         stages[-1].instructions.append(Instruction(keyword, rest.strip(), line))
-    return Dockerfile(path, stages)
+    return Dockerfile(path, stages, global_args)
 
 
 def copy_sources(ins: Instruction) -> tuple[dict[str, str], list[str], str]:

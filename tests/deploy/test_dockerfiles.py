@@ -1,5 +1,5 @@
 """deploy/Dockerfile and deploy/Dockerfile.gpu: hadolint clean, and built the way the
-project needs (no Docker engine runs here, so nothing is built; these read the files).
+project needs (these read the files; `make image-test` builds and runs the CPU image).
 """
 
 from __future__ import annotations
