@@ -21,6 +21,7 @@ import argparse
 import logging
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -28,13 +29,14 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from avatar.arguments import int_in_range
 from avatar.config import AvatarConfig
 from avatar.identity import AvatarRig, load_rig, prepare_bundle, read_bundle
 from avatar.motion import WorldModel
 from avatar.motion.visemes import VISEME_TARGETS, Viseme
 from avatar.render import CpuRenderer
 from avatar.state import AvatarState, Mode
-from benchmarks.common import machine
+from benchmarks.common import arg_parser, machine
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +157,25 @@ def speaking_frames(rigs: list[AvatarRig], text: str, side: int) -> tuple[list[U
     return frames, fps
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Render the gallery; print what was written."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, checked: bad ones print one line and exit with code 2."""
+    parser = arg_parser(__doc__, __file__)
     parser.add_argument("--out-dir", type=Path, default=Path("docs/gallery"))
     parser.add_argument("--text", default=TEXT, help="the sentence of the animated clip")
-    parser.add_argument("--side", type=int, default=200, help="pixels per face in the clip")
+    parser.add_argument(
+        "--side", type=int_in_range(64, 1024), default=200, help="pixels per face in the clip"
+    )
     args = parser.parse_args(argv)
+    if not args.text.strip():
+        parser.error("--text: empty")
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        parser.error(f"--out-dir {args.out_dir} exists and is not a folder")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Render the gallery; print what was written."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out(f"machine: {machine()}")

@@ -15,7 +15,16 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["capacity", "conversation", "engines", "gpu", "load", "ray_serve", "render"]
+BENCHMARKS = [
+    "capacity",
+    "conversation",
+    "engines",
+    "gallery",
+    "gpu",
+    "load",
+    "ray_serve",
+    "render",
+]
 
 
 def _module(name: str) -> ModuleType:
@@ -54,6 +63,8 @@ def test_defaults_parse(name: str) -> None:
     [
         ("render", ["--sizes", "512x"], "--sizes"),
         ("gpu", ["--sizes", "512x"], "--sizes"),
+        ("gallery", ["--side", "8"], "--side"),
+        ("gallery", ["--text", " "], "--text"),
         ("gpu", ["--batches", "0"], "--batches"),
         ("gpu", ["--llm-shapes", "3b"], "--llm-shapes"),
         ("gpu", ["--tokenizer", "/nonexistent-folder"], "--tokenizer"),

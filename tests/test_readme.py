@@ -71,7 +71,7 @@ def code_lines(text: str) -> list[str]:
     """The command lines of the ```bash blocks in ``text`` (comments and blanks left out)."""
     lines = []
     for block in re.findall(r"^```bash\n(.*?)^```", text, re.M | re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # join continued lines
             if shlex.split(line, comments=True):
                 lines.append(line.strip())
     return lines
