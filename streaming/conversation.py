@@ -26,6 +26,7 @@ from avatar.state import Mode
 from models.errors import BackendUnavailableError, EngineError, InvalidAudioError, LLMError
 from models.llm import build_messages
 from models.tts import ClauseSplitter
+from models.tts.spoken import SpokenClauses
 from models.types import (
     ChatMessage,
     FloatAudio,
@@ -149,6 +150,7 @@ class Conversation:
         self._in_speech = False
         self._utterance_samples = 0
         self._speculation: asyncio.Task[Transcript] | None = None
+        self._captioned_turn = 0  # the turn whose reply caption has begun
         self._state = ""
         self._closed = False
         self.last_activity = time.monotonic()
@@ -457,8 +459,12 @@ class Conversation:
         speaker = self._spawn(
             self._speak_clauses(record, queue, clauses, end_of_user), name=f"tts-{record.turn_id}"
         )
-        splitter = ClauseSplitter(
-            first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS
+        # Spoken-text shaping: no markdown, lists, code or emoji; numbers in words. The
+        # caption pieces are these shaped clauses, so the captions show what is said.
+        splitter = SpokenClauses(
+            ClauseSplitter(
+                first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS
+            )
         )
         stats = GenerationStats()
         t0 = time.monotonic()
@@ -472,10 +478,9 @@ class Conversation:
                     # Say something rather than nothing; the session goes on.
                     line = self._options.fallback_reply
                     reply_parts.append(line)
-                    self._emit(assistant_text_event(line, record.turn_id, final=False))
-                    queue.put_nowait(line)
+                    self._queue_clause(record, line, queue)
             for clause in splitter.flush():
-                queue.put_nowait(clause)
+                self._queue_clause(record, clause, queue)
             record.metrics["llm_total_ms"] = (time.monotonic() - t0) * 1000
             record.metrics["llm_tokens"] = float(stats.tokens)
             queue.put_nowait(None)
@@ -493,7 +498,7 @@ class Conversation:
         stats: GenerationStats,
         t0: float,
         reply_parts: list[str],
-        splitter: ClauseSplitter,
+        splitter: SpokenClauses,
         queue: asyncio.Queue[str | None],
     ) -> None:
         """Feed the LLM's pieces on; TimeoutError when no first piece comes in time."""
@@ -514,17 +519,25 @@ class Conversation:
         piece: str,
         t0: float,
         reply_parts: list[str],
-        splitter: ClauseSplitter,
+        splitter: SpokenClauses,
         queue: asyncio.Queue[str | None],
     ) -> None:
         if "llm_first_token_ms" not in record.metrics:
             record.metrics["llm_first_token_ms"] = (time.monotonic() - t0) * 1000
         reply_parts.append(piece)
-        self._emit(assistant_text_event(piece, record.turn_id, final=False))
         for clause in splitter.push(piece):
             if "llm_first_clause_ms" not in record.metrics:
                 record.metrics["llm_first_clause_ms"] = (time.monotonic() - t0) * 1000
-            queue.put_nowait(clause)
+            self._queue_clause(record, clause, queue)
+
+    def _queue_clause(
+        self, record: TurnRecord, clause: str, queue: asyncio.Queue[str | None]
+    ) -> None:
+        """Send a spoken clause to the TTS and, as a caption piece, to the client."""
+        piece = clause if self._captioned_turn != record.turn_id else f" {clause}"
+        self._captioned_turn = record.turn_id
+        self._emit(assistant_text_event(piece, record.turn_id, final=False))
+        queue.put_nowait(clause)
 
     async def _speak_clauses(
         self,
