@@ -75,6 +75,8 @@ class ConversationOptions:
     """Per-session choices (from the session request)."""
 
     system_prompt: str
+    examples: list[ChatMessage] = field(default_factory=list)
+    """Few-shot exchanges between the system prompt and the history (never stored)."""
     language: str | None = None
     max_history_messages: int = 20
     max_utterance_s: float = 30.0
@@ -356,7 +358,11 @@ class Conversation:
                     self._set_state(Mode.LISTENING)
                     return
             self._emit(user_transcript_event(record.user_text, record.turn_id))
-            messages = build_messages(self._options.system_prompt, self.history, record.user_text)
+            messages = build_messages(
+                self._options.system_prompt,
+                [*self._options.examples, *self.history],
+                record.user_text,
+            )
             self.history.append(ChatMessage("user", record.user_text))
             await self._reply(record, messages, clauses, reply_parts, end_of_user)
             # Let the last clause play out before the turn counts as done.

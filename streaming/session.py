@@ -92,7 +92,8 @@ class Session:
             self.world,
             self.emit,
             ConversationOptions(
-                system_prompt=request.system_prompt or cfg.llm.system_prompt,
+                system_prompt=cfg.llm.persona(request.system_prompt),
+                examples=cfg.llm.example_messages(),
                 language=request.language,
                 max_utterance_s=min(cfg.stt.max_utterance_s, 30.0),
                 first_token_timeout_s=cfg.llm.first_token_timeout_s,

@@ -27,12 +27,16 @@ SPOKEN = "Here are three tips: Sleep seven to nine hours. Skip coffee after two 
 class FakeLLM:
     """Streams a fixed reply in small pieces, as a tokenizer would."""
 
+    def __init__(self) -> None:
+        self.prompts: list[list[ChatMessage]] = []
+
     def load(self) -> None:
         return None
 
     async def stream(
         self, messages: list[ChatMessage], *, stats: GenerationStats | None = None
     ) -> AsyncIterator[str]:
+        self.prompts.append(list(messages))
         for i in range(0, len(RAW), 3):
             await asyncio.sleep(0)
             yield RAW[i : i + 3]
@@ -61,7 +65,8 @@ class FakeTTS:
 async def test_the_avatar_says_and_captions_the_shaped_reply() -> None:
     config = AppConfig.model_validate({"vad": {"backend": "webrtc"}})
     tts = FakeTTS()
-    engines = Engines(config, AssetResolver(config.assets), None, FakeLLM(), tts, None)  # type: ignore[arg-type]
+    llm = FakeLLM()
+    engines = Engines(config, AssetResolver(config.assets), None, llm, tts, None)  # type: ignore[arg-type]
     clock = MediaClock()
     clock.start()
     events: list[dict[str, Any]] = []
@@ -71,7 +76,9 @@ async def test_the_avatar_says_and_captions_the_shaped_reply() -> None:
         AudioPlayout(clock.sample_rate),
         WorldModel(config.avatar, clock.fps),
         events.append,
-        ConversationOptions(system_prompt="Be brief."),
+        ConversationOptions(
+            system_prompt=config.llm.persona(), examples=config.llm.example_messages()
+        ),
     )
     conv.submit_text("Give me three tips for sleeping better.")
     for _ in range(200):
@@ -87,3 +94,9 @@ async def test_the_avatar_says_and_captions_the_shaped_reply() -> None:
     assert " ".join(tts.said) == SPOKEN
     assert conv.turns[0].reply_text == RAW
     assert conv.history[-1] == ChatMessage("assistant", SPOKEN)
+    # The persona, then the few-shot examples, then the user; the examples are not history.
+    prompt = llm.prompts[0]
+    assert prompt[0].role == "system" and "You are Nova," in prompt[0].content
+    assert prompt[1:-1] == config.llm.example_messages() and len(prompt) > 3
+    assert prompt[-1] == ChatMessage("user", "Give me three tips for sleeping better.")
+    assert len(conv.history) == 2
