@@ -17,6 +17,7 @@ ABBREVIATIONS = frozenset(
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)")
 _CLAUSE_END = re.compile(r"[,;:]+(?=\s|$)")
 _NEWLINES = re.compile(r"\n\s*")
+_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
 _LIST_MARKER = re.compile(r"(?:^\s*|(?<=[.!?:])\s+)\(?\d{1,2}\.$")
 """A list number ending at a period: at the start, or after a sentence end."""
 _WORDS = re.compile(r"\S+")
@@ -42,7 +43,8 @@ def _is_abbreviation(text: str, dot: int) -> bool:
         return False
     if word in ABBREVIATIONS:
         return True
-    return len(word) == 1 and word.isalpha()  # an initial: "J. Smith"
+    # an initial ("J. Smith") or dotted initials ("J.D. Salinger", "U.S. Navy")
+    return (len(word) == 1 and word.isalpha()) or _INITIALS.fullmatch(word) is not None
 
 
 class ClauseSplitter:

@@ -257,3 +257,9 @@ def test_a_splitter_keeps_a_list_number_with_its_item() -> None:
     splitter = ClauseSplitter(1, 200, clauses=False)
     got = splitter.push("Tips: 1. Sleep well. 2. Eat well. ") + splitter.flush()
     assert got == ["Tips:", "1. Sleep well.", "2. Eat well."]
+
+
+def test_dotted_initials_do_not_end_a_sentence() -> None:
+    splitter = ClauseSplitter(1, 200, clauses=False)
+    got = splitter.push("Read J.D. Salinger. It is good. ") + splitter.flush()
+    assert got == ["Read J.D. Salinger.", "It is good."]
