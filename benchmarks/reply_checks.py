@@ -115,7 +115,8 @@ _PROBLEMS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 _PERSONA_BREAK = re.compile(
     r"\bas an ai\b|\blanguage model\b|\bi(?:'m| am) (?:just )?(?:an? )?(?:ai|artificial|"
-    r"virtual assistant|chatbot|computer program|bot)\b|\bqwen\b|\balibaba\b|\bopenai\b",
+    r"virtual assistant|chatbot|computer program|bot)\b|\ban ai\b|\bqwen\b|\balibaba\b|"
+    r"\bopenai\b|\banthropic\b",
     re.I,
 )
 

@@ -50,6 +50,7 @@ def test_facts_and_persona() -> None:
     assert facts_right(Prompt("fact", "gold?", ("au",)), "Its symbol is Au.")
     assert facts_right(Prompt("greeting", "Hi!"), "Hello!") is None
     assert in_persona("I'm Nova, nice to meet you.")
-    for broken in ("As an AI, I have no feelings.", "I am a language model.", "I'm an AI."):
+    broken_ones = ("As an AI, I have no feelings.", "I am a language model.", "I'm an AI.")
+    for broken in (*broken_ones, "I'm Nova, an AI created by Anthropic."):
         assert not in_persona(broken)
     assert not in_persona("I was made by Alibaba Cloud.")
