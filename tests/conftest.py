@@ -44,6 +44,9 @@ def service_config() -> AppConfig:
             "server.ice_host_addresses=[127.0.0.1]",
             "server.max_sessions=2",
             "llm.max_tokens=40",
+            # The pipeline under test, not the model's answers (benchmarks/replies.py):
+            # the 0.5B keeps live calls on a loaded 2-core machine quick.
+            "llm.model=qwen2.5-0.5b-instruct-gguf",
             f"llm.system_prompt={TEST_PROMPT!r}",
             "vad.min_silence_ms=400",
             # A loaded 2-core test machine can take longer than the 8 s default to the first
