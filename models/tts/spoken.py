@@ -252,6 +252,8 @@ _ABBREVIATIONS: tuple[tuple[str, str], ...] = (
     (r"\b[Nn]o\.\s?(?=\d)", "number "),
     (r"(?<!\w)w/o(?=\s)", "without"),
     (r"\band/or\b", "and or"),
+    (r"\b([CF])\+\+", r"\1 plus plus"),
+    (r"\b([CF])#(?!\w)", r"\1 sharp"),
     (r"(?<!\w)w/(?=\s)", "with"),
 )
 _EMOJI = re.compile(
@@ -361,7 +363,8 @@ def _number(text: str, before: str) -> str:
 
 def _plain_number(m: re.Match[str]) -> str:
     sign = "minus " if m.group("neg") else ""
-    return sign + _number(m.group("n"), m.string[: m.start()])
+    gap = " " if m.string[m.end() : m.end() + 1].isalpha() else ""  # "3D" → "three D"
+    return sign + _number(m.group("n"), m.string[: m.start()]) + gap
 
 
 def _year_era(m: re.Match[str]) -> str:
@@ -408,6 +411,7 @@ _SUBS: tuple[Sub, ...] = (
         _time,
     ),
     (re.compile(r"\b(?P<h>1[0-2]|0?[1-9])\s?(?P<ampm>[AaPp]\.?[Mm]\.?)(?![A-Za-z])"), _hour_ampm),
+    (re.compile(r"\b(\d{1,3}):(\d{1,3})\b"), r"\1 to \2"),  # a ratio (times are done)
     (re.compile(r"\b(\d+)(?:st|nd|rd|th)\b"), lambda m: numbers.ordinal(int(m.group(1)))),
     (re.compile(r"(?<![\d/])'?(\d{2}|1\d{3}|20\d{2})'?s\b"), _decade),
     (re.compile(r"\b(1\d{3}|20\d{2})\s?(BC|AD|BCE|CE)\b"), _year_era),

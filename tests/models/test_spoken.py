@@ -113,6 +113,8 @@ def test_markup_lists_code_links_emoji_are_not_spoken(raw: str, said: str) -> No
             "A five hundred gigabytes disk and sixteen gigabytes of RAM.",
         ),
         ("He was #1.", "He was number one."),
+        ("A 3D film on a 4K screen.", "A three D film on a four K screen."),
+        ("Mix them 1:3.", "Mix them one to three."),
     ],
 )
 def test_numbers_units_money_times_are_said_in_words(raw: str, said: str) -> None:
@@ -132,6 +134,7 @@ def test_numbers_units_money_times_are_said_in_words(raw: str, said: str) -> Non
         ("It is approx. 5 km.", "It is approximately five kilometres."),
         ("Salt & pepper.", "Salt and pepper."),
         ("Coffee w/ milk and/or sugar.", "Coffee with milk and or sugar."),
+        ("I code in C++ and C#.", "I code in C plus plus and C sharp."),
     ],
 )
 def test_abbreviations_and_symbols_are_expanded(raw: str, said: str) -> None:
