@@ -1,6 +1,6 @@
 """Whisper on voices it has not heard: cheap decoding options, WER and latency.
 
-Usage: python -m benchmarks.stt_voices [--config default] [--voice en-us ...] [--limit N]
+Usage: python -m benchmarks.stt_voices [--config default] [--voice en-us ...] [--offset N] [--limit N]
 
 Speaks the reply eval's prompts (benchmarks/reply_checks.py) with several espeak-ng
 voices (the program, not Piper: voices unlike the avatar's own), transcribes each clip
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="default")
     parser.add_argument("--voice", action="append", help="espeak-ng voice (repeatable)")
-    parser.add_argument("--limit", type=int, default=0, help="only the first N sentences")
+    parser.add_argument("--offset", type=int, default=0, help="skip the first N sentences")
+    parser.add_argument("--limit", type=int, default=0, help="only N sentences")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if shutil.which("espeak-ng") is None:
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         items.append((" ".join(p.history) or previous, p.text))
         previous = p.text
     items += [("", t) for t in EXTRA]
+    items = items[args.offset :]
     if args.limit:
         items = items[: args.limit]
     name = cfg.llm.persona_name
