@@ -126,7 +126,7 @@ def turn_costs(config_name: str) -> dict[str, float]:
     stt_s = min(cpu_seconds(lambda: stt.transcribe(pcm16)) for _ in range(3))
     llm = create_llm(cfg.llm, resolver)
     llm.load()
-    messages = build_messages(cfg.llm.system_prompt, [], QUESTION)
+    messages = build_messages(cfg.llm.persona(), cfg.llm.example_messages(), QUESTION)
     asyncio.run(_reply(llm, messages, GenerationStats()))  # warm-up
     stats = GenerationStats()
     llm_s = cpu_seconds(lambda: asyncio.run(_reply(llm, messages, stats)))

@@ -119,10 +119,10 @@ def bench_llm(llm_cfg, resolver, label: str) -> None:  # type: ignore[no-untyped
     llm = create_llm(llm_cfg, resolver)
     llm.load()
     out(f"LLM {label} load: {time.perf_counter() - t:.2f} s")
-    asyncio.run(_generate(llm, "Hi.", llm_cfg.system_prompt))  # warm-up
+    asyncio.run(_generate(llm, "Hi.", llm_cfg.persona()))  # warm-up
     ttft, tps = [], []
     for q in QUESTIONS:
-        first, tokens, total = asyncio.run(_generate(llm, q, llm_cfg.system_prompt))
+        first, tokens, total = asyncio.run(_generate(llm, q, llm_cfg.persona()))
         ttft.append(first)
         if tokens > 1 and total > first:
             tps.append((tokens - 1) / (total - first))

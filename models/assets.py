@@ -174,7 +174,7 @@ BUILTIN_ASSETS: tuple[Asset, ...] = (
     ),
     Asset(
         name="qwen2.5-0.5b-instruct-gguf",
-        description="Qwen2.5 0.5B Instruct, GGUF Q4_K_M (llama.cpp)",
+        description="Qwen2.5-Coder 0.5B Instruct, GGUF Q4_K_M (llama.cpp); fast, often wrong",
         kind="file",
         files=(
             AssetFile(
@@ -194,7 +194,7 @@ BUILTIN_ASSETS: tuple[Asset, ...] = (
     ),
     Asset(
         name="qwen2.5-1.5b-instruct-gguf",
-        description="Qwen2.5 1.5B Instruct, GGUF Q4_K_M (llama.cpp); better answers, slower",
+        description="Qwen2.5-Coder 1.5B Instruct, GGUF Q4_K_M (llama.cpp); the default profile's",
         kind="file",
         files=(
             AssetFile(

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from models.types import ChatMessage
+
 
 class _Section(BaseModel):
     """Base for config sections: unknown keys are errors, assignments are validated."""
@@ -86,6 +88,46 @@ class OpenAIConfig(_Section):
     connect_timeout_s: float = Field(default=3.0, gt=0.0)
 
 
+class ChatExample(_Section):
+    """One example exchange shown to the model before the conversation (few-shot)."""
+
+    user: str = Field(min_length=1, max_length=2000)
+    assistant: str = Field(min_length=1, max_length=2000)
+
+
+DEFAULT_PERSONA = (
+    "You are {name}, a warm and friendly person talking with someone face to face; "
+    "everything you write is spoken aloud. Answer in one or two short sentences, as people "
+    "do in conversation (a poem or a story may be a little longer). Never use lists, "
+    "numbering, markdown, code, links or emoji: say several things in one flowing sentence. "
+    "Get simple facts right, and say so when you are not sure. You have your own tastes "
+    "and feelings and you share them like a person would; never say that you are an AI, "
+    "a language model or a program, nor who made you."
+)
+DEFAULT_EXAMPLES = (
+    ChatExample(user="Hi there!", assistant="Hi! It's lovely to meet you. How is your day going?"),
+    ChatExample(
+        user="Do you have a favourite food?",
+        assistant="I'd pick fresh strawberries, they taste like summer. What about you?",
+    ),
+    ChatExample(
+        user="Give me three tips for staying focused.",
+        assistant=(
+            "Sure! Put your phone in another room, work in short blocks with little breaks, "
+            "and keep a glass of water nearby."
+        ),
+    ),
+    ChatExample(
+        user="What is the capital of Australia?",
+        assistant="The capital of Australia is Canberra, not Sydney as many people think.",
+    ),
+    ChatExample(
+        user="I'm feeling a bit down today.",
+        assistant="I'm sorry to hear that. Do you want to tell me what's on your mind?",
+    ),
+)
+
+
 class LlmConfig(_Section):
     """The language model that writes the avatar's replies."""
 
@@ -94,12 +136,21 @@ class LlmConfig(_Section):
         default="qwen2.5-0.5b-instruct-gguf",
         description="Asset name, a local path, or (transformers) a hub model id",
     )
+    persona_name: str = Field(
+        default="Nova",
+        min_length=1,
+        max_length=64,
+        description="The avatar's name: replaces {name} in the system prompt",
+    )
     system_prompt: str = Field(
-        default=(
-            "You are a friendly assistant having a spoken conversation. Reply in one or two "
-            "short, natural sentences. Never use lists, markdown, code or emoji."
-        ),
+        default=DEFAULT_PERSONA,
         max_length=8000,
+        description="The persona; {name} stands for persona_name",
+    )
+    examples: list[ChatExample] = Field(
+        default_factory=lambda: list(DEFAULT_EXAMPLES),
+        max_length=16,
+        description="Few-shot exchanges put between the system prompt and the conversation",
     )
     max_tokens: int = Field(default=80, ge=1, le=4096, description="Token cap per reply")
     temperature: float = Field(default=0.6, ge=0.0, le=2.0)
@@ -111,6 +162,24 @@ class LlmConfig(_Section):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_input_chars: int = Field(default=8000, ge=1)
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+    def persona(self, prompt: str | None = None, name: str | None = None) -> str:
+        """``prompt`` (default: the system prompt) with ``{name}`` replaced by ``name``
+        (default: ``persona_name``)."""
+        return persona_prompt(prompt or self.system_prompt, name or self.persona_name)
+
+    def example_messages(self) -> list[ChatMessage]:
+        """The few-shot examples as alternating user and assistant messages."""
+        return [
+            m
+            for e in self.examples
+            for m in (ChatMessage("user", e.user), ChatMessage("assistant", e.assistant))
+        ]
+
+
+def persona_prompt(prompt: str, name: str) -> str:
+    """``prompt`` with every ``{name}`` replaced by ``name`` (other braces are left alone)."""
+    return prompt.replace("{name}", name)
 
 
 class CoquiConfig(_Section):

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from avatar.state import Mode
@@ -62,8 +62,14 @@ class ConversationOptions:
     """Per-session choices (from the session request)."""
 
     system_prompt: str
+    examples: list[ChatMessage] = field(default_factory=list)
+    """Few-shot exchanges put between the system prompt and the history (never stored)."""
     language: str | None = None
     max_history_messages: int = 20
+
+    def messages(self, history: list[ChatMessage], text: str) -> list[ChatMessage]:
+        """What the LLM is asked: the persona, the examples, the history, the user's text."""
+        return build_messages(self.system_prompt, [*self.examples, *history], text)
 
 
 class Conversation:
@@ -213,7 +219,7 @@ class Conversation:
                 if not record.user_text:
                     return
             self._emit(user_transcript_event(record.user_text, turn_id))
-            messages = build_messages(self._options.system_prompt, self.history, record.user_text)
+            messages = self._options.messages(self.history, record.user_text)
             self._history.ask(record.user_text)
             await self._reply(record, messages, end_of_user)
             await self._speaker.played_out()  # the turn is done once its last clause played

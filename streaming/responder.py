@@ -1,10 +1,13 @@
 """The responder: chat messages in, the reply's text pieces and speech out.
 
-The LLM streams text pieces; a clause splitter cuts them into speakable clauses; each
-clause is synthesized while the LLM goes on writing the next (two tasks joined by a
-queue, as pipecat's processors or livekit/agents' streams). A :class:`Reply` yields
-:class:`TextPiece` values as the LLM writes them and :class:`~models.types.Speech`
-chunks as the TTS speaks them; closing it stops both. When the LLM fails or sends no
+The LLM streams text pieces; a clause splitter cuts them into clauses and the
+spoken-text shaping (:class:`~models.tts.spoken.SpokenClauses`: no list numbers,
+markdown, code, emoji or URLs; numbers, units and abbreviations in words) makes them
+speakable; each clause is synthesized while the LLM goes on writing the next (two tasks
+joined by a queue, as pipecat's processors or livekit/agents' streams). A
+:class:`Reply` yields a :class:`TextPiece` per spoken clause (the captions show what is
+said) and :class:`~models.types.Speech` chunks as the TTS speaks them; closing it stops
+both. When the LLM fails or sends no
 first token in time, the reply is the configured fallback line instead (if nothing
 was written yet); a TTS error ends the reply with that error.
 """
@@ -21,6 +24,7 @@ from typing import Protocol
 
 from models.errors import BackendUnavailableError, LLMError
 from models.tts import ClauseSplitter
+from models.tts.spoken import SpokenClauses, speakable
 from models.types import ChatMessage, GenerationStats, Speech
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,8 @@ class Voice(Protocol):
 
 @dataclass(frozen=True)
 class TextPiece:
-    """A piece of the reply's text as the LLM wrote it (or the fallback line)."""
+    """A piece of the reply's caption: a spoken clause (or the fallback line), with the
+    space that joins it to the one before."""
 
     text: str
 
@@ -79,7 +84,7 @@ class Responder:
         self.first_token_timeout_s = first_token_timeout_s
         self.fallback_reply = fallback_reply
         self.speakable = speakable or (lambda clause: clause)
-        """Applied to every clause on its way from the LLM side to the TTS."""
+        """Applied to every shaped clause on its way to the captions and the TTS."""
         self.now = now
 
     def reply(self, messages: Sequence[ChatMessage]) -> Reply:
@@ -87,8 +92,8 @@ class Responder:
         return Reply(self, messages)
 
     def speak(self, text: str) -> AsyncIterator[Speech]:
-        """Just the voice: ``text`` as speech chunks (a goodbye)."""
-        return self.tts.stream(self.speakable(text))
+        """Just the voice: ``text``, shaped, as speech chunks (a goodbye)."""
+        return self.tts.stream(self.speakable(speakable(text)))
 
 
 class Reply:
@@ -100,6 +105,7 @@ class Reply:
         self._pieces: list[str] = []
         self._out: asyncio.Queue[object] = asyncio.Queue()
         self._clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        self._captioned = False  # a caption piece was sent (later ones start with a space)
         self._t0 = responder.now()
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -109,7 +115,7 @@ class Reply:
 
     @property
     def text(self) -> str:
-        """Everything written so far."""
+        """Everything the LLM wrote so far, as it wrote it (before shaping)."""
         return "".join(self._pieces).strip()
 
     def __aiter__(self) -> Reply:
@@ -144,8 +150,10 @@ class Reply:
             self._out.put_nowait(exc)
 
     async def _write(self, messages: Sequence[ChatMessage]) -> None:
-        splitter = ClauseSplitter(
-            first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS
+        splitter = SpokenClauses(
+            ClauseSplitter(
+                first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS
+            )
         )
         stats = GenerationStats()
         try:
@@ -165,25 +173,31 @@ class Reply:
             if not self._pieces:  # say something rather than nothing; the session goes on
                 line = self._r.fallback_reply
                 self._pieces.append(line)
-                self._out.put_nowait(TextPiece(line))
-                self._clauses.put_nowait(line)
+                self._clause(line)
         for clause in splitter.flush():
-            self._clauses.put_nowait(clause)
+            self._clause(clause)
         self.metrics["llm_total_ms"] = self._ms()
         self.metrics["llm_tokens"] = float(stats.tokens)
         self._clauses.put_nowait(None)
 
-    def _piece(self, piece: str, splitter: ClauseSplitter) -> None:
+    def _piece(self, piece: str, splitter: SpokenClauses) -> None:
         self._pieces.append(piece)
-        self._out.put_nowait(TextPiece(piece))
         for clause in splitter.push(piece):
             self.metrics.setdefault("llm_first_clause_ms", self._ms())
-            self._clauses.put_nowait(clause)
+            self._clause(clause)
+
+    def _clause(self, clause: str) -> None:
+        """The one place where a clause passes from the LLM side to the captions and
+        the TTS, so both get the same text."""
+        text = self._r.speakable(clause)
+        if not text:
+            return
+        self._out.put_nowait(TextPiece(f" {text}" if self._captioned else text))
+        self._captioned = True
+        self._clauses.put_nowait(text)
 
     async def _voice(self) -> None:
-        while (clause := await self._clauses.get()) is not None:
-            # The one place where a clause passes from the LLM side to the TTS.
-            text = self._r.speakable(clause)
+        while (text := await self._clauses.get()) is not None:
             t = self._r.now()
             chunks = self._r.tts.stream(text)
             async with contextlib.aclosing(chunks):  # type: ignore[type-var]

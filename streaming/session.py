@@ -270,7 +270,9 @@ def build_conversation(
         now=clock.now,
     )
     options = ConversationOptions(
-        system_prompt=request.system_prompt or cfg.llm.system_prompt, language=request.language
+        system_prompt=cfg.llm.persona(request.system_prompt),
+        examples=cfg.llm.example_messages(),
+        language=request.language,
     )
     return Conversation(
         listener,

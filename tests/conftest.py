@@ -74,6 +74,12 @@ def service_config() -> AppConfig:
             "server.ice_host_addresses=[127.0.0.1]",
             "server.max_sessions=2",
             "llm.max_tokens=40",
+            # The pipeline under test, not the model's answers (benchmarks/replies.py):
+            # the 0.5B keeps live calls on a loaded 2-core machine quick.
+            "llm.model=qwen2.5-0.5b-instruct-gguf",
+            # TEST_PROMPT replaces the persona; its few-shot examples go with it (with them the
+            # 0.5B answers "The capital of France is Paris.", which Whisper hears as "Francis").
+            "llm.examples=[]",
             f"llm.system_prompt={TEST_PROMPT!r}",
             "vad.min_silence_ms=400",
             # A loaded 2-core test machine can take longer than the 15 s default to the first

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from avatar.cli import main as cli_main
+from avatar.config import load_config
 from models.assets import (
     Asset,
     AssetFile,
@@ -162,3 +164,15 @@ def test_models_command_lists_every_asset(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     for name in ("whisper-base", "piper-joe-medium", "qwen2.5-0.5b-instruct-gguf", "silero-vad"):
         assert name in out
+
+
+def test_the_default_profile_runs_from_the_offline_models_extra() -> None:
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8")
+    block = re.search(r"^offline-models = \[(.*?)^\]", pyproject, re.M | re.S)
+    assert block is not None
+    extra = set(re.findall(r'"([^"]+)"', block.group(1)))
+    cfg = load_config("default", environ={})
+    resolver = AssetResolver()
+    for name in (cfg.stt.model, cfg.llm.model, cfg.tts.voice):
+        source = resolver.get(name).package
+        assert source is not None and set(source.requirement.split()) <= extra, name

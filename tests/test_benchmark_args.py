@@ -24,6 +24,8 @@ BENCHMARKS = [
     "load",
     "ray_serve",
     "render",
+    "replies",
+    "stt_voices",
 ]
 
 
@@ -64,6 +66,9 @@ def test_defaults_parse(name: str) -> None:
         ("render", ["--sizes", "512x"], "--sizes"),
         ("gpu", ["--sizes", "512x"], "--sizes"),
         ("gallery", ["--side", "8"], "--side"),
+        ("replies", ["--prompt", "rude"], "--prompt"),
+        ("replies", ["--config", "no-such-profile"], "not found"),
+        ("stt_voices", ["--limit", "-1"], "--limit"),
         ("gallery", ["--text", " "], "--text"),
         ("gpu", ["--batches", "0"], "--batches"),
         ("gpu", ["--llm-shapes", "3b"], "--llm-shapes"),
@@ -101,7 +106,8 @@ def test_bad_arguments_exit_2_with_one_line(
 
 
 def test_every_benchmark_is_covered() -> None:
-    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")} - {"__init__", "common"}
+    helpers = {"__init__", "common", "reply_checks"}
+    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")} - helpers
     assert scripts == set(BENCHMARKS)
 
 

@@ -63,3 +63,16 @@ def test_cli_reports_invalid_config_with_exit_2(capsys: pytest.CaptureFixture[st
     assert code == 2
     assert "stt.beam_size" in err
     assert "Traceback" not in err
+
+
+def test_the_persona_has_a_name_and_examples_in_every_profile() -> None:
+    for profile in ("default", "gpu"):
+        llm = load_config(profile, environ={}).llm
+        assert llm.persona().startswith(f"You are {llm.persona_name},")
+        assert "{name}" not in llm.persona()
+        messages = llm.example_messages()
+        assert len(messages) >= 4 and [m.role for m in messages[:2]] == ["user", "assistant"]
+    llm = load_config("default", environ={}, overrides=["llm.persona_name=Sam"]).llm
+    assert llm.persona().startswith("You are Sam,")
+    # A session's own prompt may use {name}; other braces stay as they are.
+    assert llm.persona("I am {name} {x}") == "I am Sam {x}"

@@ -35,7 +35,8 @@ async def _ask(
     parts = []
     t = time.perf_counter()
     async for piece in llm.stream(
-        build_messages(config.llm.system_prompt, [], question), stats=stats
+        build_messages(config.llm.persona(), config.llm.example_messages(), question),
+        stats=stats,
     ):
         parts.append(piece)
     await llm.aclose()

@@ -107,7 +107,7 @@ def prepare_request(
     messages: Sequence[ChatMessage], config: LlmConfig, max_tokens: int | None
 ) -> tuple[list[ChatMessage], int]:
     """Checked messages (system prompt first) and the token cap of one generation."""
-    prepared = prepare_messages(messages, config.system_prompt, config.max_input_chars)
+    prepared = prepare_messages(messages, config.persona(), config.max_input_chars)
     cap = config.max_tokens if max_tokens is None else max_tokens
     if cap < 1:
         raise ValueError(f"max_tokens must be at least 1, got {cap}")

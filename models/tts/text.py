@@ -17,6 +17,9 @@ ABBREVIATIONS = frozenset(
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)")
 _CLAUSE_END = re.compile(r"[,;:]+(?=\s|$)")
 _NEWLINES = re.compile(r"\n\s*")
+_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
+_LIST_MARKER = re.compile(r"(?:^\s*|(?<=[.!?:])\s+)\(?\d{1,2}\.$")
+"""A list number ending at a period: at the start, or after a sentence end."""
 _WORDS = re.compile(r"\S+")
 PHRASE_OPENERS = frozenset(
     {
@@ -40,7 +43,8 @@ def _is_abbreviation(text: str, dot: int) -> bool:
         return False
     if word in ABBREVIATIONS:
         return True
-    return len(word) == 1 and word.isalpha()  # an initial: "J. Smith"
+    # an initial ("J. Smith") or dotted initials ("J.D. Salinger", "U.S. Navy")
+    return (len(word) == 1 and word.isalpha()) or _INITIALS.fullmatch(word) is not None
 
 
 class ClauseSplitter:
@@ -131,6 +135,12 @@ class ClauseSplitter:
                 if following[0].islower() or following[0].isdigit():
                     continue
                 if _is_abbreviation(buf, m.start()):
+                    continue
+                marker = _LIST_MARKER.search(buf, 0, m.end())
+                if marker is not None:  # "1. Sleep early" is an item, not a sentence "1."
+                    if buf[: marker.start()].strip():
+                        best = marker.start()  # cut before an item that starts mid-text
+                        break
                     continue
             best = m.end()
             break

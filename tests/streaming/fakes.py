@@ -225,7 +225,13 @@ def silence(seconds: float) -> FloatAudio:
 class Rig:
     """A conversation built from the fakes, with what it emitted."""
 
-    def __init__(self, *, max_utterance_s: float = 30.0, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_utterance_s: float = 30.0,
+        timeout_s: float = 5.0,
+        options: ConversationOptions | None = None,
+    ) -> None:
         self.clock = FakeClock()
         self.stt = FakeStt()
         self.llm = FakeLlm()
@@ -253,7 +259,7 @@ class Rig:
             self.speaker,
             self.world,
             self.events.append,
-            ConversationOptions(system_prompt="Be brief."),
+            options or ConversationOptions(system_prompt="Be brief."),
             on_turn_complete=lambda r: self.hook(r) if self.hook else None,
             now=self.clock.now,
         )
@@ -279,3 +285,20 @@ async def until(cond: Callable[[], bool], what: str = "", limit_s: float = 5.0) 
         if loop.time() > deadline:
             raise AssertionError(f"never happened: {what or cond}")
         await asyncio.sleep(0.001)
+
+
+async def answered(rig: Rig, turn_id: int) -> None:
+    """Let turn ``turn_id`` speak, play all of it out, and finish."""
+    await until(lambda: rig.conversation.state == "speaking", "speaking")
+    await until(lambda: _finished(rig, turn_id) or advance(rig), f"turn {turn_id} finished")
+
+
+def _finished(rig: Rig, turn_id: int) -> bool:
+    metrics = rig.of("turn_metrics")
+    return bool(metrics) and metrics[-1]["turn_id"] == turn_id
+
+
+def advance(rig: Rig) -> bool:
+    """Move the fake clock on by 0.1 s (for use inside an ``until`` condition)."""
+    rig.clock.advance(0.1)
+    return False

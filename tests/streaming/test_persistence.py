@@ -58,6 +58,10 @@ class ServeProcess:
                 "--set",
                 "llm.max_tokens=30",
                 "--set",
+                "llm.model=qwen2.5-0.5b-instruct-gguf",  # as tests/conftest.py: the pipeline
+                "--set",
+                "llm.examples=[]",
+                "--set",
                 "llm.first_token_timeout_s=60",
                 "--set",
                 f"llm.system_prompt={TEST_PROMPT!r}",

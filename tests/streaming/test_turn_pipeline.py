@@ -30,6 +30,8 @@ from tests.streaming.fakes import (
     FakeStt,
     FakeVad,
     Rig,
+    advance,
+    answered,
     silence,
     speech,
     until,
@@ -38,22 +40,6 @@ from tests.streaming.fakes import (
 pytestmark = pytest.mark.timeout(30)
 
 END_OF_TURN = silence(0.5)  # more than FakeVad's 400 ms of silence
-
-
-async def answered(rig: Rig, turn_id: int) -> None:
-    """Let turn ``turn_id`` speak, play all of it out, and finish."""
-    await until(lambda: rig.conversation.state == "speaking", "speaking")
-    await until(lambda: _finished(rig, turn_id) or _advance(rig), f"turn {turn_id} finished")
-
-
-def _finished(rig: Rig, turn_id: int) -> bool:
-    metrics = rig.of("turn_metrics")
-    return bool(metrics) and metrics[-1]["turn_id"] == turn_id
-
-
-def _advance(rig: Rig) -> bool:
-    rig.clock.advance(0.1)
-    return False
 
 
 # --- one turn --------------------------------------------------------------------
@@ -127,7 +113,7 @@ async def test_a_typed_message_during_a_reply_keeps_its_state_while_the_old_turn
     assert rig.states()[-1] == "thinking"
     rig.llm.release(2)
     await until(lambda: rig.conversation.state == "speaking", "turn 2 speaks")
-    await until(lambda: len(stored) == 2 or _advance(rig), "turn 2 played out")
+    await until(lambda: len(stored) == 2 or advance(rig), "turn 2 played out")
     stored[1].set_result(None)
     await until(lambda: rig.conversation.state == "listening", "listening again")
     await rig.conversation.close()
@@ -146,7 +132,7 @@ async def test_a_goodbye_during_a_reply_is_not_overwritten_by_the_replaced_turn(
     await asyncio.sleep(0.01)
     assert rig.conversation.state == "speaking"
     assert "listening" not in rig.states()[2:]
-    await until(lambda: goodbye.done() or _advance(rig), "goodbye played")
+    await until(lambda: goodbye.done() or advance(rig), "goodbye played")
     await rig.conversation.close()
 
 
@@ -418,8 +404,9 @@ async def test_every_clause_passes_the_responders_one_shaping_step() -> None:
 async def test_closing_mid_reply_records_the_cut_turn_and_stops_everything() -> None:
     rig = Rig()
     rig.llm.paced = True
+    rig.llm.pieces = ["Once upon a time, ", "there was a fox ", "who never slept."]
     rig.conversation.submit_text("tell me a story")
-    rig.llm.release(1)
+    rig.llm.release(2)  # a first clause is written (and captioned); the rest is not
     await until(lambda: rig.of("assistant_text") != [], "writing")
     await rig.conversation.close()
     assert rig.conversation.turns[0].interrupted
