@@ -29,18 +29,18 @@ import av
 import cv2
 import numpy as np
 
-from avatar.arguments import int_in_range, positive_float, positive_int
-from avatar.config import load_config
 from avatar.identity import load_rig
 from avatar.render import CpuRenderer
 from benchmarks.common import arg_parser, config_arg, machine
 from benchmarks.render import talking
+from gwm_avatars.arguments import int_in_range, positive_float, positive_int
 from models.assets import AssetResolver
 from models.audio import resample
 from models.llm import build_messages, create_llm
 from models.stt import SpeechRecognizer
 from models.tts import create_tts
 from models.types import GenerationStats
+from streaming.config import load_config
 
 QUESTION = "Could you tell me a little about the weather in Paris in the spring?"
 REPLY_TOKENS = 40

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from avatar.arguments import ArgumentParser
-from avatar.config import AppConfig, ConfigError, load_config
+from gwm_avatars.arguments import ArgumentParser
+from streaming.config import AppConfig, ConfigError, load_config
 
 
 def arg_parser(doc: str | None, file: str) -> ArgumentParser:

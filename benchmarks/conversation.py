@@ -32,14 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from avatar.analysis import mouth_opening  # noqa: E402
-from avatar.arguments import positive_int  # noqa: E402
-from avatar.config import load_config  # noqa: E402
 from avatar.identity import load_rig  # noqa: E402
 from benchmarks.common import arg_parser, config_arg, machine, pct  # noqa: E402
+from gwm_avatars.arguments import positive_int  # noqa: E402
 from models.assets import AssetResolver  # noqa: E402
 from models.audio import resample  # noqa: E402
 from models.tts import create_tts  # noqa: E402
 from streaming.client import ClientPeer  # noqa: E402
+from streaming.config import load_config  # noqa: E402
 from streaming.ice import use_host_addresses  # noqa: E402
 
 QUESTIONS = [
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         [
             sys.executable,
             "-m",
-            "avatar.cli",
+            "gwm_avatars.cli",
             "--config",
             args.config,
             "--set",

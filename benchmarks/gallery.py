@@ -29,7 +29,6 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from avatar.arguments import int_in_range
 from avatar.config import AvatarConfig
 from avatar.identity import AvatarRig, load_rig, prepare_bundle, read_bundle
 from avatar.motion import WorldModel
@@ -37,6 +36,7 @@ from avatar.motion.visemes import VISEME_TARGETS, Viseme
 from avatar.render import CpuRenderer
 from avatar.state import AvatarState, Mode
 from benchmarks.common import arg_parser, machine
+from gwm_avatars.arguments import int_in_range
 
 log = logging.getLogger(__name__)
 

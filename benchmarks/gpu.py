@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from avatar.arguments import positive_float, positive_int, size_type
 from benchmarks.common import arg_parser, machine, summary
+from gwm_avatars.arguments import positive_float, positive_int, size_type
 
 # The Qwen2.5 instruct shapes (from the models' published config.json files).
 QWEN_SHAPES: dict[str, dict[str, Any]] = {

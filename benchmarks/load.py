@@ -36,7 +36,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from avatar.arguments import positive_int  # noqa: E402
 from benchmarks.common import arg_parser, config_arg, machine, pct  # noqa: E402
 from benchmarks.conversation import (  # noqa: E402
     PAD_S,
@@ -47,6 +46,7 @@ from benchmarks.conversation import (  # noqa: E402
     one_client,
     out,
 )
+from gwm_avatars.arguments import positive_int  # noqa: E402
 from models.assets import AssetResolver  # noqa: E402
 from models.audio import resample  # noqa: E402
 from models.tts import create_tts  # noqa: E402
@@ -89,7 +89,7 @@ def start_server(config: str, port: int, db: Path, extra: list[str]) -> subproce
         f"server.database_url=sqlite:///{db}",
         *extra,
     ]
-    args = [sys.executable, "-m", "avatar.cli", "--config", config]
+    args = [sys.executable, "-m", "gwm_avatars.cli", "--config", config]
     for s in sets:
         args += ["--set", s]
     args += ["serve", "--host", "127.0.0.1", "--port", str(port)]

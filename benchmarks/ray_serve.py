@@ -27,17 +27,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avatar.arguments import positive_float, positive_int
-from avatar.config import load_config
 from avatar.identity import load_rig
 from avatar.render import create_renderer
 from avatar.state import NEUTRAL, Mode
 from benchmarks.common import arg_parser, config_arg, machine, summary
 from benchmarks.engines import UTTERANCES
+from gwm_avatars.arguments import positive_float, positive_int
 from models.assets import AssetResolver
 from models.audio import resample
 from models.stt import SpeechRecognizer
 from models.tts import create_tts, split_sentences
+from streaming.config import load_config
 
 log = logging.getLogger("bench")
 

@@ -23,11 +23,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from avatar.arguments import non_negative_int, positive_int, size_type
 from avatar.identity import load_rig
 from avatar.render import CpuRenderer
 from avatar.state import AvatarState
 from benchmarks.common import arg_parser, machine, summary
+from gwm_avatars.arguments import non_negative_int, positive_int, size_type
 
 FRAMES = {
     "neutral": AvatarState(),
@@ -139,9 +139,9 @@ OFFLINE_TEXT = (
 
 def bench_offline(size: tuple[int, int], tmp: Path) -> None:
     """Offline render of a ~20 s reply (TTS + world model + render + H.264/AAC encode)."""
-    from avatar.commands.render import offline_tts_config, render_speech_to_mp4
     from avatar.config import RenderConfig
     from avatar.render import create_renderer
+    from gwm_avatars.commands.render import offline_tts_config, render_speech_to_mp4
     from models.assets import AssetResolver
     from models.config import TtsConfig
     from models.tts import create_tts

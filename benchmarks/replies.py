@@ -26,7 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avatar.config import AppConfig, load_config
 from benchmarks.common import arg_parser, config_arg, machine, pct
 from benchmarks.reply_checks import PROMPTS, Prompt, check_speakable, facts_right, in_persona
 from models.assets import AssetResolver
@@ -34,6 +33,7 @@ from models.llm import LanguageModel, build_messages, create_llm
 from models.tts import ClauseSplitter
 from models.tts.spoken import SpokenClauses, speakable
 from models.types import ChatMessage, GenerationStats
+from streaming.config import AppConfig, load_config
 from streaming.responder import FIRST_CLAUSE_CHARS, FIRST_PHRASE_WORDS
 
 BASELINE_PROMPT = (

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
-"$VENV/bin/ruff" check models avatar streaming tests benchmarks scripts
+"$VENV/bin/ruff" check models avatar streaming gwm_avatars tests benchmarks scripts
 "$VENV/bin/mypy"
 set +e
 "$VENV/bin/python" -m pytest "$@"

@@ -34,8 +34,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import BaseModel, ConfigDict, Field
 
-from avatar.config import ServerConfig
 from streaming.api_error import ApiError, read_body
+from streaming.config import ServerConfig
 from streaming.cors import API_PREFIX, normalize_origin
 from streaming.ratelimit import RateLimiter
 from streaming.turn import ICE_KEY, IceServer

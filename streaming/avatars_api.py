@@ -27,7 +27,6 @@ from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from avatar.config import AppConfig, ServerConfig
 from avatar.identity import (
     FaceTooSmallError,
     IdentityError,
@@ -40,6 +39,7 @@ from avatar.identity import (
 )
 from avatar.identity.image import check_dimensions
 from streaming.api_error import ApiError
+from streaming.config import AppConfig, ServerConfig
 
 if TYPE_CHECKING:
     from streaming.engines import Engines

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from avatar.config import AppConfig
 from avatar.identity import AvatarRig, load_rig
 from avatar.identity.quiet import quiet_native_stderr
 from avatar.render import Renderer, create_renderer
@@ -31,6 +30,7 @@ from models.tts import TextToSpeech, create_tts
 from models.types import FloatAudio, Transcript
 from models.vad import SileroModel, VoiceActivityDetector, create_vad
 from streaming.avatars_api import avatars_dir
+from streaming.config import AppConfig
 
 if TYPE_CHECKING:
     from streaming.ray_serve.backend import RayServing

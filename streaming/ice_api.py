@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from avatar.config import AppConfig
 from streaming.auth import GUARD_KEY, ICE_SERVERS_PATH, PRINCIPAL_KEY
+from streaming.config import AppConfig
 from streaming.turn import ICE_KEY, IceProvider, IceServersResponse
 
 

@@ -9,8 +9,8 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
-from avatar.config import AppConfig
 from streaming.api_error import ApiError
+from streaming.config import AppConfig
 from streaming.store import TranscriptStore, default_database_url, turn_row
 from streaming.turn_record import TurnRecord
 

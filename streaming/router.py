@@ -29,8 +29,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from avatar.config import AppConfig
 from streaming.api_error import ApiError, json_error
+from streaming.config import AppConfig
 from streaming.session_ids import worker_of
 from streaming.worker_pool import WorkerPool, WorkerStatus
 

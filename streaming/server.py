@@ -25,10 +25,10 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from avatar.config import AppConfig
 from streaming.api_error import ApiError, json_error, read_body
 from streaming.auth import GUARD_KEY, AccessGuard, TokenClaims, guard_middleware, mint_token
 from streaming.avatars_api import AVATARS_KEY, AvatarStore, list_avatars, upload_avatar
+from streaming.config import AppConfig
 from streaming.cors import cors_middleware
 from streaming.engines import Engines, UnknownAvatarError
 from streaming.forwarded import forwarded_middleware

@@ -63,9 +63,7 @@ class ServingMonitor:
     def start(self) -> None:
         """Begin checking (no-op when the interval is 0)."""
         if self.interval_s > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="serving-monitor"
-            )
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="serving-monitor")
 
     async def stop(self) -> None:
         """Stop checking."""

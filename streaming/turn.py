@@ -32,7 +32,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 from pydantic import BaseModel, ConfigDict, Field
 
-from avatar.config import IceConfig
+from streaming.config import IceConfig
 
 log = logging.getLogger(__name__)
 

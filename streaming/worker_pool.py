@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from avatar.config import RouterConfig
+from streaming.config import RouterConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ class WorkerStatus:
         if not (self.reachable and self.ready):
             return 0
         return max(0, self.capacity_left - self.reserved)
-
 
 
 def _url(host: str, port: int) -> str:

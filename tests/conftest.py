@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from avatar.config import AppConfig, load_config
 from models.audio import resample
+from streaming.config import AppConfig, load_config
 from streaming.engines import Engines
 
 MODEL_FIXTURES = frozenset(

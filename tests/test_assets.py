@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar.cli import main as cli_main
-from avatar.config import load_config
+from gwm_avatars.cli import main as cli_main
 from models.assets import (
     Asset,
     AssetFile,
@@ -22,6 +21,7 @@ from models.assets import (
 )
 from models.config import AssetsConfig
 from models.errors import AssetNotFoundError, ChecksumError, UnknownAssetError
+from streaming.config import load_config
 
 
 def _fake_package(root: Path, name: str, parts: list[bytes]) -> list[PackagePart]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from avatar.arguments import (
+from gwm_avatars.arguments import (
     UsageError,
     int_in_range,
     non_negative_int,
@@ -20,9 +20,9 @@ from avatar.arguments import (
     positive_int,
     size_type,
 )
-from avatar.cli import chosen_command, main, parse_args
-from avatar.commands.serve import check_cuda, page_url
-from avatar.config import cuda_fields, load_config
+from gwm_avatars.cli import chosen_command, main, parse_args
+from gwm_avatars.commands.serve import check_cuda, page_url
+from streaming.config import cuda_fields, load_config
 
 # A bad argument that were accepted would start a server: fail fast instead of waiting.
 pytestmark = pytest.mark.timeout(120)

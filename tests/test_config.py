@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from avatar.cli import main as cli_main
-from avatar.config import AppConfig, ConfigError, load_config
+from gwm_avatars.cli import main as cli_main
+from streaming.config import AppConfig, ConfigError, load_config
 
 
 def test_profiles_load_and_differ() -> None:

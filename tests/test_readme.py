@@ -42,9 +42,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatar.cli import COMMANDS, parse_args
-from avatar.config import load_config
+from gwm_avatars.cli import COMMANDS, parse_args
 from models.assets import AssetResolver
+from streaming.config import load_config
 from tests.conftest import TEST_PROMPT
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from avatar.config import AppConfig, ConfigError, load_config
+from streaming.config import AppConfig, ConfigError, load_config
 from streaming.ray_serve.names import RENDER, STT, TTS
 
 if TYPE_CHECKING:

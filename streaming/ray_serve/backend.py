@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from avatar.config import AppConfig, RenderConfig
+from avatar.config import RenderConfig
 from avatar.identity import AvatarRig
 from avatar.render import Renderer, create_renderer
 from models.errors import BackendUnavailableError
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from streaming.ray_serve.clients import RayRenderer, RaySpeechRecognizer, RayTextToSpeech
 from streaming.ray_serve.names import RENDER, STT, TTS

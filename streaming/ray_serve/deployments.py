@@ -27,7 +27,7 @@ from ray import serve
 from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle
 
-from avatar.config import RayDeploymentConfig, RenderConfig
+from avatar.config import RenderConfig
 from avatar.identity import load_rig
 from avatar.render import Renderer, create_renderer
 from avatar.state import AvatarState
@@ -36,6 +36,7 @@ from models.config import AssetsConfig, SttConfig, TtsConfig
 from models.stt import SpeechRecognizer
 from models.tts import create_tts
 from models.types import FloatAudio, Speech, Transcript
+from streaming.config import RayDeploymentConfig
 from streaming.ray_serve.names import GATEWAY, RENDER, STT, TTS
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-from avatar.config import RayServingConfig
 from models.errors import BackendUnavailableError
+from streaming.config import RayServingConfig
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatar.cli import main as avatar_main
 from avatar.identity import (
     AvatarRig,
     FaceTooSmallError,
@@ -26,6 +25,7 @@ from avatar.identity import (
     read_bundle,
 )
 from avatar.identity import landmarks as L
+from gwm_avatars.cli import main as avatar_main
 
 # ---------------------------------------------------------------- the default rig
 

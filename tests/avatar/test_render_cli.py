@@ -23,9 +23,6 @@ from avatar.analysis import (
     mouth_opening,
     speech_envelope,
 )
-from avatar.arguments import parse_size
-from avatar.cli import main
-from avatar.commands.render import render_speech_to_mp4
 from avatar.config import AvatarConfig, RenderConfig
 from avatar.identity import AvatarRig, load_rig
 from avatar.media import (
@@ -39,6 +36,9 @@ from avatar.media import (
 from avatar.motion import MouthDrive, WorldModel
 from avatar.render import Renderer, create_renderer
 from avatar.state import NEUTRAL, Mode
+from gwm_avatars.arguments import parse_size
+from gwm_avatars.cli import main
+from gwm_avatars.commands.render import render_speech_to_mp4
 from models.types import Speech
 from tests.avatar.speech_support import espeak_wav, say
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from avatar.cli import COMMANDS, build_parser
-from avatar.config import ServerConfig, profile_path
+from gwm_avatars.cli import COMMANDS, build_parser
 from models.assets import BUILTIN_ASSETS
+from streaming.config import ServerConfig, profile_path
 from tests.deploy import dockerfile
 from tests.deploy.conftest import pinned
 from tests.deploy.manifests import REPO

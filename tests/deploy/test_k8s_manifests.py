@@ -1,6 +1,6 @@
 """deploy/k8s: every document valid for Kubernetes (strict schemas), the RayService
 valid for KubeRay's CRD, and the pieces consistent with each other and with the
-application's own config (loaded through avatar.config.load_config).
+application's own config (loaded through streaming.config.load_config).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import pytest
 import referencing
 import yaml
 
-from avatar.cli import COMMANDS, build_parser
-from avatar.config import AppConfig, ConfigError, load_config
+from gwm_avatars.cli import COMMANDS, build_parser
 from streaming.auth import public_bind_refusal
+from streaming.config import AppConfig, ConfigError, load_config
 from tests.deploy import dockerfile
 from tests.deploy.conftest import pinned
 from tests.deploy.manifests import (

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestServer
 
-from avatar.config import AppConfig
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from streaming.server import create_app
 

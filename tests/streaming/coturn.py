@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from avatar.config import IceConfig
+from streaming.config import IceConfig
 from streaming.turn import TurnUnavailableError, check_turn, ice_servers_for
 
 TURNSERVER = "/usr/bin/turnserver"

@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection
 
-from avatar.config import AppConfig, ServerConfig
 from streaming.client import ClientPeer
+from streaming.config import AppConfig, ServerConfig
 from streaming.engines import Engines
 from streaming.server import create_app
 

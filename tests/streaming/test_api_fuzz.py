@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from avatar.config import AppConfig
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from tests.streaming.limits import base_url, custom_server, offer_sdp
 

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from avatar.config import AppConfig, load_config
 from streaming.auth import auth_summary, public_bind_refusal
 from streaming.client import ClientPeer
+from streaming.config import AppConfig, load_config
 from streaming.engines import Engines
 from streaming.ratelimit import RateLimiter
 from tests.streaming.limits import base_url, custom_server, offer_sdp, wait_frames

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from avatar.config import AppConfig
 from streaming.client import ClientPeer
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from tests.streaming.limits import base_url, custom_server, offer_sdp, wait_frames
 

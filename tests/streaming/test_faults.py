@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
-from avatar.config import AppConfig
 from models.llm import OpenAIChatLLM
 from models.tts import create_tts
 from streaming.client import ClientPeer
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from streaming.server import STATE_KEY, create_app
 

@@ -46,7 +46,7 @@ class ServeProcess:
             [
                 sys.executable,
                 "-m",
-                "avatar.cli",
+                "gwm_avatars.cli",
                 "--config",
                 "default",
                 "--set",

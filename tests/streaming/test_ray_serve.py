@@ -20,7 +20,11 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
-from avatar.config import (
+from avatar.state import NEUTRAL, Mode
+from models.audio import resample
+from models.errors import InvalidAudioError, STTError
+from streaming.client import ClientPeer
+from streaming.config import (
     AppConfig,
     ConfigError,
     RayRenderDeploymentConfig,
@@ -28,10 +32,6 @@ from avatar.config import (
     ServingConfig,
     load_config,
 )
-from avatar.state import NEUTRAL, Mode
-from models.audio import resample
-from models.errors import InvalidAudioError, STTError
-from streaming.client import ClientPeer
 from streaming.engines import Engines
 from streaming.server import create_app
 from tests.models.wer import word_error_rate

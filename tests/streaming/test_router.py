@@ -17,8 +17,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from avatar.config import AppConfig
 from streaming.client import ClientPeer
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from streaming.forwarded import TrustedProxies
 from streaming.router import create_router_app
@@ -121,9 +121,7 @@ async def test_sessions_spread_stay_pinned_and_overflow_is_refused(cluster: Clus
                 second.session_id,
             }
             # A session's own calls reach the worker that holds it.
-            transcript = await http.get(
-                f"{cluster.url}/v1/sessions/{first.session_id}/transcript"
-            )
+            transcript = await http.get(f"{cluster.url}/v1/sessions/{first.session_id}/transcript")
             assert transcript.status == 200, await transcript.text()
             unknown = await http.delete(f"{cluster.url}/v1/sessions/w9.abcdefgh")
             assert unknown.status == 404
@@ -177,9 +175,7 @@ async def test_workers_limit_the_real_client_behind_the_router(
     service_config: AppConfig, engines: Engines
 ) -> None:
     worker = await _start(
-        create_app(
-            _worker_config(service_config, "w1", rate_limit_per_minute=2), engines=engines
-        )
+        create_app(_worker_config(service_config, "w1", rate_limit_per_minute=2), engines=engines)
     )
     router_config = service_config.model_copy(
         update={

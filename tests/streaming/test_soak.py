@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
-from avatar.config import AppConfig
 from streaming.client import ClientPeer
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from streaming.server import STATE_KEY, create_app
 

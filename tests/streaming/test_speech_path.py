@@ -10,10 +10,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from avatar.commands.render import render_speech_to_mp4
 from avatar.config import AvatarConfig, RenderConfig
 from avatar.motion import WorldModel
 from avatar.state import AvatarState, Mode
+from gwm_avatars.commands.render import render_speech_to_mp4
 from models.types import PhonemeSpan, Speech
 from streaming.playout import AudioPlayout
 from streaming.speaker import Speaker

@@ -3,8 +3,8 @@ LLM and TTS on the turn pipeline's parts: fast, no models)."""
 
 from __future__ import annotations
 
-from avatar.config import AppConfig
 from models.types import ChatMessage
+from streaming.config import AppConfig
 from streaming.conversation import ConversationOptions
 from tests.streaming.fakes import Rig, answered
 

@@ -19,8 +19,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
-from avatar.config import AppConfig, IceConfig
 from streaming.client import ClientPeer
+from streaming.config import AppConfig, IceConfig
 from streaming.engines import Engines
 from streaming.server import STATE_KEY
 from streaming.turn import (

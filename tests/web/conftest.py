@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from avatar.config import AppConfig
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from streaming.server import STATE_KEY, ServerState, create_app
 

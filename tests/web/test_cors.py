@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from avatar.config import AppConfig
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from streaming.server import STATE_KEY, create_app
 

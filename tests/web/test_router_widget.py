@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from avatar.config import AppConfig
+from streaming.config import AppConfig
 from streaming.router import create_router_app
 from streaming.session_ids import worker_of
 from tests.web.conftest import LoopThread, PageLog, RunningApp, _start

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from avatar.config import AppConfig
+from streaming.config import AppConfig
 from streaming.engines import Engines
 from streaming.server import create_app
 from tests.streaming.coturn import Coturn, coturn_fixture  # noqa: F401 (a fixture)

@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from avatar.arguments import UsageError, size_type
-from avatar.config import AppConfig
+from gwm_avatars.arguments import UsageError, size_type
+from streaming.config import AppConfig
 
 log = logging.getLogger(__name__)
 

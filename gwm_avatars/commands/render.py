@@ -24,16 +24,17 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from avatar.arguments import UsageError, int_in_range, number_in_range, size_type
-from avatar.config import AppConfig, AvatarConfig, RenderConfig
+from avatar.config import AvatarConfig, RenderConfig
 from avatar.media import MediaError, Mp4Writer, read_audio
 from avatar.motion import WorldModel
 from avatar.state import AvatarState, Mode
+from gwm_avatars.arguments import UsageError, int_in_range, number_in_range, size_type
 from models.assets import AssetResolver
 from models.audio import resample
 from models.config import TtsConfig
 from models.errors import InvalidAudioError
 from models.types import Speech, Word
+from streaming.config import AppConfig
 
 log = logging.getLogger(__name__)
 

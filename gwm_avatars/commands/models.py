@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from avatar.config import AppConfig
 from models.assets import AssetResolver
+from streaming.config import AppConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,14 +15,14 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from avatar.arguments import UsageError
-from avatar.commands.listening import (
+from gwm_avatars.arguments import UsageError
+from gwm_avatars.commands.listening import (
     add_bind_arguments,
     apply_bind_arguments,
     start_site,
     wait_for_stop_signal,
 )
-from avatar.config import AppConfig, cuda_fields
+from streaming.config import AppConfig, cuda_fields
 
 if TYPE_CHECKING:
     from streaming.server import ServerState

@@ -11,13 +11,13 @@ import argparse
 import asyncio
 import logging
 
-from avatar.commands.listening import (
+from gwm_avatars.commands.listening import (
     add_bind_arguments,
     apply_bind_arguments,
     start_site,
     wait_for_stop_signal,
 )
-from avatar.config import AppConfig
+from streaming.config import AppConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ async def _route(config: AppConfig) -> None:
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     """Route until SIGINT/SIGTERM."""
-    from avatar.cli import UsageError
+    from gwm_avatars.cli import UsageError
 
     apply_bind_arguments(args, config)
     if args.worker:

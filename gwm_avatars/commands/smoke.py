@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 
-from avatar.config import AppConfig
 from models.assets import AssetResolver
 from models.audio import resample
 from models.llm import build_messages, create_llm
@@ -17,6 +16,7 @@ from models.stt import create_stt
 from models.tts import create_tts
 from models.types import GenerationStats
 from models.vad import create_vad
+from streaming.config import AppConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,6 @@
 """The ``avatar`` command: models, smoke, prepare, render, serve, route.
 
-Each subcommand lives in ``avatar/commands/<name>.py`` and exposes
+Each subcommand lives in ``gwm_avatars/commands/<name>.py`` and exposes
 ``add_arguments(parser)`` and ``run(args, config) -> int``; it is imported only when
 used, so ``avatar models`` does not load torch or mediapipe. A :class:`UsageError`
 (bad input from the user) prints one line and exits with code 2, as do argument errors.
@@ -19,10 +19,10 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
-from avatar.arguments import ArgumentParser
-from avatar.arguments import UsageError as UsageError  # re-exported for the commands
-from avatar.config import AppConfig, ConfigError, load_config
+from gwm_avatars.arguments import ArgumentParser
+from gwm_avatars.arguments import UsageError as UsageError  # re-exported for the commands
 from models.errors import EngineError
+from streaming.config import AppConfig, ConfigError, load_config
 
 log = logging.getLogger("avatar")
 
@@ -44,9 +44,9 @@ class _Command(Protocol):
 
 def _load_command(name: str) -> _Command | None:
     try:
-        module = importlib.import_module(f"avatar.commands.{name}")
+        module = importlib.import_module(f"gwm_avatars.commands.{name}")
     except ModuleNotFoundError as exc:
-        if exc.name == f"avatar.commands.{name}":
+        if exc.name == f"gwm_avatars.commands.{name}":
             return None
         raise
     return cast(_Command, module)

@@ -8,7 +8,7 @@ import contextlib
 import signal
 from typing import TYPE_CHECKING
 
-from avatar.config import AppConfig
+from streaming.config import AppConfig
 
 if TYPE_CHECKING:
     from aiohttp import web
