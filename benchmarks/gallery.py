@@ -32,9 +32,9 @@ from PIL import Image
 from avatar.config import AvatarConfig
 from avatar.identity import AvatarRig, load_rig, prepare_bundle, read_bundle
 from avatar.motion import WorldModel
-from avatar.motion.visemes import VISEME_TARGETS, Viseme
+from avatar.motion.visemes import Viseme, viseme_state
 from avatar.render import CpuRenderer
-from avatar.state import AvatarState, Mode
+from avatar.state import Mode
 from benchmarks.common import arg_parser, machine
 from gwm_avatars.arguments import int_in_range
 
@@ -59,20 +59,6 @@ def out(line: str = "") -> None:
     """Print one result line."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def viseme_state(v: Viseme | None) -> AvatarState:
-    """The mouth of a viseme held still (rest for None)."""
-    if v is None:
-        return AvatarState()
-    t = VISEME_TARGETS[v]
-    return AvatarState(
-        jaw_open=t.jaw_open,
-        mouth_wide=t.mouth_wide,
-        lip_press=t.lip_press,
-        teeth_show=t.teeth_show,
-        tongue_show=t.tongue_show,
-    )
 
 
 def portraits(work: Path) -> dict[str, AvatarRig]:

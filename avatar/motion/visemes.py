@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from avatar.state import AvatarState
+
 
 class Viseme(str, Enum):
     """Mouth-shape classes for English (a superset of the common 15-viseme sets)."""
@@ -138,3 +140,17 @@ def viseme_of(phoneme: str) -> Viseme | None:
     if base.isalpha():
         return Viseme.DD
     return None
+
+
+def viseme_state(v: Viseme | None) -> AvatarState:
+    """The mouth of viseme ``v`` held still, the rest of the face neutral (rest for None)."""
+    if v is None:
+        return AvatarState()
+    t = VISEME_TARGETS[v]
+    return AvatarState(
+        jaw_open=t.jaw_open,
+        mouth_wide=t.mouth_wide,
+        lip_press=t.lip_press,
+        teeth_show=t.teeth_show,
+        tongue_show=t.tongue_show,
+    )

@@ -25,7 +25,7 @@ from avatar.identity import landmarks as L
 from avatar.identity.bundle import locate_face
 from avatar.identity.rig import polygon_mask
 from avatar.motion import MouthDrive, WorldModel
-from avatar.motion.visemes import VISEME_TARGETS, Viseme
+from avatar.motion.visemes import Viseme, viseme_state
 from avatar.render import CpuRenderer
 from avatar.state import NEUTRAL, AvatarState
 from models.types import PhonemeSpan
@@ -35,17 +35,6 @@ pytestmark = pytest.mark.models
 SIZE = (512, 512)
 CHEEKS = (205, 425)
 """Face-mesh points in the middle of each cheek."""
-
-
-def viseme_state(v: Viseme) -> AvatarState:
-    t = VISEME_TARGETS[v]
-    return AvatarState(
-        jaw_open=t.jaw_open,
-        mouth_wide=t.mouth_wide,
-        lip_press=t.lip_press,
-        teeth_show=t.teeth_show,
-        tongue_show=t.tongue_show,
-    )
 
 
 def luma(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
