@@ -119,6 +119,19 @@ def _direct_url(dist_name: str) -> str | None:
         return None
 
 
+def script_runs(path: Path, target: str) -> bool:
+    """Whether the console script at ``path`` calls ``target`` (``module:function``), as
+    pip writes them (``from module import function``); a script of another form counts."""
+    module, _, function = target.partition(":")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    if "import " not in text:
+        return True
+    return f"from {module} import {function}" in text
+
+
 def check(
     pyproject: Mapping[str, Any],
     extras: Sequence[str],
@@ -137,9 +150,12 @@ def check(
     if scripts_dir is not None:
         project = pyproject["project"]
         problems += unmet([f"{PROJECT_DIST}=={project['version']}"], installed)
-        for script in project.get("scripts", {}):
-            if not (scripts_dir / script).exists():
-                problems.append(f"{scripts_dir / script}: missing")
+        for script, target in project.get("scripts", {}).items():
+            path = scripts_dir / script
+            if not path.exists():
+                problems.append(f"{path}: missing")
+            elif not script_runs(path, target):
+                problems.append(f"{path}: does not run {target}")
     if llama_wheel_dir is not None and LLAMA_DIST in installed:
         reason = llama_wheel_mismatch(llama_direct_url, llama_wheel_dir)
         if reason:

@@ -229,3 +229,12 @@ def test_license_is_an_spdx_string_and_the_backend_supports_it() -> None:
     requires = [Requirement(r) for r in PYPROJECT["build-system"]["requires"]]
     setuptools = next(r for r in requires if r.name == "setuptools")
     assert not setuptools.specifier.contains("76.9"), setuptools  # PEP 639 needs >= 77
+
+
+def test_a_console_script_of_an_old_layout_reinstalls(tmp_path: Path) -> None:
+    """A venv installed before the ``avatar`` command moved to another module."""
+    script = tmp_path / "avatar"
+    script.write_text("#!/venv/bin/python\nimport sys\nfrom avatar.cli import main\n")
+    assert not setup_check.script_runs(script, "gwm_avatars.cli:main")
+    script.write_text("#!/venv/bin/python\nimport sys\nfrom gwm_avatars.cli import main\n")
+    assert setup_check.script_runs(script, "gwm_avatars.cli:main")
