@@ -202,6 +202,22 @@ def test_every_copy_source_is_in_the_build_context(image: dockerfile.Dockerfile)
                 assert not dockerignore_excludes(ignore, src), f"{src} is in .dockerignore"
 
 
+def test_every_python_package_of_the_project_is_copied(
+    image: dockerfile.Dockerfile, pyproject: dict[str, Any]
+) -> None:
+    """The editable install needs every package the project ships (the app layer too)."""
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*") for p in patterns}
+    builder = image.stage("builder")
+    copied = {
+        src.rstrip("/")
+        for ins in builder.all("COPY")
+        if "from" not in dockerfile.copy_sources(ins)[0]
+        for src in dockerfile.copy_sources(ins)[1]
+    }
+    assert packages <= copied, f"{image.path.name} does not COPY {sorted(packages - copied)}"
+
+
 def dockerignore_excludes(ignore: list[str], path: str) -> bool:
     """The .dockerignore verdict for ``path`` (or, for a folder, a file inside it)."""
     probe = path if not (REPO / path).is_dir() else f"{path}/__init__.py"
