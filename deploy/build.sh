@@ -23,6 +23,8 @@ cd "$(dirname "$0")/.."
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 die() { echo "build.sh: $*" >&2; exit 2; }
+# shellcheck source=deploy/builder.sh
+. deploy/builder.sh
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 gpu=0
@@ -64,17 +66,7 @@ for d in "${wheels[@]+"${wheels[@]}"}"; do
 done
 
 # The builder: an explicit choice, else Docker when its engine answers, else buildah.
-builder=${GWM_BUILDER:-}
-if [ -z "$builder" ]; then
-  if command -v docker > /dev/null 2>&1 && docker info > /dev/null 2>&1; then
-    builder=docker
-  elif command -v buildah > /dev/null 2>&1; then
-    builder=buildah
-  else
-    die "neither a Docker engine (docker info) nor buildah is available"
-  fi
-fi
-case "$builder" in docker | buildah) ;; *) die "GWM_BUILDER must be docker or buildah" ;; esac
+builder=$(choose_builder)
 if [ "$builder" = docker ] && { [ -n "$ca_file" ] || [ ${#wheels[@]} -gt 0 ]; }; then
   die "--ca-file/--wheels need buildah (docker build has no RUN-time bind mounts)"
 fi

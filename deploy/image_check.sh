@@ -20,6 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 die() { echo "image_check.sh: $*" >&2; exit 2; }
+# shellcheck source=deploy/builder.sh
+. deploy/builder.sh
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
 gpu=0
 tag=""
@@ -34,16 +36,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$gpu" = 1 ]; then tag=${tag:-gwm-avatars:$version-gpu}; else tag=${tag:-gwm-avatars:$version}; fi
 
-builder=${GWM_BUILDER:-}
-if [ -z "$builder" ]; then
-  if command -v docker > /dev/null 2>&1 && docker info > /dev/null 2>&1; then
-    builder=docker
-  elif command -v buildah > /dev/null 2>&1; then
-    builder=buildah
-  else
-    die "neither a Docker engine (docker info) nor buildah is available"
-  fi
-fi
+builder=$(choose_builder)
 storage=${BUILDAH_STORAGE_DRIVER:-vfs}
 uid=10001
 
