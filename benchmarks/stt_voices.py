@@ -35,10 +35,10 @@ from faster_whisper.audio import decode_audio
 
 from benchmarks.common import arg_parser, config_arg, machine, pct
 from benchmarks.reply_checks import PROMPTS
+from benchmarks.wer import word_error_rate
 from gwm_avatars.arguments import non_negative_int
 from models.assets import AssetResolver
 from streaming.config import load_config
-from tests.models.wer import word_error_rate
 
 VOICES = ("en-us", "en-gb+f3", "en-gb-scotland", "en-029+m3")
 EXTRA = (

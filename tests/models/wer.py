@@ -1,21 +1,7 @@
-"""Word error rate for tests, on text normalized for case and punctuation."""
+"""Word error rate for the tests: the benchmarks' helper (``benchmarks/wer.py``), shared."""
 
 from __future__ import annotations
 
-import re
+from benchmarks.wer import normalize, word_error_rate
 
-import jiwer
-
-_NOT_WORD = re.compile(r"[^a-z0-9' ]+")
-
-
-def normalize(text: str) -> str:
-    """Lower case, punctuation removed (apostrophes kept), hyphens as spaces."""
-    text = text.lower().replace("-", " ")
-    text = _NOT_WORD.sub(" ", text)
-    return " ".join(text.split())
-
-
-def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
-    """Overall WER of ``hypotheses`` against ``references`` after :func:`normalize`."""
-    return float(jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses]))
+__all__ = ["normalize", "word_error_rate"]
