@@ -33,7 +33,6 @@ import contextlib
 import logging
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -106,8 +105,11 @@ STAGES = (
     "llm_first_clause_ms",
     "tts_first_chunk_ms",
 )
-"""The stages from the end of the user's speech to the reply's first sound, in order;
-what they leave of ``voice_to_voice_ms`` is the speech lead and scheduling."""
+"""The stages from the end of the user's speech to the reply's first sound, printed first."""
+PATH = ("end_of_turn_wait_ms", "stt_ms", "llm_first_clause_ms", "tts_first_chunk_ms")
+"""The stages that follow one another (the first clause includes the first token; a reply
+of one clause has it at ``llm_total_ms``): what they leave of ``voice_to_voice_ms`` is
+the speech lead and scheduling."""
 LOUD = 0.02
 MIC_TIMEOUT_S = 30.0
 """A question the call has not started sending by then means the call is gone."""
@@ -235,6 +237,8 @@ def score(
                 }
         elif e.get("type") == "error":
             answer.error = str(e.get("code", "error"))
+        elif e.get("state") == "thinking" and speech_start < t < speech_end and not answer.cut_in:
+            answer.cut_in = "a turn started before the end of speech"
     if len(set(answer.turn_ids)) > 1 and not answer.cut_in:
         answer.cut_in = f"heard as {len(set(answer.turn_ids))} turns: {answer.transcripts}"
     if not answer.cut_in and any(speech_start < t < speech_end for t in loud):
@@ -324,10 +328,24 @@ class RunResult:
     peers: list[ClientPeer] = field(default_factory=list)
     cpu_per_session: float = 0.0
 
+    def v2v(self) -> list[float]:
+        """Voice-to-voice seconds of the questions answered without a cut-in."""
+        return [a.v2v_s for a in self.answers if a.v2v_s is not None and not a.cut_in]
 
-async def one_client(url: str, questions: list[Question], result: RunResult) -> None:
-    """Ask every question in turn on one call; add the answers to ``result``."""
-    peer = ClientPeer(url, keep_video=True)
+    def stage(self, key: str) -> list[float]:
+        """One per-turn metric's values."""
+        return [a.metrics[key] for a in self.answers if key in a.metrics]
+
+
+async def one_client(
+    url: str, questions: list[Question], result: RunResult, *, keep_video: bool = True
+) -> None:
+    """Ask every question in turn on one call; add the answers to ``result``.
+
+    ``keep_video=False`` counts frames without decoding them (for load runs, where the
+    client shares the CPU with the server).
+    """
+    peer = ClientPeer(url, keep_video=keep_video)
     failed = await peer.connect()
     if failed is not None:
         result.errors.append(f"refused {failed.status}")
@@ -471,6 +489,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def rest_ms(metrics: dict[str, float]) -> float | None:
+    """What the server's voice-to-voice leaves after the stages of :data:`PATH`, or None
+    when a stage is missing (the turn did not get that far)."""
+    m = dict(metrics)
+    m.setdefault("llm_first_clause_ms", m.get("llm_total_ms", float("nan")))
+    m.setdefault("end_of_turn_wait_ms", 0.0)
+    if "voice_to_voice_ms" not in m or not all(k in m and m[k] == m[k] for k in PATH):
+        return None
+    return m["voice_to_voice_ms"] - sum(m[k] for k in PATH)
+
+
 def stage_lines(answers: list[Answer]) -> list[str]:
     """The server's per-turn metrics: every key it sent, known stages first."""
     values: dict[str, list[float]] = {}
@@ -481,24 +510,22 @@ def stage_lines(answers: list[Answer]) -> list[str]:
     lines = []
     for k in keys:
         vals = values[k]
-        if not k.endswith("_ms") and set(vals) <= {0.0, 1.0}:
-            lines.append(f"  {k:24} share {statistics.fmean(vals):6.0%}        (n={len(vals)})")
+        if not k.endswith("_ms") and set(vals) <= {0.0, 1.0}:  # a flag: absent means 0
+            share = sum(vals) / len(answers)
+            lines.append(f"  {k:24} share {share:6.0%}        (n={len(answers)})")
         else:
             unit = "ms" if k.endswith("_ms") else "  "
             lines.append(
                 f"  {k:24} p50 {pct(vals, 50):7.0f} {unit}  p95 {pct(vals, 95):7.0f} {unit}"
                 f"  (n={len(vals)})"
             )
-    rest = [
-        a.metrics["voice_to_voice_ms"] - sum(a.metrics.get(k, 0.0) for k in STAGES)
-        for a in answers
-        if "voice_to_voice_ms" in a.metrics
-    ]
+    rest = [r for a in answers if (r := rest_ms(a.metrics)) is not None]
     if rest:
         lines.append(
             f"  {'rest (lead, scheduling)':24} p50 {pct(rest, 50):7.0f} ms  p95 "
-            f"{pct(rest, 95):7.0f} ms  (voice_to_voice_ms minus the stages above; "
-            "overlapping stages make it small or negative)"
+            f"{pct(rest, 95):7.0f} ms  (voice_to_voice_ms minus "
+            f"{' + '.join(k.removesuffix('_ms') for k in PATH)}; stages that overlap make it "
+            "small or negative)"
         )
     return lines
 

@@ -28,7 +28,6 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import numpy as np
@@ -38,17 +37,17 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import arg_parser, config_arg, machine, pct  # noqa: E402
 from benchmarks.conversation import (  # noqa: E402
-    PAD_S,
     QUESTIONS,
+    Question,
+    RunResult,
     _wait_ready,
     free_port,
-    new_results,
     one_client,
     out,
 )
+from benchmarks.spoken import speak  # noqa: E402
 from gwm_avatars.arguments import positive_int  # noqa: E402
 from models.assets import AssetResolver  # noqa: E402
-from models.audio import resample  # noqa: E402
 from models.tts import create_tts  # noqa: E402
 from streaming.client import ClientPeer  # noqa: E402
 from streaming.ice import use_host_addresses  # noqa: E402
@@ -106,16 +105,15 @@ def stop_server(proc: subprocess.Popen[bytes]) -> int | None:
     return None
 
 
-async def run_sessions(url: str, clips: list[np.ndarray], n: int, turns: int) -> dict[str, Any]:
+async def run_sessions(url: str, clips: list[Question], n: int, turns: int) -> RunResult:
     """``n`` concurrent clients; their pooled measurements."""
-    results: dict[str, Any] = new_results()
-    await asyncio.gather(
-        *(one_client(url, clips, turns, results, keep_video=False) for _ in range(n))
-    )
-    return results
+    result = RunResult()
+    questions = [clips[i % len(clips)] for i in range(turns)]
+    await asyncio.gather(*(one_client(url, questions, result, keep_video=False) for _ in range(n)))
+    return result
 
 
-async def capacity(url: str, clips: list[np.ndarray], pid: int, top: int, turns: int) -> None:
+async def capacity(url: str, clips: list[Question], pid: int, top: int, turns: int) -> None:
     """Add sessions one at a time; print one row per step and what saturated first."""
     cores = os.cpu_count() or 1
     out(
@@ -132,19 +130,19 @@ async def capacity(url: str, clips: list[np.ndarray], pid: int, top: int, turns:
         after, dt = thread_cpu(pid), time.monotonic() - t0
         groups = {k: (after.get(k, 0) - before.get(k, 0)) / dt * 100 for k in after}
         total = sum(groups.values()) / cores
-        fps = min(res["fps"]) if res["fps"] else 0.0
-        p95 = pct(res["v2v"], 95)
-        llm = pct(res["stages"].get("llm_first_token_ms", []), 95)
-        stt = pct(res["stages"].get("stt_ms", []), 95)
+        fps = min(res.fps) if res.fps else 0.0
+        p95 = pct(res.v2v(), 95)
+        llm = pct(res.stage("llm_first_token_ms"), 95)
+        stt = pct(res.stage("stt_ms"), 95)
         dropped = await dropped_frames(url) - drop0
         llm_first.append(llm)
         shares = " / ".join(f"{groups.get(k, 0):.0f}" for k in ("event loop", "workers"))
         out(
-            f"{n:>8} {fps:>8.1f} {pct(res['v2v'], 50):>8.2f} {p95:>8.2f} {llm:>9.0f}ms "
+            f"{n:>8} {fps:>8.1f} {pct(res.v2v(), 50):>8.2f} {p95:>8.2f} {llm:>9.0f}ms "
             f"{stt:>6.0f}ms {dropped:>7.0f} {total:>4.0f}%  ({shares})"
-            + (f"  errors: {res['errors']}" if res["errors"] else "")
+            + (f"  errors: {res.errors}" if res.errors else "")
         )
-        if fps >= FPS_OK and not res["errors"]:
+        if fps >= FPS_OK and not res.errors:
             held_fps = n
             if p95 < V2V_OK_S:
                 held_both = n
@@ -157,7 +155,7 @@ async def capacity(url: str, clips: list[np.ndarray], pid: int, top: int, turns:
             if llm > 2 * llm_first[0] + 500:
                 reasons.append(f"the LLM lock queue (first token p95 {llm:.0f} ms)")
             verdict = f"at {n} session(s): " + ", ".join(reasons)
-            if fps < 20 or res["errors"]:
+            if fps < 20 or res.errors:
                 break
     out(
         f"\nholds {held_fps} session(s) at >= {FPS_OK:.0f} fps; {held_both} also with v2v p95 < 2 s"
@@ -320,11 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     use_host_addresses(["127.0.0.1"])
     tts = create_tts(cfg.tts, AssetResolver(cfg.assets))
-    pad = np.zeros(int(PAD_S * 48_000), np.float32)
-    clips = []
-    for q in QUESTIONS:
-        pcm = np.concatenate([c.pcm for c in tts.synthesize(q)])
-        clips.append(np.concatenate([pad, resample(pcm, tts.sample_rate, 48_000), pad]))
+
+    def piper(text: str) -> tuple[np.ndarray, int]:
+        return np.concatenate([c.pcm for c in tts.synthesize(text)]), tts.sample_rate
+
+    clips = [Question(q, "piper", *speak(q, piper, pause_s=0.0)) for q in QUESTIONS]
     tmp = Path(tempfile.mkdtemp(prefix="gwm-load-"))
     port = free_port()
     proc = start_server(

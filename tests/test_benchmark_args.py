@@ -88,6 +88,10 @@ def test_defaults_parse(name: str) -> None:
         ("conversation", ["--sessions", "1", "two"], "--sessions"),
         ("conversation", ["--set", "stt.beam_size=0"], "stt.beam_size"),
         ("conversation", ["--config", "no-such-profile"], "not found"),
+        ("conversation", ["--voice", "en-us:999"], "--voice"),
+        ("conversation", ["--voice", "piper:120"], "--voice"),
+        ("conversation", ["--pause-s", "5"], "--pause-s"),
+        ("conversation", ["--paused-every", "-1"], "--paused-every"),
         ("engines", ["--config", "no-such-profile"], "not found"),
         ("engines", ["--skip-transformers=yes"], "ignored explicit argument"),
         ("load", ["--max-sessions", "0"], "--max-sessions"),
@@ -106,7 +110,7 @@ def test_bad_arguments_exit_2_with_one_line(
 
 
 def test_every_benchmark_is_covered() -> None:
-    helpers = {"__init__", "common", "reply_checks", "wer"}
+    helpers = {"__init__", "common", "reply_checks", "spoken", "wer"}
     scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")} - helpers
     assert scripts == set(BENCHMARKS)
 
