@@ -1,6 +1,7 @@
 """Capacity model: CPU cost of each stage of a session, and sessions per core from them.
 
 Usage: python -m benchmarks.capacity [--config default] [--frames 100] [--turn-s 10]
+       [--live [--live-only] [--set key=value ...]]
 
 Measures process CPU time (insensitive to other load on the machine, unlike wall time)
 of every per-session stage on this machine, with the real engines:
@@ -8,6 +9,12 @@ of every per-session stage on this machine, with the real engines:
   1280×720), Opus per 20 ms of audio;
 - per turn: Whisper on the user's utterance, llama.cpp per reply token, Piper per
   second of reply audio.
+With ``--live`` it also runs ``avatar serve`` on 127.0.0.1 with one real aiortc caller
+(espeak-ng questions) and splits the server process's CPU by what the session is doing:
+idle (connected, nobody talks), listening (the user's speech), thinking (end of speech
+→ the reply's first sound), speaking (the reply plays), and with ``--live-only`` skips
+the offline stages.
+
 Then a session's load in cores = video + audio + (turn costs / seconds per turn), and
 sessions per core for three shapes: everything on the worker's CPU; the LLM on vLLM;
 LLM + STT + TTS off the worker (vLLM and Ray Serve/GPU), so the worker only renders
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 import time
@@ -30,9 +38,21 @@ import cv2
 import numpy as np
 
 from avatar.identity import load_rig
+from avatar.motion import WorldModel
 from avatar.render import CpuRenderer
+from avatar.state import AvatarState, Mode
 from benchmarks.common import arg_parser, config_arg, machine
+from benchmarks.conversation import (
+    Question,
+    _wait_ready,
+    free_port,
+    load_average,
+    start_server,
+    stop_server,
+)
+from benchmarks.phases import PHASES, phase_cpu
 from benchmarks.render import talking
+from benchmarks.spoken import espeak, parse_voice, speak
 from gwm_avatars.arguments import int_in_range, positive_float, positive_int
 from models.assets import AssetResolver
 from models.audio import resample
@@ -41,6 +61,7 @@ from models.stt import SpeechRecognizer
 from models.tts import create_tts
 from models.types import GenerationStats
 from streaming.config import load_config
+from streaming.ice import use_host_addresses
 
 QUESTION = "Could you tell me a little about the weather in Paris in the spring?"
 REPLY_TOKENS = 40
@@ -62,13 +83,23 @@ def cpu_seconds(fn: Callable[[], object]) -> float:
     return time.process_time() - c
 
 
-def video_costs(size: tuple[int, int], frames: int) -> tuple[float, float]:
-    """CPU ms per frame of (render, VP8 encode) at ``size`` (width, height)."""
+def listening(frames: int, config_name: str) -> list[AvatarState]:
+    """``frames`` states of the world model listening (blinks, gaze, breath, head motion)."""
+    world = WorldModel(load_config(config_name).avatar, fps=25, seed=0)
+    world.set_mode(Mode.LISTENING)
+    return [world.step() for _ in range(frames)]
+
+
+def video_costs(
+    size: tuple[int, int], frames: int, states: list[AvatarState] | None = None
+) -> tuple[float, float]:
+    """CPU ms per frame of (render, VP8 encode) at ``size`` (width, height), of a talking
+    head or of ``states``."""
     from aiortc.codecs.vpx import Vp8Encoder
 
     cv2.setNumThreads(1)
     renderer = CpuRenderer(load_rig(None, size=size))
-    states = talking(frames)
+    states = states or talking(frames)
     renderer.render(states[0])
     images: list[np.ndarray] = []
     render_s = cpu_seconds(lambda: images.extend(renderer.render(s) for s in states))
@@ -147,16 +178,72 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=positive_int, default=100)
     parser.add_argument("--turn-s", type=positive_float, default=10.0, help="seconds between turns")
     parser.add_argument("--fps", type=int_in_range(1, 60), default=25)
+    parser.add_argument(
+        "--live", action="store_true", help="also split a live session's CPU by phase"
+    )
+    parser.add_argument("--live-only", action="store_true", help="only the live split")
+    parser.add_argument(
+        "--live-turns", type=positive_int, default=3, help="questions of the live caller"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="config override for the live server",
+    )
     args = parser.parse_args(argv)
-    args.app_config = config_arg(parser, args.config)
+    args.app_config = config_arg(parser, args.config, args.overrides)
+    args.live = args.live or args.live_only
     return args
+
+
+LIVE_QUESTIONS = (
+    "Could you tell me a little about the weather in Paris in the spring?",
+    "What is the name of the largest ocean on Earth?",
+    "Which animal is the tallest in the world?",
+    "How many days are there in a leap year?",
+)
+LIVE_VOICES = ("en-us:160:50", "en+f3:150:65", "en-gb+m3:175:40")
+
+
+def live(args: argparse.Namespace) -> None:
+    """``avatar serve`` with one caller; print the server's CPU per phase of the call."""
+    use_host_addresses(["127.0.0.1"])
+    questions = []
+    for i in range(args.live_turns):
+        text = LIVE_QUESTIONS[i % len(LIVE_QUESTIONS)]
+        voice = LIVE_VOICES[i % len(LIVE_VOICES)]
+        synth = functools.partial(espeak, voice=parse_voice(voice))
+        questions.append(Question(text, voice, *speak(text, synth, 0.5)))
+    port = free_port()
+    server = start_server(args.config, args.overrides, port, 1)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(_wait_ready(url))
+        out(
+            f"\nlive: one caller, {args.live_turns} espeak-ng questions; load average "
+            f"{load_average()} before"
+        )
+        res = asyncio.run(phase_cpu(url, server.pid, questions))
+    finally:
+        stop_server(server)
+    out(f"{'phase':10} {'seconds':>8} {'server cores':>13}")
+    for phase in PHASES:
+        out(f"{phase:10} {res.wall_s[phase]:8.1f} {res.cores(phase):13.2f}")
+    out(f"load average after: {load_average()}")
+    if res.errors:
+        out(f"errors: {res.errors}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure and print the capacity model."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    out(f"machine: {machine()}")
+    out(f"machine: {machine()}; load average {load_average()}")
+    if args.live_only:
+        live(args)
+        return 0
     out(
         f"config: {args.config}; {args.fps} fps; a turn every {args.turn_s:.0f} s "
         f"({QUESTION_S:.0f} s question, {REPLY_TOKENS}-token reply, {REPLY_S:.0f} s of speech)"
@@ -182,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\n{size[0]}x{size[1]}: render {render_ms:.1f} ms + VP8 {vp8_ms:.1f} ms CPU per "
             f"frame = {video_cores:.2f} cores at {args.fps} fps"
         )
+        idle_render, idle_vp8 = video_costs(size, args.frames, listening(args.frames, args.config))
+        out(
+            f"  listening: render {idle_render:.1f} ms + VP8 {idle_vp8:.1f} ms CPU per frame = "
+            f"{(idle_render + idle_vp8) * args.fps / 1000.0:.2f} cores"
+        )
         shapes = {
             "all on the worker CPU": video_cores + audio_cores + sum(turn_cores.values()),
             "LLM on vLLM": video_cores + audio_cores + turn_cores["stt"] + turn_cores["tts"],
@@ -190,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out(f"{'shape':30} {'cores/session':>14} {'sessions/core':>14} {'@70% load':>10}")
         for name, cores in shapes.items():
             out(f"{name:30} {cores:14.2f} {1.0 / cores:14.2f} {HEADROOM / cores:10.2f}")
+    if args.live:
+        live(args)
     return 0
 
 

@@ -579,6 +579,27 @@ def report(n: int, res: RunResult, box: tuple[int, int, int, int]) -> None:
         out(f"errors: {errors}")
 
 
+def start_server(
+    config: str, overrides: Sequence[str], port: int, max_sessions: int
+) -> subprocess.Popen[bytes]:
+    """``avatar serve`` on 127.0.0.1:``port`` with the profile and its overrides."""
+    sets = ["server.ice_host_addresses=[127.0.0.1]", f"server.max_sessions={max_sessions}"]
+    cmd = [sys.executable, "-m", "gwm_avatars.cli", "--config", config]
+    for o in [*sets, *overrides]:
+        cmd += ["--set", o]
+    cmd += ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """Terminate the server (kill it if it does not stop within 10 s)."""
+    server.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(10)
+    if server.poll() is None:
+        server.kill()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the server, run the sessions, print the numbers."""
     args = parse_args(argv)
@@ -590,28 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rig = load_rig(cfg.avatar.bundle, size=(cfg.render.width or cfg.render.size, cfg.render.size))
     box = rig.mouth_box()
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gwm_avatars.cli",
-            "--config",
-            args.config,
-            "--set",
-            "server.ice_host_addresses=[127.0.0.1]",
-            "--set",
-            f"server.max_sessions={max(args.sessions)}",
-            *[a for o in args.overrides for a in ("--set", o)],
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_server(args.config, args.overrides, port, max(args.sessions))
     url = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(_wait_ready(url))
@@ -632,15 +632,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             report(n, res, box)
             out(f"load average after: {load_average()}")
     finally:
-        server.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(10)
-        if server.poll() is None:
-            server.kill()
+        stop_server(server)
     return 0
 
 
 async def _wait_ready(url: str, timeout: float = 120.0) -> None:
+    """Wait until the server answers ``/readyz`` with 200."""
     t = time.monotonic()
     async with aiohttp.ClientSession() as http:
         while time.monotonic() - t < timeout:

@@ -110,7 +110,7 @@ def test_bad_arguments_exit_2_with_one_line(
 
 
 def test_every_benchmark_is_covered() -> None:
-    helpers = {"__init__", "common", "reply_checks", "spoken", "wer"}
+    helpers = {"__init__", "common", "phases", "reply_checks", "spoken", "wer"}
     scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")} - helpers
     assert scripts == set(BENCHMARKS)
 
