@@ -51,6 +51,15 @@ class RenderConfig(Section):
     width: int | None = Field(default=None, ge=64, le=3840, description="None: square")
     fps: int = Field(default=25, ge=1, le=60)
     max_batch: int = Field(default=16, ge=1, le=256)
+    reuse_below_px: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=4.0,
+        description=(
+            "Live video: send the last frame again while the avatar's state moves no pixel "
+            "this far from it (idle, listening; never speech, blinks or saccades); 0: off"
+        ),
+    )
     encoder_preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
     ] = Field(default="veryfast", description="x264 preset of rendered MP4s (faster: bigger)")

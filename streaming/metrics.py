@@ -42,6 +42,11 @@ class ServerMetrics:
             "Video frames skipped to keep up",
             registry=self.registry,
         )
+        self.reused_frames = Counter(
+            "gwm_reused_video_frames_total",
+            "Video frames sent as the previous frame again (idle or listening, barely moving)",
+            registry=self.registry,
+        )
         self.http_errors = Counter(
             "gwm_http_errors_total", "HTTP error responses", ["status"], registry=self.registry
         )

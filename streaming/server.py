@@ -244,6 +244,7 @@ async def _spend_token(store: TranscriptStore | None, claims: TokenClaims) -> No
 def _forget(state: ServerState, session: Session) -> None:
     if state.sessions.pop(session.id, None) is not None:
         state.metrics.dropped_frames.inc(session.video_out.stats.dropped_frames)
+        state.metrics.reused_frames.inc(session.video_out.stats.reused_frames)
         if state.store is not None:
             session_closed(state.store, session.id, session.close_reason)
     state.metrics.active_sessions.set(len(state.sessions))

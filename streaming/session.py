@@ -21,6 +21,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from avatar.motion import WorldModel
+from avatar.render.reuse import frame_reuse
 from avatar.state import AvatarState
 from streaming.audio_io import InboundAudioConverter
 from streaming.clock import MediaClock
@@ -78,7 +79,12 @@ class Session:
         self.pc = RTCPeerConnection(rtc_config or RTCConfiguration(iceServers=[]))
         self.audio_out = AvatarAudioTrack(self.clock, self.playout)
         self.video_out = AvatarVideoTrack(
-            self.clock, self.world, avatar.renderer, render_executor, on_state=self._remember_state
+            self.clock,
+            self.world,
+            avatar.renderer,
+            render_executor,
+            on_state=self._remember_state,
+            reuse=frame_reuse(avatar.renderer, cfg.render.reuse_below_px),
         )
         # emit() may run from Conversation.__init__ (its first state event): set it first.
         self.events = EventChannel(f"session {self.id}")

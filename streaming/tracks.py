@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from avatar.motion import WorldModel
 from avatar.render import Renderer
+from avatar.render.reuse import FrameReuse
 from avatar.state import AvatarState
 from streaming.clock import MediaClock
 from streaming.playout import AudioPlayout
@@ -52,6 +53,8 @@ class TrackStats:
     frames: int = 0
     late_frames: int = 0
     dropped_frames: int = 0
+    reused_frames: int = 0
+    """Video frames sent as the previous frame again (the state barely moved)."""
 
 
 class AvatarAudioTrack(MediaStreamTrack):
@@ -92,7 +95,9 @@ class AvatarVideoTrack(MediaStreamTrack):
     sent, frame ``n+1`` is already rendering in the executor. The world model is
     stepped when a frame's render starts, up to :data:`VIDEO_STEPS_AHEAD` frame periods
     before it is due, so speech must be scheduled at least that far ahead
-    (:func:`speech_lead_s`; the speaker does).
+    (:func:`speech_lead_s`; the speaker does). With ``reuse``, a frame whose state
+    barely moved from the last rendered one (idle, listening) is that frame again, not
+    rendered: every frame is still sent, on the same clock.
     """
 
     kind = "video"
@@ -104,6 +109,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         renderer: Renderer,
         executor: Executor | None = None,
         on_state: Callable[[AvatarState], None] | None = None,
+        reuse: FrameReuse | None = None,
     ) -> None:
         super().__init__()
         self._clock = clock
@@ -111,6 +117,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._renderer = renderer
         self._executor = executor
         self._on_state = on_state
+        self._reuse = reuse
         self._n = 0  # index of the next frame whose render will start
         self._ahead: tuple[int, asyncio.Future[np.ndarray]] | None = None
         self.stats = TrackStats()
@@ -131,7 +138,23 @@ class AvatarVideoTrack(MediaStreamTrack):
         if self._on_state is not None:
             self._on_state(state)
         loop = asyncio.get_running_loop()
-        return n, loop.run_in_executor(self._executor, self._renderer.render, state)
+        if self._reuse is None:
+            return n, loop.run_in_executor(self._executor, self._renderer.render, state)
+        # the previous frame's render has finished: the reuse cache is not shared
+        reused = self._reuse.lookup(state)
+        if reused is not None:
+            self.stats.reused_frames += 1
+            done: asyncio.Future[np.ndarray] = loop.create_future()
+            done.set_result(reused)
+            return n, done
+        return n, loop.run_in_executor(self._executor, self._render_and_keep, state)
+
+    def _render_and_keep(self, state: AvatarState) -> np.ndarray:
+        """Render ``state`` (in the executor) and keep the frame for reuse."""
+        image = self._renderer.render(state)
+        if self._reuse is not None:
+            self._reuse.remember(state, image)
+        return image
 
     async def recv(self) -> av.VideoFrame:
         """The next video frame, released at its due time."""
