@@ -40,6 +40,7 @@ import numpy as np
 from avatar.identity import load_rig
 from avatar.motion import WorldModel
 from avatar.render import CpuRenderer
+from avatar.render.reuse import frame_reuse
 from avatar.state import AvatarState, Mode
 from benchmarks.common import arg_parser, config_arg, machine
 from benchmarks.conversation import (
@@ -83,26 +84,41 @@ def cpu_seconds(fn: Callable[[], object]) -> float:
     return time.process_time() - c
 
 
-def listening(frames: int, config_name: str) -> list[AvatarState]:
-    """``frames`` states of the world model listening (blinks, gaze, breath, head motion)."""
+def world_states(frames: int, config_name: str, mode: Mode) -> list[AvatarState]:
+    """``frames`` states of the world model in ``mode`` (blinks, gaze, breath, head motion)."""
     world = WorldModel(load_config(config_name).avatar, fps=25, seed=0)
-    world.set_mode(Mode.LISTENING)
+    world.set_mode(mode)
     return [world.step() for _ in range(frames)]
 
 
 def video_costs(
-    size: tuple[int, int], frames: int, states: list[AvatarState] | None = None
+    size: tuple[int, int],
+    frames: int,
+    states: list[AvatarState] | None = None,
+    reuse_below_px: float = 0.0,
 ) -> tuple[float, float]:
     """CPU ms per frame of (render, VP8 encode) at ``size`` (width, height), of a talking
-    head or of ``states``."""
+    head or of ``states``; with ``reuse_below_px`` as the live track does (a frame whose
+    state barely moved is the last frame again, encoded all the same)."""
     from aiortc.codecs.vpx import Vp8Encoder
 
     cv2.setNumThreads(1)
     renderer = CpuRenderer(load_rig(None, size=size))
     states = states or talking(frames)
     renderer.render(states[0])
+    reuse = frame_reuse(renderer, reuse_below_px)
     images: list[np.ndarray] = []
-    render_s = cpu_seconds(lambda: images.extend(renderer.render(s) for s in states))
+
+    def render() -> None:
+        for s in states:
+            image = reuse.lookup(s) if reuse is not None else None
+            if image is None:
+                image = renderer.render(s)
+                if reuse is not None:
+                    reuse.remember(s, image)
+            images.append(image)
+
+    render_s = cpu_seconds(render)
     encoder = Vp8Encoder()
 
     def encode() -> None:
@@ -113,7 +129,7 @@ def video_costs(
             encoder.encode(frame, force_keyframe=(i == 0))
 
     encode_s = cpu_seconds(encode)
-    return render_s / frames * 1000.0, encode_s / frames * 1000.0
+    return render_s / len(states) * 1000.0, encode_s / len(states) * 1000.0
 
 
 def opus_cost(seconds: float = 10.0) -> float:
@@ -183,6 +199,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--live-only", action="store_true", help="only the live split")
     parser.add_argument(
+        "--video-only", action="store_true", help="only the video costs (no models loaded)"
+    )
+    parser.add_argument(
         "--live-turns", type=positive_int, default=3, help="questions of the live caller"
     )
     parser.add_argument(
@@ -236,11 +255,37 @@ def live(args: argparse.Namespace) -> None:
         out(f"errors: {res.errors}")
 
 
+def video(args: argparse.Namespace, size: tuple[int, int]) -> float:
+    """Print the video costs at ``size``: speech, then idle and listening with and
+    without frame reuse; returns the cores of speech video."""
+    render_ms, vp8_ms = video_costs(size, args.frames)
+    video_cores = (render_ms + vp8_ms) * args.fps / 1000.0
+    out(
+        f"\n{size[0]}x{size[1]}: render {render_ms:.1f} ms + VP8 {vp8_ms:.1f} ms CPU per "
+        f"frame = {video_cores:.2f} cores at {args.fps} fps"
+    )
+    for mode in (Mode.IDLE, Mode.LISTENING):
+        still = world_states(args.frames, args.config, mode)
+        for reuse_px in (0.0, args.app_config.render.reuse_below_px):
+            r_ms, v_ms = video_costs(size, args.frames, still, reuse_px)
+            how = f"reusing frames below {reuse_px:g} px" if reuse_px else "every frame rendered"
+            out(
+                f"  {mode.value}, {how}: render {r_ms:.1f} ms + VP8 {v_ms:.1f} ms CPU per "
+                f"frame = {(r_ms + v_ms) * args.fps / 1000.0:.2f} cores"
+            )
+    return video_cores
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure and print the capacity model."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out(f"machine: {machine()}; load average {load_average()}")
+    if args.video_only:
+        for size in ((512, 512), (1280, 720)):
+            video(args, size)
+        out(f"load average after: {load_average()}")
+        return 0
     if args.live_only:
         live(args)
         return 0
@@ -263,17 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tts": turn["tts_per_audio_s"] * REPLY_S / args.turn_s,
     }
     for size in ((512, 512), (1280, 720)):
-        render_ms, vp8_ms = video_costs(size, args.frames)
-        video_cores = (render_ms + vp8_ms) * args.fps / 1000.0
-        out(
-            f"\n{size[0]}x{size[1]}: render {render_ms:.1f} ms + VP8 {vp8_ms:.1f} ms CPU per "
-            f"frame = {video_cores:.2f} cores at {args.fps} fps"
-        )
-        idle_render, idle_vp8 = video_costs(size, args.frames, listening(args.frames, args.config))
-        out(
-            f"  listening: render {idle_render:.1f} ms + VP8 {idle_vp8:.1f} ms CPU per frame = "
-            f"{(idle_render + idle_vp8) * args.fps / 1000.0:.2f} cores"
-        )
+        video_cores = video(args, size)
         shapes = {
             "all on the worker CPU": video_cores + audio_cores + sum(turn_cores.values()),
             "LLM on vLLM": video_cores + audio_cores + turn_cores["stt"] + turn_cores["tts"],
