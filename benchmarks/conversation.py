@@ -622,9 +622,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"silence {cfg.vad.min_silence_ms} ms, {cfg.render.size}px at {cfg.render.fps} fps"
         )
         out(
-            f"{args.turns} turns per session; voices {', '.join(args.voices)}; every "
-            f"{args.paused_every or 'no'}-th question paused {args.pause_s:.2f} s mid-sentence; "
-            f"server pid {server.pid}"
+            f"{args.turns} turns per session; voices {', '.join(args.voices)}; "
+            + (
+                f"1 question in {args.paused_every} has a {args.pause_s:.2f} s pause mid-sentence"
+                if args.paused_every
+                else "no paused questions"
+            )
+            + f"; server pid {server.pid}"
         )
         for n in args.sessions:
             plans = [plan(clips, args.voices, args.turns, c, args.paused_every) for c in range(n)]
