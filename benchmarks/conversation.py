@@ -110,6 +110,9 @@ PATH = ("end_of_turn_wait_ms", "stt_ms", "llm_first_clause_ms", "tts_first_chunk
 """The stages that follow one another (the first clause includes the first token; a reply
 of one clause has it at ``llm_total_ms``): what they leave of ``voice_to_voice_ms`` is
 the speech lead and scheduling."""
+FLAG_SUFFIXES = ("_speculative", "_failed")
+"""Metrics that are 1.0 when something happened in the turn (absent otherwise): printed
+as the share of turns."""
 LOUD = 0.02
 MIC_TIMEOUT_S = 30.0
 """A question the call has not started sending by then means the call is gone."""
@@ -510,7 +513,7 @@ def stage_lines(answers: list[Answer]) -> list[str]:
     lines = []
     for k in keys:
         vals = values[k]
-        if not k.endswith("_ms") and set(vals) <= {0.0, 1.0}:  # a flag: absent means 0
+        if k.endswith(FLAG_SUFFIXES):  # a flag: absent means 0
             share = sum(vals) / len(answers)
             lines.append(f"  {k:24} share {share:6.0%}        (n={len(answers)})")
         else:

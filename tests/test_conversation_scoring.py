@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.conversation import Question, answered, rest_ms, score
+from benchmarks.conversation import Answer, Question, answered, rest_ms, score, stage_lines
 
 Q = Question("Could you tell me | what bees make?", "en-us:160:50", np.zeros(0, np.float32), 2.0)
 START, END = 10.0, 12.0
@@ -77,3 +77,16 @@ def test_rest_is_what_the_stages_leave_of_voice_to_voice() -> None:
     }
     assert rest_ms(metrics) == 600.0  # the first token is inside the first clause
     assert rest_ms({"voice_to_voice_ms": 2000.0, "stt_ms": 600.0}) is None
+
+
+def test_every_metric_the_server_sends_is_printed_flags_as_shares() -> None:
+    """Keys added by other stages (12a/12b) show up without a change here."""
+    answers = [
+        Answer(Q, metrics={"stt_ms": 500.0, "llm_tokens": 0.0, "end_of_turn_wait_ms": 210.0}),
+        Answer(Q, metrics={"stt_ms": 600.0, "llm_tokens": 9.0, "llm_speculative": 1.0}),
+    ]
+    lines = stage_lines(answers)
+    assert lines[0].split()[0] == "end_of_turn_wait_ms"  # the stages in their order first
+    speculative = next(line for line in lines if "llm_speculative" in line)
+    assert "share" in speculative and "50%" in speculative
+    assert "p50" in next(line for line in lines if "llm_tokens" in line)
