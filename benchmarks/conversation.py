@@ -1,5 +1,7 @@
-"""Voice-to-voice latency, per-stage breakdown, WER, false cut-ins, A/V sync and fps of
-real conversations on loopback, with voices the service never heard.
+"""Real conversations on loopback with unseen voices: voice-to-voice, stages, WER, cut-ins.
+
+Voice-to-voice latency, its per-stage breakdown, user-transcript WER, false cut-ins,
+A/V sync and fps of real conversations on loopback, with voices the service never heard.
 
 Usage: python benchmarks/conversation.py [--turns 10] [--sessions 1 2] [--config default]
        [--set key=value ...] [--voice en-us:160:50 --voice piper ...] [--pause-s 0.55]
