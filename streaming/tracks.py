@@ -57,6 +57,15 @@ class TrackStats:
     """Video frames sent as the previous frame again (the state barely moved)."""
 
 
+@dataclass
+class _Pending:
+    """A video frame on its way: its index and image (rendering, or reused)."""
+
+    n: int
+    image: asyncio.Future[np.ndarray]
+    reused: bool = False
+
+
 class AvatarAudioTrack(MediaStreamTrack):
     """48 kHz mono audio from the playout, one 20 ms frame per clock tick."""
 
@@ -119,10 +128,10 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._on_state = on_state
         self._reuse = reuse
         self._n = 0  # index of the next frame whose render will start
-        self._ahead: tuple[int, asyncio.Future[np.ndarray]] | None = None
+        self._ahead: _Pending | None = None
         self.stats = TrackStats()
 
-    def _start_render(self) -> tuple[int, asyncio.Future[np.ndarray]]:
+    def _start_render(self) -> _Pending:
         # If we fell behind (slow renders), skip frames instead of drifting: the
         # world model still steps through every frame so motion stays on the clock.
         due_now = self._clock.video_frame_at(self._clock.elapsed())
@@ -139,15 +148,14 @@ class AvatarVideoTrack(MediaStreamTrack):
             self._on_state(state)
         loop = asyncio.get_running_loop()
         if self._reuse is None:
-            return n, loop.run_in_executor(self._executor, self._renderer.render, state)
+            return _Pending(n, loop.run_in_executor(self._executor, self._renderer.render, state))
         # the previous frame's render has finished: the reuse cache is not shared
         reused = self._reuse.lookup(state)
         if reused is not None:
-            self.stats.reused_frames += 1
             done: asyncio.Future[np.ndarray] = loop.create_future()
             done.set_result(reused)
-            return n, done
-        return n, loop.run_in_executor(self._executor, self._render_and_keep, state)
+            return _Pending(n, done, reused=True)
+        return _Pending(n, loop.run_in_executor(self._executor, self._render_and_keep, state))
 
     def _render_and_keep(self, state: AvatarState) -> np.ndarray:
         """Render ``state`` (in the executor) and keep the frame for reuse."""
@@ -161,7 +169,8 @@ class AvatarVideoTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         self._clock.start()
-        n, pending = self._ahead if self._ahead is not None else self._start_render()
+        ahead = self._ahead if self._ahead is not None else self._start_render()
+        n, pending = ahead.n, ahead.image
         self._ahead = None
         image = await pending
         self._ahead = self._start_render()
@@ -172,11 +181,12 @@ class AvatarVideoTrack(MediaStreamTrack):
         frame.pts = self._clock.video_pts(n)
         frame.time_base = self._clock.video_time_base
         self.stats.frames += 1
+        self.stats.reused_frames += ahead.reused
         return frame
 
     def stop(self) -> None:
         """Stop the track and drop the frame rendering ahead."""
         if self._ahead is not None:
-            self._ahead[1].cancel()
+            self._ahead.image.cancel()
             self._ahead = None
         super().stop()
