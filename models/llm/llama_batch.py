@@ -472,7 +472,7 @@ class SequenceScheduler:
                 if rc != 0:
                     raise LLMError(f"{self.name}: evaluating the shared prompt failed ({rc})")
                 self._shared.tokens.extend(piece)
-        except BaseException as exc:  # handed to the caller of prefill()
+        except Exception as exc:  # noqa: BLE001 - handed to the caller of prefill()
             self._clear(self._shared)
             done.set_exception(exc)
         else:
