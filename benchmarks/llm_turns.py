@@ -14,7 +14,9 @@ Sessions start ``--listen-s / N`` apart, so their turns alternate and overlap. E
 session passes its own conversation key, so the backend may keep its prompt evaluated.
 Prints, per model, thread setting and session count, the load time (with the shared
 prompt) and first token / first clause p50 / p95 for the first turn of each session
-("first") and the later ones ("later"), with the machine and its load average.
+("first") and the later ones ("later"), with the machine and its load average; and
+the CPU time the process spent until then, which other jobs on a shared machine
+change much less than the wall-clock figures.
 """
 
 from __future__ import annotations
@@ -71,34 +73,37 @@ class Turn:
     index: int
     first_token_s: float
     first_clause_s: float
+    first_token_cpu_s: float
+    first_clause_cpu_s: float
     tokens: int
     cached: float
 
 
 async def ask(
     llm: LanguageModel, messages: list[ChatMessage], key: str
-) -> tuple[str, float, float, GenerationStats]:
-    """One reply: (spoken text, first token s, first clause s, stats)."""
+) -> tuple[str, tuple[float, float, float, float], GenerationStats]:
+    """One reply: spoken text; (first token s, first clause s, and the process CPU
+    seconds spent until each); stats."""
     shaper = SpokenClauses(
         ClauseSplitter(first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS)
     )
     stats = GenerationStats()
     clauses: list[str] = []
-    first_token = first_clause = float("nan")
-    t0 = time.perf_counter()
+    first_token = first_clause = cpu_token = cpu_clause = float("nan")
+    t0, c0 = time.perf_counter(), time.process_time()
     stream = llm.stream(messages, stats=stats, key=key)
     async with contextlib.aclosing(stream):  # type: ignore[type-var]
         async for piece in stream:
             if first_token != first_token:
-                first_token = time.perf_counter() - t0
+                first_token, cpu_token = time.perf_counter() - t0, time.process_time() - c0
             new = shaper.push(piece)
             if new and not clauses:
-                first_clause = time.perf_counter() - t0
+                first_clause, cpu_clause = time.perf_counter() - t0, time.process_time() - c0
             clauses += new
     clauses += shaper.flush()
     if first_clause != first_clause:  # the only clause came at the end
-        first_clause = time.perf_counter() - t0
-    return " ".join(clauses), first_token, first_clause, stats
+        first_clause, cpu_clause = time.perf_counter() - t0, time.process_time() - c0
+    return " ".join(clauses), (first_token, first_clause, cpu_token, cpu_clause), stats
 
 
 async def session(
@@ -113,8 +118,8 @@ async def session(
     for i in range(turns):
         question = QUESTIONS[(number * 3 + i) % len(QUESTIONS)]
         messages = build_messages(system, examples + history, question)
-        spoken, ft, fc, stats = await ask(llm, messages, key)
-        done.append(Turn(number, i, ft, fc, stats.tokens, stats.extra.get("cached_tokens", -1)))
+        spoken, times, stats = await ask(llm, messages, key)
+        done.append(Turn(number, i, *times, stats.tokens, stats.extra.get("cached_tokens", -1)))
         history += [ChatMessage("user", question), ChatMessage("assistant", spoken)]
         await asyncio.sleep(len(spoken.split()) / WORDS_PER_S + listen_s)
     forget = getattr(llm, "forget", None)
@@ -151,11 +156,18 @@ def report(turns: list[Turn]) -> None:
             continue
         ft = [t.first_token_s * 1000 for t in group]
         fc = [t.first_clause_s * 1000 for t in group]
+        ct = [t.first_token_cpu_s * 1000 for t in group]
+        cc = [t.first_clause_cpu_s * 1000 for t in group]
         cached = [t.cached for t in group]
         out(
             f"    {label} turns (n={len(group)}): first token p50 {pct(ft, 50):.0f} / "
             f"p95 {pct(ft, 95):.0f} ms; first clause p50 {pct(fc, 50):.0f} / "
             f"p95 {pct(fc, 95):.0f} ms; cached prompt tokens p50 {pct(cached, 50):.0f}"
+        )
+        out(
+            f"      process CPU until then (load-independent): first token p50 "
+            f"{pct(ct, 50):.0f} / p95 {pct(ct, 95):.0f} ms; first clause p50 "
+            f"{pct(cc, 50):.0f} / p95 {pct(cc, 95):.0f} ms"
         )
 
 
