@@ -37,11 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import arg_parser, config_arg, machine, pct
 from models.assets import AssetResolver
 from models.llm import LanguageModel, build_messages, create_llm
-from models.tts import ClauseSplitter
-from models.tts.spoken import SpokenClauses
 from models.types import ChatMessage, GenerationStats
 from streaming.config import AppConfig, load_config
-from streaming.responder import FIRST_CLAUSE_CHARS, FIRST_PHRASE_WORDS
+from streaming.responder import live_clauses
 
 QUESTIONS = (
     "Hi! How are you today?",
@@ -84,9 +82,7 @@ async def ask(
 ) -> tuple[str, tuple[float, float, float, float], GenerationStats]:
     """One reply: spoken text; (first token s, first clause s, and the process CPU
     seconds spent until each); stats."""
-    shaper = SpokenClauses(
-        ClauseSplitter(first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS)
-    )
+    shaper = live_clauses()
     stats = GenerationStats()
     clauses: list[str] = []
     first_token = first_clause = cpu_token = cpu_clause = float("nan")

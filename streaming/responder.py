@@ -40,6 +40,19 @@ FIRST_PHRASE_WORDS = 4
 one-sentence reply starts speaking before the LLM has finished the sentence."""
 
 
+def live_clauses() -> SpokenClauses:
+    """The clause splitter and shaping of a live reply: the first clause as early as
+    it can be said well (a comma after 12 characters, a phrase break after 4 words, a
+    word's final punctuation without waiting for the next token)."""
+    return SpokenClauses(
+        ClauseSplitter(
+            first_clause_chars=FIRST_CLAUSE_CHARS,
+            first_phrase_words=FIRST_PHRASE_WORDS,
+            eager_first=True,
+        )
+    )
+
+
 class ChatModel(Protocol):
     """What the responder needs of a language model (``models.llm.LanguageModel``)."""
 
@@ -187,11 +200,7 @@ class Reply:
             self._out.put_nowait(exc)
 
     async def _write(self, messages: Sequence[ChatMessage]) -> None:
-        splitter = SpokenClauses(
-            ClauseSplitter(
-                first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS
-            )
-        )
+        splitter = live_clauses()
         stats = GenerationStats()
         try:
             pieces = self._r.llm.stream(messages, stats=stats, key=self._r.key)
