@@ -206,6 +206,8 @@ class SequenceScheduler:
 
     def _step(self) -> bool:
         """One round: take new work, drop what was cancelled, decode one batch."""
+        for gen in [g for g in self._gens if g.job.cancelled]:  # frees their slots first
+            self._finish(gen, CANCELLED)
         with self._cond:
             while not (
                 self._closed
