@@ -127,6 +127,9 @@ class LlamaCppLLM:
                 params.n_ubatch = UBATCH_TOKENS
                 params.n_seq_max = cfg.sequences + 1  # + the shared prefix
                 params.kv_unified = True  # sequences share the prefix's cells
+                # As llama-cpp-python's Llama: no flash attention on the CPU (no faster
+                # here, and the replies stay those the reply eval measured).
+                params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
                 params.n_threads = threads
                 params.n_threads_batch = threads_batch
                 ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
