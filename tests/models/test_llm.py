@@ -273,6 +273,24 @@ async def test_llama_sessions_taking_turns_get_the_replies_of_separate_contexts(
     assert llama.cached_tokens("alice") == 0 and llama.cached_tokens("bob") == 0
 
 
+async def test_llama_more_conversations_than_sequences_evict_the_least_recent(
+    llama: LlamaCppLLM,
+) -> None:
+    """Every conversation is answered; past ``llm.sequences`` the least recently used
+    one loses its cached prompt (and is evaluated again on its next turn)."""
+    keys = [f"crowd-{i}" for i in range(llama.config.sequences + 1)]
+    messages = build_messages(llama.config.persona(), llama.config.example_messages(), QUESTION)
+    for key in keys:
+        assert (await collect(llama, messages, GenerationStats(), key, max_tokens=2)).strip()
+    assert llama.cached_tokens(keys[0]) == 0  # evicted for the last one
+    assert all(llama.cached_tokens(k) > 0 for k in keys[1:])
+    stats = GenerationStats()
+    assert (await collect(llama, messages, stats, keys[0], max_tokens=2)).strip()
+    assert stats.extra["cached_tokens"] > 250  # from the shared persona prompt again
+    for key in keys:
+        llama.forget(key)
+
+
 async def test_llama_cancelling_one_conversation_leaves_the_other_running(
     llama: LlamaCppLLM,
 ) -> None:
