@@ -30,11 +30,10 @@ from benchmarks.common import arg_parser, config_arg, machine, pct
 from benchmarks.reply_checks import PROMPTS, Prompt, check_speakable, facts_right, in_persona
 from models.assets import AssetResolver
 from models.llm import LanguageModel, build_messages, create_llm
-from models.tts import ClauseSplitter
-from models.tts.spoken import SpokenClauses, speakable
+from models.tts.spoken import speakable
 from models.types import ChatMessage, GenerationStats
 from streaming.config import AppConfig, load_config
-from streaming.responder import FIRST_CLAUSE_CHARS, FIRST_PHRASE_WORDS
+from streaming.responder import live_clauses
 
 BASELINE_PROMPT = (
     "You are a friendly assistant having a spoken conversation. Reply in one or two "
@@ -67,9 +66,7 @@ async def _answer(
     llm: LanguageModel, messages: list[ChatMessage], max_tokens: int
 ) -> tuple[str, str, float, float, float, int]:
     """Stream one reply: (raw, spoken, first token s, first phrase s, total s, tokens)."""
-    shaper = SpokenClauses(
-        ClauseSplitter(first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS)
-    )
+    shaper = live_clauses()
     stats = GenerationStats()
     pieces: list[str] = []
     clauses: list[str] = []

@@ -158,6 +158,22 @@ class LlmConfig(_Section):
     seed: int | None = 0
     context_tokens: int = Field(default=2048, ge=256, le=131072)
     threads: int | None = Field(default=None, ge=1, le=256)
+    threads_batch: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="llama.cpp threads for prompt evaluation (None: the same as threads)",
+    )
+    sequences: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "llama.cpp: conversations whose evaluated prompt stays in the context (a KV "
+            "sequence of context_tokens each, decoded together); more are evicted least "
+            "recently used first. At least server.max_sessions for every session to keep its"
+        ),
+    )
     device: Device = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_input_chars: int = Field(default=8000, ge=1)

@@ -10,6 +10,10 @@ barge-in: the speaker cuts the audio and the mouth at once, the turn is cancelle
 Exactly one turn owns the state (listening, thinking, speaking) at a time: every state
 change names its turn, and a turn that has been replaced (cancelled by a barge-in, a
 typed message or a goodbye) can no longer change it, nor cut the speech of the next.
+
+When the user pauses, the reply to the listener's guess of their words starts at once
+(:class:`~streaming.speculation.Speculation`); the turn adopts it if it ends on that
+guess with the same question, and it is dropped unheard otherwise.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from streaming.events import (
 )
 from streaming.history import History, persist
 from streaming.listener import Listener, UserPaused, Utterance
-from streaming.responder import Responder
+from streaming.responder import Reply, Responder
 from streaming.speaker import Speaker
+from streaming.speculation import Speculation
 from streaming.turn_record import TurnHook, TurnRecord
 
 log = logging.getLogger(__name__)
@@ -95,6 +100,7 @@ class Conversation:
         self.history: list[ChatMessage] = self._history.messages  # what the LLM sees
         self.turns: list[TurnRecord] = self._history.turns  # the last turns' records
         self._turn: tuple[TurnRecord, asyncio.Task[None]] | None = None
+        self._speculation: Speculation | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn_counter, self._owner, self._state, self._closed = 0, LISTENER, "", False
         self._set_state(Mode.LISTENING, LISTENER)
@@ -116,10 +122,14 @@ class Conversation:
                 self._start_turn(event.end_of_user, utterance=event)
             elif isinstance(event, UserPaused):
                 self._expression.backchannel()
+                self._speculate(event)
             else:  # the user started speaking: a barge-in if the avatar is replying
                 if self.replying:
                     log.info("barge-in: the user started speaking during the reply")
                 self.interrupt()
+        spec = self._speculation
+        if spec is not None and spec.guess is not self._listener.guess:
+            self._discard_speculation()  # the user went on after their pause
 
     def submit_text(self, text: str) -> None:
         """The user typed a message: answer it like speech."""
@@ -128,6 +138,7 @@ class Conversation:
 
     def interrupt(self) -> None:
         """Stop the current reply now (barge-in or an explicit interrupt) and listen."""
+        self._discard_speculation()
         self._stop_turn()
         self._set_state(Mode.LISTENING, LISTENER)
 
@@ -152,11 +163,16 @@ class Conversation:
         self._closed = True
         self._stop_turn()
         self._listener.close()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        spec, self._speculation = self._speculation, None
+        if spec is not None:
+            await spec.drop()
+        while self._tasks:  # a turn cancelled here may still start dropping its speculation
+            tasks = list(self._tasks)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         self._speaker.clear()
+        self._responder.forget()
 
     def _set_state(self, mode: Mode, owner: int) -> None:
         """Change the state on behalf of ``owner``; a stale owner changes nothing."""
@@ -184,12 +200,35 @@ class Conversation:
         self._speaker.give_floor(self._turn_counter)
         return self._turn_counter
 
+    def _speculate(self, paused: UserPaused) -> None:
+        """Start the reply to the user's words so far (replacing an older guess's)."""
+        if self._closed or paused.guess is None:
+            return
+        self._discard_speculation()
+        self._speculation = Speculation(paused.guess, self._speculative_reply)
+
+    def _speculative_reply(self, text: str) -> Reply:
+        return self._responder.reply(self._options.messages(self.history, text), speculative=True)
+
+    def _discard_speculation(self, spec: Speculation | None = None) -> None:
+        """Drop ``spec`` (default: the pending speculation) in the background."""
+        if spec is None:
+            spec, self._speculation = self._speculation, None
+        if spec is not None:
+            task = asyncio.get_running_loop().create_task(spec.drop(), name="drop-speculation")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     def _start_turn(
         self, end_of_user: float, *, utterance: Utterance | None = None, text: str = ""
     ) -> None:
+        spec, self._speculation = self._speculation, None
+        if spec is not None and (utterance is None or utterance.guess is not spec.guess):
+            self._discard_speculation(spec)  # the user went on, or typed instead
+            spec = None
         record = TurnRecord(turn_id=self._take_floor(), user_text=text)
         task = asyncio.get_running_loop().create_task(
-            self._run_turn(record, end_of_user, utterance), name=f"turn-{record.turn_id}"
+            self._run_turn(record, end_of_user, utterance, spec), name=f"turn-{record.turn_id}"
         )
         self._turn = (record, task)
         self._tasks.add(task)
@@ -204,7 +243,11 @@ class Conversation:
         return starts_in
 
     async def _run_turn(
-        self, record: TurnRecord, end_of_user: float, utterance: Utterance | None
+        self,
+        record: TurnRecord,
+        end_of_user: float,
+        utterance: Utterance | None,
+        spec: Speculation | None = None,
     ) -> None:
         turn_id, metrics = record.turn_id, record.metrics
         try:
@@ -220,8 +263,14 @@ class Conversation:
                     return
             self._emit(user_transcript_event(record.user_text, turn_id))
             messages = self._options.messages(self.history, record.user_text)
+            reply = None
+            if spec is not None and utterance is not None:
+                reply = await spec.take(utterance.guess, messages)
+            if reply is not None:
+                metrics["llm_speculative"] = 1.0
+                metrics["llm_head_start_ms"] = (self._now() - reply.started) * 1000
             self._history.ask(record.user_text)
-            await self._reply(record, messages, end_of_user)
+            await self._reply(record, reply or self._responder.reply(messages), end_of_user)
             await self._speaker.played_out()  # the turn is done once its last clause played
         except asyncio.CancelledError:
             record.interrupted = True
@@ -233,13 +282,12 @@ class Conversation:
             log.exception("turn %d failed unexpectedly", turn_id)
             self._skip(record, "the avatar could not answer this turn")
         finally:
+            if spec is not None:  # not adopted (adopted: nothing left to drop)
+                await spec.drop()
             await self._finish_turn(record)
 
-    async def _reply(
-        self, record: TurnRecord, messages: list[ChatMessage], end_of_user: float
-    ) -> None:
+    async def _reply(self, record: TurnRecord, reply: Reply, end_of_user: float) -> None:
         """Stream the reply's text to the client and its speech to the speaker."""
-        reply = self._responder.reply(messages)
         try:
             async for item in reply:
                 if isinstance(item, Speech):

@@ -128,6 +128,13 @@ class Engines:
             stt = SpeechRecognizer(config.stt, resolver, word_timestamps=False)
             times["stt"] = time.perf_counter() - t
         t = time.perf_counter()
+        if config.llm.backend == "llama-cpp" and config.llm.sequences < config.server.max_sessions:
+            log.warning(
+                "llm.sequences=%d < server.max_sessions=%d: some sessions will lose their "
+                "evaluated prompt between turns",
+                config.llm.sequences,
+                config.server.max_sessions,
+            )
         llm = create_llm(config.llm, resolver)
         llm.load()
         times["llm"] = time.perf_counter() - t

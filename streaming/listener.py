@@ -49,7 +49,14 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class UserPaused:
-    """The user paused long enough that their turn may be over (a listener nods)."""
+    """The user paused long enough that their turn may be over (a listener nods).
+
+    ``guess`` is the speculative transcription of the utterance so far: the same task
+    arrives as :attr:`Utterance.guess` if the user does not go on, and is cancelled if
+    they do (a reply may be started on it meanwhile, and played only once it arrives).
+    """
+
+    guess: asyncio.Task[Transcript] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -97,6 +104,12 @@ class Listener:
         self._speculation: asyncio.Task[Transcript] | None = None
 
     @property
+    def guess(self) -> asyncio.Task[Transcript] | None:
+        """The speculative transcription of the current pause (None once the user goes
+        on, or before they pause): a reply started on an older guess is stale."""
+        return self._speculation
+
+    @property
     def in_speech(self) -> bool:
         """Whether the user is speaking (between a speech start and its end)."""
         return self._in_speech
@@ -115,7 +128,7 @@ class Listener:
                 lag = self._inbound / VAD_SAMPLE_RATE - event.time
                 out.extend(self._speech_end(lag))
         if self._speculate():
-            out.append(UserPaused())
+            out.append(UserPaused(self._speculation))
         if self._in_speech and self._utterance_samples >= self._max_samples:
             log.info("utterance over %.0f s: cutting it", self._max_samples / VAD_SAMPLE_RATE)
             self._vad.reset()

@@ -10,6 +10,10 @@ said) and :class:`~models.types.Speech` chunks as the TTS speaks them; closing i
 both. When the LLM fails or sends no
 first token in time, the reply is the configured fallback line instead (if nothing
 was written yet); a TTS error ends the reply with that error.
+
+A *speculative* reply (started on a guess of the user's words before the end of their
+turn was certain) synthesizes only its first clause until :meth:`Reply.adopt`; a
+speculation that is dropped is closed without a word having been played.
 """
 
 from __future__ import annotations
@@ -36,13 +40,34 @@ FIRST_PHRASE_WORDS = 4
 one-sentence reply starts speaking before the LLM has finished the sentence."""
 
 
+def live_clauses() -> SpokenClauses:
+    """The clause splitter and shaping of a live reply: the first clause as early as
+    it can be said well (a comma after 12 characters, a phrase break after 4 words, a
+    word's final punctuation without waiting for the next token)."""
+    return SpokenClauses(
+        ClauseSplitter(
+            first_clause_chars=FIRST_CLAUSE_CHARS,
+            first_phrase_words=FIRST_PHRASE_WORDS,
+            eager_first=True,
+        )
+    )
+
+
 class ChatModel(Protocol):
     """What the responder needs of a language model (``models.llm.LanguageModel``)."""
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, stats: GenerationStats | None = ...
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        stats: GenerationStats | None = ...,
+        key: str | None = ...,
     ) -> AsyncIterator[str]:
         """Stream the reply to ``messages``; closing the iterator stops the generation."""
+        ...
+
+    def forget(self, key: str) -> None:
+        """Drop what the model keeps for conversation ``key``."""
         ...
 
 
@@ -78,8 +103,11 @@ class Responder:
         fallback_reply: str,
         speakable: Callable[[str], str] | None = None,
         now: Callable[[], float] = time.monotonic,
+        key: str | None = None,
     ) -> None:
         self.llm = llm
+        self.key = key
+        """The conversation's name for the LLM (it keeps the evaluated prompt per key)."""
         self.tts = tts
         self.first_token_timeout_s = first_token_timeout_s
         self.fallback_reply = fallback_reply
@@ -87,9 +115,15 @@ class Responder:
         """Applied to every shaped clause on its way to the captions and the TTS."""
         self.now = now
 
-    def reply(self, messages: Sequence[ChatMessage]) -> Reply:
-        """Start answering ``messages`` (needs a running event loop)."""
-        return Reply(self, messages)
+    def reply(self, messages: Sequence[ChatMessage], *, speculative: bool = False) -> Reply:
+        """Start answering ``messages`` (needs a running event loop); a ``speculative``
+        reply voices only its first clause until it is adopted."""
+        return Reply(self, messages, speculative=speculative)
+
+    def forget(self) -> None:
+        """The conversation is over: the LLM may drop what it kept for it."""
+        if self.key is not None:
+            self.llm.forget(self.key)
 
     def speak(self, text: str) -> AsyncIterator[Speech]:
         """Just the voice: ``text``, shaped, as speech chunks (a goodbye)."""
@@ -99,9 +133,16 @@ class Responder:
 class Reply:
     """One reply in flight: an async iterator of :data:`ReplyItem`, closed as a whole."""
 
-    def __init__(self, responder: Responder, messages: Sequence[ChatMessage]) -> None:
+    def __init__(
+        self, responder: Responder, messages: Sequence[ChatMessage], *, speculative: bool = False
+    ) -> None:
         self._r = responder
+        self.messages = list(messages)
+        """What the LLM was asked."""
         self.metrics: dict[str, float] = {}
+        self._adopted = asyncio.Event()
+        if not speculative:
+            self._adopted.set()
         self._pieces: list[str] = []
         self._out: asyncio.Queue[object] = asyncio.Queue()
         self._clauses: asyncio.Queue[str | None] = asyncio.Queue()
@@ -117,6 +158,15 @@ class Reply:
     def text(self) -> str:
         """Everything the LLM wrote so far, as it wrote it (before shaping)."""
         return "".join(self._pieces).strip()
+
+    @property
+    def started(self) -> float:
+        """When the reply started (the responder's clock)."""
+        return self._t0
+
+    def adopt(self) -> None:
+        """A speculative reply becomes the turn's: voice every clause from now on."""
+        self._adopted.set()
 
     def __aiter__(self) -> Reply:
         return self
@@ -150,17 +200,16 @@ class Reply:
             self._out.put_nowait(exc)
 
     async def _write(self, messages: Sequence[ChatMessage]) -> None:
-        splitter = SpokenClauses(
-            ClauseSplitter(
-                first_clause_chars=FIRST_CLAUSE_CHARS, first_phrase_words=FIRST_PHRASE_WORDS
-            )
-        )
+        splitter = live_clauses()
         stats = GenerationStats()
         try:
-            pieces = self._r.llm.stream(messages, stats=stats)
+            pieces = self._r.llm.stream(messages, stats=stats, key=self._r.key)
             async with contextlib.aclosing(pieces):  # type: ignore[type-var]
                 it = pieces.__aiter__()
-                piece = await asyncio.wait_for(it.__anext__(), self._r.first_token_timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a
+                # cancellation that comes as the first token arrives (the reply would run on).
+                async with asyncio.timeout(self._r.first_token_timeout_s):
+                    piece = await it.__anext__()
                 self.metrics["llm_first_token_ms"] = self._ms()
                 while True:
                     self._piece(piece, splitter)
@@ -197,7 +246,11 @@ class Reply:
         self._clauses.put_nowait(text)
 
     async def _voice(self) -> None:
+        voiced = 0
         while (text := await self._clauses.get()) is not None:
+            if voiced:  # a speculation voices its first clause only, until adopted
+                await self._adopted.wait()
+            voiced += 1
             t = self._r.now()
             chunks = self._r.tts.stream(text)
             async with contextlib.aclosing(chunks):  # type: ignore[type-var]

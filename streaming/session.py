@@ -90,7 +90,14 @@ class Session:
         self.events = EventChannel(f"session {self.id}")
         self.emit = self.events.emit
         self.conversation = build_conversation(
-            engines, request, self.clock, self.playout, self.world, self.emit, self._turn_done
+            engines,
+            request,
+            self.clock,
+            self.playout,
+            self.world,
+            self.emit,
+            self._turn_done,
+            key=self.id,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing: asyncio.Task[None] | None = None
@@ -262,8 +269,11 @@ def build_conversation(
     world: WorldModel,
     emit: Callable[[dict[str, Any]], None],
     on_turn_complete: TurnHook,
+    *,
+    key: str | None = None,
 ) -> Conversation:
-    """A session's conversation: its parts made from the shared engines and the config."""
+    """A session's conversation: its parts made from the shared engines and the config
+    (``key``: the session's name for the LLM, which keeps its evaluated prompt)."""
     cfg = engines.config
     listener = Listener(
         engines.new_vad(), engines.stt, max_utterance_s=cfg.stt.max_utterance_s, now=clock.now
@@ -274,6 +284,7 @@ def build_conversation(
         first_token_timeout_s=cfg.llm.first_token_timeout_s,
         fallback_reply=cfg.llm.fallback_reply,
         now=clock.now,
+        key=key,
     )
     options = ConversationOptions(
         system_prompt=cfg.llm.persona(request.system_prompt),

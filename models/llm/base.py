@@ -28,6 +28,10 @@ class LanguageModel(Protocol):
     from the call to the first token), ``finished`` (the generation is over, for
     whatever reason), ``cancelled``, ``stop_reason`` (stop, length, cancelled, error)
     and timings in ``extra``.
+
+    ``key`` names the conversation a generation belongs to (a session): a backend may
+    keep what it evaluated for that conversation until :meth:`forget` (llama.cpp keeps
+    a KV sequence per key); others ignore it. A key never changes what is generated.
     """
 
     name: str
@@ -42,8 +46,13 @@ class LanguageModel(Protocol):
         *,
         max_tokens: int | None = None,
         stats: GenerationStats | None = None,
+        key: str | None = None,
     ) -> AsyncIterator[str]:
         """Stream the reply to ``messages`` (capped at ``max_tokens``, default the config's)."""
+        ...
+
+    def forget(self, key: str) -> None:
+        """Drop what the backend keeps for conversation ``key`` (its session ended)."""
         ...
 
     async def aclose(self) -> None:

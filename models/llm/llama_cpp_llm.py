@@ -1,27 +1,41 @@
-"""The llama.cpp backend (llama-cpp-python): a GGUF chat model on the CPU."""
+"""The llama.cpp backend (llama-cpp-python): a GGUF chat model on the CPU.
+
+One llama.cpp context holds a KV sequence per conversation (``key``) and a shared
+prefix (the persona and few-shot examples, evaluated when the model loads), and
+decodes every generation in flight together (:mod:`models.llm.llama_batch`): a turn's
+first token costs only its new words, and no turn waits behind another one's reply.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
 from models.assets import AssetResolver
 from models.config import LlmConfig
 from models.errors import AssetNotFoundError, BackendUnavailableError, LLMError
-from models.llm.base import CANCELLED, LENGTH
-from models.llm.messages import fit_to_context
-from models.llm.threaded import ThreadedLanguageModel
-from models.llm.worker import GenerationJob
-from models.types import ChatMessage
+from models.llm.llama_batch import SamplingParams, SequenceScheduler
+from models.llm.messages import fit_to_context, prepare_request
+from models.llm.worker import GenerationEnd, GenerationJob
+from models.types import ChatMessage, GenerationStats
 
 log = logging.getLogger(__name__)
 
-_MESSAGE_OVERHEAD_TOKENS = 8
-"""Tokens a chat template adds around a message, used when the GGUF has no template."""
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""The chat format used when the GGUF carries no template."""
+BATCH_TOKENS = 256
+"""Tokens one decode may hold (every generation's next piece together)."""
+UBATCH_TOKENS = 128
+"""Tokens llama.cpp computes at once (bounds the attention scratch memory)."""
 
 
 def resolve_gguf(model: str, resolver: AssetResolver) -> Path:
@@ -39,123 +53,199 @@ def resolve_gguf(model: str, resolver: AssetResolver) -> Path:
     )
 
 
-def _token_text(llm: Any, token: int) -> str:
-    """Text of a special token ("" for none)."""
-    if token < 0:
-        return ""
-    return bytes(llm.detokenize([token], special=True)).decode("utf-8", "replace")
-
-
 def _messages_as_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages]
 
 
-class LlamaCppLLM(ThreadedLanguageModel):
-    """A GGUF chat model run by llama.cpp; its chat template comes from the GGUF."""
+class LlamaCppLLM:
+    """A GGUF chat model run by llama.cpp; its chat template comes from the GGUF.
+
+    ``stream(..., key=...)``: generations with the same key are one conversation; its
+    evaluated tokens stay in the context between turns until :meth:`forget`.
+    """
 
     def __init__(self, config: LlmConfig, resolver: AssetResolver) -> None:
-        super().__init__(config, f"llama-cpp:{config.model}")
+        self.config = config
+        self.name = f"llama-cpp:{config.model}"
         self._resolver = resolver
-        self._llm: Any = None
+        self._load_lock = threading.Lock()
+        self._model: Any = None
+        self._ctx: Any = None
         self._formatter: Any = None
+        self._scheduler: SequenceScheduler | None = None
+        self._closed = False
         self.load_s: float | None = None
+        self.prefix_s: float | None = None
+        """Seconds spent evaluating the shared prefix at load."""
 
     @property
     def n_ctx(self) -> int:
-        """The context size in tokens."""
+        """The context size of one conversation, in tokens."""
         return self.config.context_tokens
 
+    @property
+    def busy(self) -> bool:
+        """True while a generation runs or waits for the model."""
+        return self._scheduler is not None and self._scheduler.busy
+
+    def cached_tokens(self, key: str | None) -> int:
+        """Tokens of conversation ``key`` kept evaluated in the context (0: none)."""
+        return 0 if self._scheduler is None else self._scheduler.cached_tokens(key)
+
     def load(self) -> None:
-        """Find the GGUF and load it (idempotent; about a second for the 0.5B model)."""
+        """Load the GGUF and evaluate the shared prompt (idempotent; seconds)."""
         with self._load_lock:
-            if self._llm is not None:
+            if self._scheduler is not None:
                 return
+            if self._closed:
+                raise LLMError(f"language model {self.name} is closed")
             try:
                 import llama_cpp
+                from llama_cpp import _internals
+                from llama_cpp._logger import set_verbose
                 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
             except ImportError as exc:
                 raise BackendUnavailableError(
                     "the llama-cpp backend needs llama-cpp-python: pip install llama-cpp-python"
                 ) from exc
             path = resolve_gguf(self.config.model, self._resolver)
-            threads = self.config.threads or os.cpu_count() or 1
-            seed = self.config.seed
+            cfg = self.config
+            threads = cfg.threads or os.cpu_count() or 1
+            threads_batch = cfg.threads_batch or threads
             start = time.perf_counter()
+            set_verbose(False)
+            llama_cpp.llama_backend_init()
             try:
-                llm = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=self.config.context_tokens,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    seed=llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed,
+                model = _internals.LlamaModel(
+                    path_model=str(path),
+                    params=llama_cpp.llama_model_default_params(),
                     verbose=False,
                 )
+                params = llama_cpp.llama_context_default_params()
+                params.n_ctx = cfg.context_tokens * cfg.sequences
+                params.n_batch = BATCH_TOKENS
+                params.n_ubatch = UBATCH_TOKENS
+                params.n_seq_max = cfg.sequences + 1  # + the shared prefix
+                params.kv_unified = True  # sequences share the prefix's cells
+                # As llama-cpp-python's Llama: no flash attention on the CPU (no faster
+                # here, and the replies stay those the reply eval measured).
+                params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+                params.n_threads = threads
+                params.n_threads_batch = threads_batch
+                ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
             except (ValueError, RuntimeError) as exc:
                 raise LLMError(f"llama.cpp could not load {path}: {exc}") from exc
             self.load_s = time.perf_counter() - start
-            template = llm.metadata.get("tokenizer.chat_template")
-            if template:
-                self._formatter = Jinja2ChatFormatter(
-                    template=template,
-                    eos_token=_token_text(llm, llm.token_eos()),
-                    bos_token=_token_text(llm, llm.token_bos()),
-                )
-            else:
-                log.warning("%s has no chat template; llama.cpp will guess one", path.name)
-            self._llm = llm
+            template = model.metadata().get("tokenizer.chat_template")
+            if not template:
+                log.warning("%s has no chat template; using ChatML", path.name)
+            eos, bos = model.token_eos(), model.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                template=template or CHATML_TEMPLATE,
+                eos_token=_token_text(model, eos),
+                bos_token=_token_text(model, bos),
+            )
+            self._model, self._ctx = model, ctx
+            self._scheduler = SequenceScheduler(
+                self.name, model, ctx, slots=cfg.sequences, batch_tokens=BATCH_TOKENS
+            )
+            start = time.perf_counter()
+            self._scheduler.prefill(self._prompt_tokens(self._shared_prefix()))
+            self.prefix_s = time.perf_counter() - start
             log.info(
-                "loaded %s in %.2f s (%d threads, context %d tokens)",
+                "loaded %s in %.2f s (%d/%d threads, %d sequences of %d tokens); "
+                "shared prompt evaluated in %.2f s",
                 path.name,
                 self.load_s,
                 threads,
-                self.config.context_tokens,
+                threads_batch,
+                cfg.sequences,
+                cfg.context_tokens,
+                self.prefix_s,
             )
+
+    def _shared_prefix(self) -> list[ChatMessage]:
+        """What every session's prompt starts with: the persona and the examples."""
+        persona = self.config.persona().strip()
+        head = [ChatMessage("system", persona)] if persona else []
+        return head + self.config.example_messages()
+
+    def _prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
+        prompt = self._formatter(messages=_messages_as_dicts(messages)).prompt
+        return list(self._model.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
 
     def _count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens of ``messages`` formatted by the model's chat template."""
-        llm = self._llm
-        if self._formatter is not None:
-            prompt = self._formatter(messages=_messages_as_dicts(messages)).prompt
-            return len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)) + 1
-        return sum(
-            len(llm.tokenize(m.content.encode("utf-8"), add_bos=False)) + _MESSAGE_OVERHEAD_TOKENS
-            for m in messages
-        )
+        return len(self._prompt_tokens(messages))
 
-    def _generate(self, messages: list[ChatMessage], max_tokens: int, job: GenerationJob) -> str:
-        """Worker thread: stream a chat completion token by token until done or cancelled."""
-        self.load()
-        fitted = fit_to_context(messages, self._count_tokens, self.n_ctx - max_tokens)
-        if job.cancelled:
-            return CANCELLED
-        chunks = self._llm.create_chat_completion(
-            messages=_messages_as_dicts(fitted),
-            stream=True,
-            max_tokens=max_tokens,
-            temperature=self.config.temperature,
-            top_p=self.config.top_p,
-            seed=self.config.seed,
-        )
-        reason = LENGTH
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        stats: GenerationStats | None = None,
+        key: str | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """Check ``messages`` now and stream the reply (see LanguageModel)."""
+        prepared, cap = prepare_request(messages, self.config, max_tokens)
+        return self._stream(prepared, cap, stats or GenerationStats(), key)
+
+    async def _stream(
+        self, messages: list[ChatMessage], cap: int, stats: GenerationStats, key: str | None
+    ) -> AsyncGenerator[str, None]:
+        if self._scheduler is None:
+            await asyncio.to_thread(self.load)
+        scheduler = self._scheduler
+        if scheduler is None or self._closed:
+            raise LLMError(f"language model {self.name} is closed")
+
+        def tokenize() -> list[int]:  # on the worker thread
+            fitted = fit_to_context(messages, self._count_tokens, self.n_ctx - cap)
+            return self._prompt_tokens(fitted)
+
+        cfg = self.config
+        sampling = SamplingParams(cfg.temperature, cfg.top_p, cfg.seed)
+        queue: asyncio.Queue[str | GenerationEnd] = asyncio.Queue()
+        job = GenerationJob(asyncio.get_running_loop(), queue, stats)
+        done = scheduler.submit(job, tokenize, cap, key, sampling)
         try:
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                text = choice["delta"].get("content")
-                if text is not None:  # the first chunk carries only the role
-                    job.token()
-                    if job.cancelled:
-                        return CANCELLED
-                    job.emit(text)
-                if choice.get("finish_reason"):
-                    reason = choice["finish_reason"]
-                if job.cancelled:
-                    return CANCELLED
+            while True:
+                item = await queue.get()
+                if isinstance(item, GenerationEnd):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                yield item
         finally:
-            chunks.close()  # stops llama.cpp right here: no more tokens are evaluated
-        return reason
+            job.stop.set()
+            scheduler.wake()
+            if not done.done():
+                try:
+                    await asyncio.wait_for(asyncio.wrap_future(done), scheduler.cancel_wait_s)
+                except asyncio.TimeoutError:
+                    log.warning("%s: a generation did not stop in time", self.name)
 
-    def _release(self) -> None:
-        if self._llm is not None:
-            self._llm.close()
-            self._llm = None
-            self._formatter = None
+    def forget(self, key: str) -> None:
+        """Free what conversation ``key`` holds in the context (its session ended)."""
+        if self._scheduler is not None:
+            self._scheduler.forget(key)
+
+    async def aclose(self) -> None:
+        """Stop every generation, then free the model."""
+        with self._load_lock:
+            self._closed = True
+            scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.close)
+        with self._load_lock:
+            if self._ctx is not None:
+                self._ctx.close()
+                self._model.close()
+            self._ctx = self._model = self._formatter = None
+
+
+def _token_text(model: Any, token: int) -> str:
+    """Text of a special token ("" for none)."""
+    if token < 0:
+        return ""
+    return bytes(model.detokenize([token], special=True)).decode("utf-8", "replace")

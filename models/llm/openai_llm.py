@@ -85,8 +85,10 @@ class OpenAIChatLLM:
         *,
         max_tokens: int | None = None,
         stats: GenerationStats | None = None,
+        key: str | None = None,
     ) -> AsyncGenerator[str, None]:
-        """Check ``messages`` now and stream the server's reply (see LanguageModel)."""
+        """Check ``messages`` now and stream the server's reply (see LanguageModel; the
+        server does its own prompt caching, so ``key`` is not sent)."""
         prepared, cap = prepare_request(messages, self.config, max_tokens)
         payload: dict[str, Any] = {
             "model": self.config.openai.model,
@@ -192,6 +194,9 @@ class OpenAIChatLLM:
             if first_at is not None and stats.tokens > 1:
                 stats.extra["tokens_per_s"] = (stats.tokens - 1) / max(end - first_at, 1e-9)
             stats.finished = True
+
+    def forget(self, key: str) -> None:
+        """Nothing is kept per conversation here."""
 
     async def aclose(self) -> None:
         """Close the HTTP session (if it belongs to the running event loop)."""

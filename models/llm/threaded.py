@@ -38,11 +38,16 @@ class ThreadedLanguageModel(ABC):
         *,
         max_tokens: int | None = None,
         stats: GenerationStats | None = None,
+        key: str | None = None,
     ) -> AsyncGenerator[str, None]:
-        """Check ``messages`` now and stream the reply (see LanguageModel)."""
+        """Check ``messages`` now and stream the reply (see LanguageModel; ``key`` is
+        not used: each generation evaluates its whole prompt)."""
         prepared, cap = prepare_request(messages, self.config, max_tokens)
         generate = functools.partial(self._generate, prepared, cap)
         return self._runner.stream(generate, stats if stats is not None else GenerationStats())
+
+    def forget(self, key: str) -> None:  # noqa: B027 - nothing is kept per conversation
+        """Nothing is kept per conversation."""
 
     async def aclose(self) -> None:
         """Stop every generation, then free the model."""

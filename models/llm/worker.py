@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _End:
+class GenerationEnd:
     """Sentinel put on the queue when the worker is done."""
 
     error: BaseException | None = None
@@ -39,7 +39,7 @@ class GenerationJob:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[str | _End],
+        queue: asyncio.Queue[str | GenerationEnd],
         stats: GenerationStats,
     ) -> None:
         self.stop = threading.Event()
@@ -70,9 +70,9 @@ class GenerationJob:
 
     def finish(self, error: BaseException | None) -> None:
         """Tell the consumer that the generation is over (worker thread)."""
-        self._send(_End(error))
+        self._send(GenerationEnd(error))
 
-    def _send(self, item: str | _End) -> None:
+    def _send(self, item: str | GenerationEnd) -> None:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:  # the consumer's event loop is closed: nobody listens
@@ -109,7 +109,7 @@ class GenerationRunner:
         if self._closed:
             raise LLMError(f"language model {self.name} is closed")
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | _End] = asyncio.Queue()
+        queue: asyncio.Queue[str | GenerationEnd] = asyncio.Queue()
         job = GenerationJob(loop, queue, stats)
         with self._jobs_lock:
             self._jobs.add(job)
@@ -117,7 +117,7 @@ class GenerationRunner:
         try:
             while True:
                 item = await queue.get()
-                if isinstance(item, _End):
+                if isinstance(item, GenerationEnd):
                     if item.error is not None:
                         raise item.error
                     return

@@ -62,7 +62,11 @@ class ClauseSplitter:
     ``first_phrase_words`` the first clause may also end at a phrase break, just before
     a conjunction or preposition (:data:`PHRASE_OPENERS`) that follows at least that
     many words ("Paris is the capital | of France."), so a one-sentence reply need not
-    be complete before its first words are spoken.
+    be complete before its first words are spoken. With ``eager_first`` the first
+    clause ends at a boundary at the very end of the text received so far, without
+    waiting for the next piece, when what precedes it is a word ("Hi!", "Sure,",
+    "The capital is Paris." — not "3." of "3.5", "1," of "1,000" nor "Dr."): a reply's
+    first words are spoken one token sooner.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class ClauseSplitter:
         clauses: bool = True,
         first_clause_chars: int | None = None,
         first_phrase_words: int | None = None,
+        eager_first: bool = False,
     ) -> None:
         if min_clause_chars < 1 or max_clause_chars < min_clause_chars:
             raise ValueError("need 1 <= min_clause_chars <= max_clause_chars")
@@ -83,6 +88,7 @@ class ClauseSplitter:
             raise ValueError("need first_phrase_words >= 1")
         self._first_min = first
         self._phrase_words = first_phrase_words
+        self._eager_first = eager_first
         self._first = True
         self._later_min = min_clause_chars
         self._min = first
@@ -126,7 +132,9 @@ class ClauseSplitter:
         n = len(buf)
         best: int | None = None
         for m in _SENTENCE_END.finditer(buf):
-            if m.end() >= n:  # nothing after it yet: wait for the next piece
+            if m.end() >= n:  # nothing after it yet: wait for the next piece ...
+                if self._eager_end(buf, m.start()):  # ... unless it ends a word
+                    best = m.end()
                 break
             if "." in m.group() and not any(c in m.group() for c in "!?…"):
                 following = buf[m.end() :].lstrip()
@@ -154,7 +162,7 @@ class ClauseSplitter:
             for m in _CLAUSE_END.finditer(buf):
                 if best is not None and m.end() >= best:
                     break
-                if m.end() >= n:
+                if m.end() >= n and not self._eager_end(buf, m.start()):
                     break
                 if len(buf[: m.end()].strip()) >= self._min:
                     best = m.end()
@@ -166,6 +174,22 @@ class ClauseSplitter:
             if space > 0 and buf[:space].strip():
                 best = space
         return best
+
+    def _eager_end(self, buf: str, at: int) -> bool:
+        """Whether the first clause may end at the punctuation at ``at`` (the end of the
+        text so far) without seeing what follows: it closes a plain word of two or more
+        letters that is no abbreviation (never a number, an initial or "Dr.")."""
+        if not (self._first and self._eager_first):
+            return False
+        start = at
+        while start > 0 and buf[start - 1].isalpha():
+            start -= 1
+        word = buf[start:at]
+        if len(word) < 2 or (
+            start > 0 and not buf[start - 1].isspace() and buf[start - 1] not in "\"'“‘("
+        ):
+            return False
+        return not (buf[at] == "." and word.lower() in ABBREVIATIONS)
 
     def _phrase_break(self, buf: str) -> int | None:
         """Start of the first complete phrase opener after enough words, or None."""

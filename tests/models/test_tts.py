@@ -310,3 +310,32 @@ def test_the_phrase_break_waits_for_the_whole_word() -> None:
     assert splitter.push("Paris is the capital o") == []
     assert splitter.push("f") == []  # "of" might still become "often"
     assert splitter.push(" France") == ["Paris is the capital"]
+
+
+def test_an_eager_first_clause_ends_with_its_word_not_one_token_later() -> None:
+    def first(pieces: list[str], eager: bool = True) -> tuple[int, str]:
+        """The piece after which the first clause came out, and the clause."""
+        splitter = ClauseSplitter(first_clause_chars=12, first_phrase_words=4, eager_first=eager)
+        for i, piece in enumerate(pieces):
+            if out := splitter.push(piece):
+                return i, out[0]
+        return len(pieces), splitter.flush()[0]
+
+    assert first(["Hi", "!", " It's", " lovely"]) == (1, "Hi!")
+    assert first(["Hi", "!", " It's", " lovely"], eager=False) == (2, "Hi!")
+    assert first(["Sure", ", that", " is", " easy", ","]) == (4, "Sure, that is easy,")
+    assert first(["It", " is", " Paris", "."]) == (3, "It is Paris.")
+    # What may go on is waited for: a number, an abbreviation, an initial.
+    assert first(["It", " costs", " 3", ".", "5", " euros", ".", " Yes"]) == (
+        6,
+        "It costs 3.5 euros.",
+    )
+    assert first(["Ask", " Dr", ".", " Brown", " today", ".", " Bye"])[1] == "Ask Dr. Brown today."
+    assert first(["I", " met", " J", ".", " Smith", " there", ".", " Bye"])[1] == (
+        "I met J. Smith there."
+    )
+    assert first(["About", " 1", ",", "000", " people", ",", " maybe"])[1] == "About 1,000 people,"
+    # Only the first clause is eager; later ones wait as before.
+    splitter = ClauseSplitter(eager_first=True)
+    assert splitter.push("Yes!") == ["Yes!"]
+    assert splitter.push(" It is.") == []

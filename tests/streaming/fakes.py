@@ -165,6 +165,8 @@ class FakeLlm:
         self.paced = False
         self._release: asyncio.Queue[None] = asyncio.Queue()
         self.requests: list[list[ChatMessage]] = []
+        self.keys: list[str | None] = []
+        self.forgotten: list[str] = []
         self.closed = 0
 
     def release(self, n: int = 1) -> None:
@@ -172,10 +174,18 @@ class FakeLlm:
             self._release.put_nowait(None)
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, stats: GenerationStats | None = None
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        stats: GenerationStats | None = None,
+        key: str | None = None,
     ) -> AsyncIterator[str]:
         self.requests.append(list(messages))
+        self.keys.append(key)
         return self._gen(stats)
+
+    def forget(self, key: str) -> None:
+        self.forgotten.append(key)
 
     async def _gen(self, stats: GenerationStats | None) -> AsyncIterator[str]:
         try:
@@ -231,6 +241,7 @@ class Rig:
         max_utterance_s: float = 30.0,
         timeout_s: float = 5.0,
         options: ConversationOptions | None = None,
+        key: str = "session-1",
     ) -> None:
         self.clock = FakeClock()
         self.stt = FakeStt()
@@ -250,6 +261,7 @@ class Rig:
             first_token_timeout_s=timeout_s,
             fallback_reply=FALLBACK,
             now=self.clock.now,
+            key=key,
         )
         self.speaker = Speaker(self.clock, self.playout, self.world)
         self.clock.advance(7.0)  # a call that has been going on for a while

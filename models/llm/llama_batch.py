@@ -1,0 +1,481 @@
+"""Several conversations in one llama.cpp context: a KV sequence each, decoded together.
+
+One worker thread owns the llama.cpp context (it is not re-entrant). Every generation
+in flight gets a *slot*: a KV sequence of the context that holds the tokens evaluated
+for its conversation (its ``key``). A new turn evaluates only the tokens after the
+longest prefix its slot (or the shared prefix, evaluated once at load) already holds,
+so the persona, the few-shot examples and the history are not evaluated again — even
+when several sessions take turns. Each step of the worker puts the next piece of
+every generation into ONE batch (a chunk of a new prompt, or the last sampled token)
+and decodes it once, so no generation waits behind another one's reply; a
+generation whose consumer has gone is dropped before the next step.
+
+Slots belong to their key until :meth:`SequenceScheduler.forget` frees them (the
+session ended) or, when every slot is taken, the least recently used idle one is
+reused. Correctness never depends on the key: a slot's tokens are compared with the
+prompt token by token, so a reused slot only saves work.
+"""
+
+from __future__ import annotations
+
+import codecs
+import concurrent.futures
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.errors import EngineError, LLMError
+from models.llm.base import CANCELLED, ERROR, LENGTH, STOP
+from models.llm.worker import GenerationJob
+
+log = logging.getLogger(__name__)
+
+PROMPT_CHUNK = 64
+"""Prompt tokens a generation adds to one step: a long prompt is evaluated over
+several steps, so the other generations keep streaming and a cancellation is seen
+within one chunk."""
+
+Tokenize = Callable[[], list[int]]
+"""Runs on the worker thread: the prompt's tokens (may raise InvalidTextError)."""
+
+
+@dataclass
+class SamplingParams:
+    """How the next token is chosen (llama-cpp-python's chat completion chain)."""
+
+    temperature: float
+    top_p: float
+    seed: int | None
+    top_k: int = 40
+    min_p: float = 0.05
+
+
+@dataclass
+class Slot:
+    """One KV sequence of the context and the tokens it holds (positions 0..n-1)."""
+
+    seq_id: int
+    key: str | None = None
+    tokens: list[int] = field(default_factory=list)
+    used: float = 0.0
+    busy: bool = False
+    forgotten: bool = False
+    """The key's owner has gone: free the slot once its generation ends."""
+
+
+@dataclass
+class _Gen:
+    """One generation as the scheduler tracks it."""
+
+    job: GenerationJob
+    tokenize: Tokenize
+    max_tokens: int
+    key: str | None
+    sampling: SamplingParams
+    done: concurrent.futures.Future[None]
+    slot: Slot | None = None
+    pending: list[int] = field(default_factory=list)
+    last: int | None = None
+    produced: int = 0
+    logits_at: int = -1
+    sampler: Any = None
+    decoder: Any = None
+    started: float | None = None
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class SequenceScheduler:
+    """The worker thread that runs every generation of one llama.cpp context."""
+
+    def __init__(
+        self,
+        name: str,
+        model: Any,
+        ctx: Any,
+        *,
+        slots: int,
+        batch_tokens: int,
+        cancel_wait_s: float = 2.0,
+    ) -> None:
+        import llama_cpp
+
+        self.name = name
+        self.cancel_wait_s = cancel_wait_s
+        self._lib = llama_cpp
+        self._model = model
+        self._ctx = ctx
+        self._vocab = model.vocab
+        self._mem = llama_cpp.llama_get_memory(ctx.ctx)
+        self._batch_tokens = batch_tokens
+        self._batch = llama_cpp.llama_batch_init(batch_tokens, 0, 1)
+        self._shared = Slot(seq_id=0)  # the shared prefix, never generating
+        self._slots = [Slot(seq_id=i + 1) for i in range(slots)]
+        self._gens: list[_Gen] = []  # running (with a slot)
+        self._waiting: list[_Gen] = []  # submitted, not started
+        self._forget: list[str] = []
+        self._prefill_request: tuple[list[int], concurrent.futures.Future[None]] | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self._piece = ctypes.create_string_buffer(256)
+        self._thread = threading.Thread(target=self._loop, name=f"llm-{name}", daemon=True)
+        self._thread.start()
+
+    # --- called from other threads --------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while a generation runs or waits for a slot."""
+        with self._cond:
+            return bool(self._gens or self._waiting)
+
+    def cached_tokens(self, key: str | None) -> int:
+        """Tokens the slot of ``key`` holds (0: none), for tests and benchmarks."""
+        with self._cond:
+            slot = next((s for s in self._slots if s.key == key and s.tokens), None)
+            return len(slot.tokens) if slot is not None else 0
+
+    def submit(
+        self,
+        job: GenerationJob,
+        tokenize: Tokenize,
+        max_tokens: int,
+        key: str | None,
+        sampling: SamplingParams,
+    ) -> concurrent.futures.Future[None]:
+        """Queue a generation; the future completes once the worker has let it go."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        gen = _Gen(job, tokenize, max_tokens, key, sampling, done)
+        with self._cond:
+            if self._closed:
+                raise LLMError(f"language model {self.name} is closed")
+            self._waiting.append(gen)
+            self._cond.notify()
+        return done
+
+    def wake(self) -> None:
+        """Make the worker look at its generations now (one was cancelled)."""
+        with self._cond:
+            self._cond.notify()
+
+    def forget(self, key: str) -> None:
+        """Free the slot of ``key`` (now, or when its generation ends)."""
+        with self._cond:
+            self._forget.append(key)
+            self._cond.notify()
+
+    def prefill(self, tokens: list[int]) -> None:
+        """Evaluate ``tokens`` as the shared prefix (call before any generation)."""
+        with self._cond:
+            if self._closed:
+                raise LLMError(f"language model {self.name} is closed")
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._cond:
+            self._prefill_request = (tokens, done)
+            self._cond.notify()
+        done.result()
+
+    def close(self) -> None:
+        """Stop every generation and the worker thread (blocks until it has stopped)."""
+        with self._cond:
+            self._closed = True
+            for gen in self._gens + self._waiting:
+                gen.job.stop.set()
+            self._cond.notify()
+        self._thread.join()
+
+    # --- the worker thread -----------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            while self._step():
+                pass
+        finally:
+            self._lib.llama_batch_free(self._batch)
+
+    def _step(self) -> bool:
+        """One round: take new work, drop what was cancelled, decode one batch."""
+        for gen in [g for g in self._gens if g.job.cancelled]:  # frees their slots first
+            self._finish(gen, CANCELLED)
+        with self._cond:
+            while not (
+                self._closed
+                or self._gens
+                or self._forget
+                or self._prefill_request
+                or self._startable(reserve=False)
+            ):
+                self._cond.wait()
+            closed = self._closed
+            forget, self._forget = self._forget, []
+            prefill, self._prefill_request = self._prefill_request, None
+            starting = self._startable(reserve=True)
+            for gen in starting:
+                self._waiting.remove(gen)
+        if prefill is not None:
+            self._run_prefill(*prefill)
+        for key in forget:
+            self._free_key(key)
+        for gen in starting:
+            self._start(gen)
+        for gen in [g for g in self._gens if g.job.cancelled]:
+            self._finish(gen, CANCELLED)
+        if closed:
+            with self._cond:
+                rest, self._waiting = self._waiting, []
+            for gen in rest:
+                gen.job.stats.extra["queue_s"] = time.perf_counter() - gen.job.created
+                self._finish(gen, CANCELLED)
+            for gen in list(self._gens):
+                self._finish(gen, CANCELLED)
+            return False
+        if self._gens:
+            self._decode_step()
+        return True
+
+    def _startable(self, *, reserve: bool) -> list[_Gen]:
+        """Waiting generations that can get a slot now (under the lock); ``reserve``
+        gives them their slots."""
+        free = [s for s in self._slots if not s.busy]
+        keys = {s.key for s in self._slots if s.busy and s.key is not None}
+        out: list[_Gen] = []
+        for gen in self._waiting:
+            if gen.job.cancelled:
+                out.append(gen)  # started only to be finished as cancelled
+                continue
+            if gen.key is not None and gen.key in keys:
+                continue  # one generation per conversation at a time
+            if not free:
+                continue
+            slot = self._pick_slot(gen, free)
+            free.remove(slot)
+            if gen.key is not None:
+                keys.add(gen.key)
+            if reserve:
+                slot.busy = True  # the worker is the only writer
+                gen.slot = slot
+            out.append(gen)
+        return out
+
+    def _pick_slot(self, gen: _Gen, free: list[Slot]) -> Slot:
+        """The key's own slot, else an unused one, else the least recently used."""
+        if gen.key is not None:
+            own = next((s for s in free if s.key == gen.key), None)
+            if own is not None:
+                return own
+        else:
+            anonymous = [s for s in free if s.key is None and s.tokens]
+            if anonymous:
+                return max(anonymous, key=lambda s: s.used)
+        unused = next((s for s in free if not s.tokens and s.key is None), None)
+        return unused or min(free, key=lambda s: s.used)
+
+    def _start(self, gen: _Gen) -> None:
+        job = gen.job
+        slot = gen.slot
+        gen.started = time.perf_counter()
+        job.stats.extra["queue_s"] = gen.started - job.created
+        if slot is None or job.cancelled:
+            self._finish(gen, CANCELLED)
+            return
+        if slot.key != gen.key:  # taken from another conversation: start clean
+            self._clear(slot)
+            slot.key = gen.key
+            slot.forgotten = False
+        try:
+            prompt = gen.tokenize()
+        except EngineError as exc:
+            self._finish(gen, ERROR, exc)
+            return
+        except Exception as exc:
+            log.exception("%s could not prepare the prompt", self.name)
+            self._finish(gen, ERROR, LLMError(f"{self.name} failed: {exc}"))
+            return
+        keep = min(common_prefix(slot.tokens, prompt), len(prompt) - 1)
+        shared = min(common_prefix(self._shared.tokens, prompt), len(prompt) - 1)
+        if shared > keep:  # the shared prefix covers more: start from it
+            self._clear(slot)
+            self._lib.llama_memory_seq_cp(self._mem, 0, slot.seq_id, 0, shared)
+            slot.tokens = prompt[:shared]
+            keep = shared
+        else:
+            self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, keep, -1)
+            del slot.tokens[keep:]
+        gen.pending = prompt[keep:]
+        job.stats.extra["cached_tokens"] = float(keep)
+        job.stats.extra["prompt_tokens"] = float(len(prompt))
+        gen.sampler = self._sampler(gen.sampling)
+        gen.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._gens.append(gen)
+
+    def _sampler(self, p: SamplingParams) -> Any:
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if p.temperature <= 0.0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+            return chain
+        seed = lib.LLAMA_DEFAULT_SEED if p.seed is None else p.seed
+        for s in (
+            lib.llama_sampler_init_top_k(p.top_k),
+            lib.llama_sampler_init_top_p(p.top_p, 1),
+            lib.llama_sampler_init_min_p(p.min_p, 1),
+            lib.llama_sampler_init_temp(p.temperature),
+            lib.llama_sampler_init_dist(seed),
+        ):
+            lib.llama_sampler_chain_add(chain, s)
+        return chain
+
+    def _decode_step(self) -> None:
+        """Put every running generation's next piece into one batch and decode it."""
+        batch = self._batch
+        n = 0
+        placed: list[tuple[_Gen, list[int]]] = []
+        for gen in self._gens:
+            room = self._batch_tokens - n
+            if room <= 0:
+                break
+            if gen.pending:
+                piece = gen.pending[: min(PROMPT_CHUNK, room)]
+            elif gen.last is not None:
+                piece = [gen.last]
+            else:
+                continue
+            assert gen.slot is not None
+            pos = len(gen.slot.tokens)
+            for i, token in enumerate(piece):
+                batch.token[n] = token
+                batch.pos[n] = pos + i
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = gen.slot.seq_id
+                batch.logits[n] = False
+                n += 1
+            wants_logits = len(piece) == len(gen.pending) if gen.pending else True
+            batch.logits[n - 1] = wants_logits
+            gen.logits_at = n - 1 if wants_logits else -1
+            placed.append((gen, piece))
+        batch.n_tokens = n
+        rc = self._lib.llama_decode(self._ctx.ctx, batch)
+        if rc != 0:
+            self._decode_failed(rc, placed)
+            return
+        for gen, piece in placed:
+            assert gen.slot is not None
+            gen.slot.tokens.extend(piece)
+            if gen.pending:
+                del gen.pending[: len(piece)]
+            if gen.logits_at >= 0:
+                self._sample(gen)
+
+    def _decode_failed(self, rc: int, placed: list[tuple[_Gen, list[int]]]) -> None:
+        """No room in the KV cache (rc 1): free an idle slot and retry; else fail."""
+        for gen, _ in placed:  # drop whatever part of the batch was stored
+            assert gen.slot is not None
+            self._lib.llama_memory_seq_rm(self._mem, gen.slot.seq_id, len(gen.slot.tokens), -1)
+        idle = [s for s in self._slots if not s.busy and s.tokens]
+        if rc == 1 and idle:
+            victim = min(idle, key=lambda s: s.used)
+            log.info("%s: the KV cache is full; dropping an idle conversation's", self.name)
+            self._clear(victim)
+            victim.key = None
+            return
+        error = LLMError(
+            f"{self.name}: llama_decode failed ({rc}); "
+            + ("the context is full (llm.context_tokens)" if rc == 1 else "see the log")
+        )
+        for gen, _ in placed:
+            self._finish(gen, ERROR, error)
+
+    def _sample(self, gen: _Gen) -> None:
+        lib = self._lib
+        token = lib.llama_sampler_sample(gen.sampler, self._ctx.ctx, gen.logits_at)
+        job = gen.job
+        if lib.llama_vocab_is_eog(self._vocab, token):
+            self._finish(gen, STOP)
+            return
+        job.token()
+        gen.produced += 1
+        n = lib.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        text = gen.decoder.decode(self._piece.raw[: max(n, 0)])
+        job.emit(text)
+        gen.last = token
+        if gen.produced >= gen.max_tokens:
+            self._finish(gen, LENGTH)
+
+    def _finish(self, gen: _Gen, reason: str, error: BaseException | None = None) -> None:
+        """Record how the generation went, give its slot back and tell the consumer."""
+        if gen in self._gens:
+            self._gens.remove(gen)
+        job, stats = gen.job, gen.job.stats
+        end = time.perf_counter()
+        if gen.started is not None:
+            stats.extra["generate_s"] = end - gen.started
+        if job.first_token_at is not None and stats.tokens > 1:
+            stats.extra["tokens_per_s"] = (stats.tokens - 1) / max(end - job.first_token_at, 1e-9)
+        if gen.sampler is not None:
+            self._lib.llama_sampler_free(gen.sampler)
+            gen.sampler = None
+        if gen.decoder is not None and reason in (STOP, LENGTH):
+            job.emit(gen.decoder.decode(b"", final=True))
+        stats.stop_reason = reason
+        stats.cancelled = reason == CANCELLED
+        stats.finished = True
+        slot = gen.slot
+        if slot is not None:
+            slot.used = time.monotonic()
+            if slot.forgotten:
+                self._clear(slot)
+                slot.key, slot.forgotten = None, False
+            with self._cond:
+                slot.busy = False
+        job.finish(error)
+        gen.done.set_result(None)
+
+    def _free_key(self, key: str) -> None:
+        for slot in self._slots:
+            if slot.key != key:
+                continue
+            if slot.busy:
+                slot.forgotten = True
+            else:
+                self._clear(slot)
+                slot.key = None
+
+    def _clear(self, slot: Slot) -> None:
+        self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+        slot.tokens = []
+
+    def _run_prefill(self, tokens: list[int], done: concurrent.futures.Future[None]) -> None:
+        """Evaluate the shared prefix into sequence 0 (no logits needed)."""
+        try:
+            self._clear(self._shared)
+            batch = self._batch
+            for start in range(0, len(tokens), self._batch_tokens):
+                piece = tokens[start : start + self._batch_tokens]
+                for i, token in enumerate(piece):
+                    batch.token[i] = token
+                    batch.pos[i] = start + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = False
+                batch.logits[len(piece) - 1] = True
+                batch.n_tokens = len(piece)
+                rc = self._lib.llama_decode(self._ctx.ctx, batch)
+                if rc != 0:
+                    raise LLMError(f"{self.name}: evaluating the shared prompt failed ({rc})")
+                self._shared.tokens.extend(piece)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller of prefill()
+            self._clear(self._shared)
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
