@@ -29,6 +29,7 @@ from streaming.engines import AvatarAssets, Engines
 from streaming.event_channel import ClientFloodError, EventChannel
 from streaming.events import TextMessage
 from streaming.listener import Listener
+from streaming.turn_end import WordEndPolicy
 from streaming.playout import AudioPlayout
 from streaming.responder import Responder
 from streaming.session_ids import new_session_id
@@ -260,7 +261,12 @@ def build_conversation(
     """A session's conversation: its parts made from the shared engines and the config."""
     cfg = engines.config
     listener = Listener(
-        engines.new_vad(), engines.stt, max_utterance_s=cfg.stt.max_utterance_s, now=clock.now
+        engines.new_vad(),
+        engines.stt,
+        max_utterance_s=cfg.stt.max_utterance_s,
+        policy=WordEndPolicy(cfg.end_of_turn),
+        prompt_chars=cfg.stt.prompt_chars,
+        now=clock.now,
     )
     responder = Responder(
         engines.llm,
