@@ -467,21 +467,22 @@ class EndOfTurnConfig(Section):
     """When the user's turn is over: the silence waited depends on what they said.
 
     The words so far are transcribed once the user has been silent ``guess_after_ms``;
-    the turn then ends after ``complete_ms`` of silence when they form a finished
-    sentence or question, after ``unfinished_ms`` when they end on a conjunction,
-    preposition, article or filler ("I want to go to…"), and after ``unsure_ms``
-    otherwise. Until the words are known it waits (at most ``unfinished_ms``), so a
-    pause mid-sentence is never taken for the end because the recognizer was slow.
+    the turn then ends after ``question_ms`` of silence when they end in a question,
+    after ``unfinished_ms`` when they end on a conjunction, preposition, article or
+    filler ("I want to go to…"), and after ``statement_ms`` otherwise (more than a
+    thinking pause: Whisper often writes a half sentence as a whole one). Until the
+    words are known it waits (at most ``unfinished_ms``), so a pause mid-sentence is
+    never taken for the end because the recognizer was slow.
     """
 
     guess_after_ms: int = Field(
         default=150, ge=20, le=5000, description="Silence that starts transcribing the words"
     )
-    complete_ms: int = Field(
-        default=250, ge=20, le=5000, description="Silence that ends a finished sentence"
+    question_ms: int = Field(
+        default=250, ge=20, le=5000, description="Silence that ends a question"
     )
-    unsure_ms: int = Field(
-        default=500, ge=20, le=5000, description="Silence that ends words of unknown completeness"
+    statement_ms: int = Field(
+        default=700, ge=20, le=5000, description="Silence that ends any other words"
     )
     unfinished_ms: int = Field(
         default=1000,
@@ -492,9 +493,9 @@ class EndOfTurnConfig(Section):
 
     @model_validator(mode="after")
     def _ordered(self) -> EndOfTurnConfig:
-        if not self.guess_after_ms <= self.complete_ms <= self.unsure_ms <= self.unfinished_ms:
+        if not self.guess_after_ms <= self.question_ms <= self.statement_ms <= self.unfinished_ms:
             raise ValueError(
-                "need guess_after_ms <= complete_ms <= unsure_ms <= unfinished_ms"
+                "need guess_after_ms <= question_ms <= statement_ms <= unfinished_ms"
             )
         return self
 

@@ -29,8 +29,15 @@ UNFINISHED_WORDS = frozenset(
 also adverbs ("come in", "seen it before" end fine), articles and possessives, fillers
 and subject pronouns. A question mark overrides them ("Where are you from?")."""
 
+QUESTION_WORDS = frozenset(
+    """
+    what which who whom whose where when why how
+    is are was were do does did can could would will should shall may might have has
+    """.split()
+)
+"""First words of a question: it is one even when Whisper ends it with a full stop."""
+
 _WORD = re.compile(r"[a-z']+")
-_FINAL_PUNCT = (".", "?", "!")
 
 
 class TurnEndPolicy(Protocol):
@@ -69,30 +76,36 @@ class WordEndPolicy:
         return self._config.unfinished_ms / 1000
 
     def silence_needed(self, text: str | None) -> float:
-        """``complete_ms`` after a finished sentence, ``unfinished_ms`` after words that
-        stop mid-phrase (or while the words are unknown), ``unsure_ms`` otherwise."""
+        """``question_ms`` after a question, ``unfinished_ms`` after words that stop
+        mid-phrase (or while the words are unknown), ``statement_ms`` otherwise."""
         c = self._config
         if text is None:
             return c.unfinished_ms / 1000
-        return {"complete": c.complete_ms, "unfinished": c.unfinished_ms, "unsure": c.unsure_ms}[
-            ending(text)
-        ] / 1000
+        waits = {
+            "question": c.question_ms,
+            "statement": c.statement_ms,
+            "unfinished": c.unfinished_ms,
+        }
+        return waits[ending(text)] / 1000
 
 
 def ending(text: str) -> str:
-    """How ``text`` ends: ``complete``, ``unfinished`` or ``unsure``.
+    """How ``text`` ends: ``question``, ``unfinished`` or ``statement``.
 
-    Unfinished: nothing said, a trailing ellipsis, dash or comma, or a last word from
-    :data:`UNFINISHED_WORDS` (Whisper often writes "I want to go to." with a period).
-    Complete: a question mark, or a sentence mark (. !) after any other word. Unsure:
-    no mark at all.
+    Question: a question mark, or a first word from :data:`QUESTION_WORDS` (Whisper
+    often ends a question with a full stop). Unfinished: nothing said, a trailing ellipsis, dash or
+    comma, or a last word from :data:`UNFINISHED_WORDS` (Whisper often writes "I want
+    to go to." with a period). Statement: anything else. A statement's full stop is
+    weak evidence: Whisper completes what it hears ("I would like to go to" came out as
+    "I would like to know too." on an espeak-ng voice), so it waits longer than a
+    question.
     """
     stripped = text.strip()
     words = _WORD.findall(stripped.lower())
     if not words or stripped.endswith(("...", "…", "-", "—", ",")):
         return "unfinished"
     if stripped.endswith("?"):
-        return "complete"
+        return "question"
     if words[-1] in UNFINISHED_WORDS:
         return "unfinished"
-    return "complete" if stripped.endswith(_FINAL_PUNCT) else "unsure"
+    return "question" if words[0] in QUESTION_WORDS else "statement"

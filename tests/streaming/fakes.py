@@ -39,7 +39,7 @@ from streaming.turn_end import WordEndPolicy
 
 WINDOW = 320  # 20 ms at 16 kHz
 FAKE_END_OF_TURN = EndOfTurnConfig(
-    guess_after_ms=200, complete_ms=250, unsure_ms=400, unfinished_ms=400
+    guess_after_ms=200, question_ms=250, statement_ms=400, unfinished_ms=400
 )
 """The rig's end of turn: FakeVad ends speech after 400 ms, and the FakeStt's words
 (no sentence mark) wait for it."""
