@@ -7,7 +7,8 @@ next: a *final* (an utterance the turn waits for, or the guess at a pause that b
 it) before any *partial* (a pass over speech still going on), oldest first within each.
 When an asyncio caller is cancelled while its call is still queued (a speculative
 transcription the user talked over), the call is dropped when its turn comes instead of
-running the model for nobody.
+running the model for nobody; a call already running can stop at its next step
+(:meth:`SerialRunner.abandoned`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class SerialRunner:
         self._busy = False
         self._queue: list[tuple[int, int]] = []  # (priority, ticket), a heap
         self._tickets = itertools.count()
+        self._running_stale: threading.Event | None = None
         self.dropped = 0
         """Calls dropped because their caller had gone."""
 
@@ -57,13 +59,23 @@ class SerialRunner:
                 if stale.is_set():
                     self.dropped += 1
                     raise DroppedCallError("the caller went away before the call could start")
-                return fn()
+                self._running_stale = stale
+                try:
+                    return fn()
+                finally:
+                    self._running_stale = None
 
         try:
             return await asyncio.to_thread(run)
         except asyncio.CancelledError:
             stale.set()
             raise
+
+    def abandoned(self) -> bool:
+        """Whether the caller of the running call went away (the call may stop early:
+        a model checks this between its steps); False outside :meth:`acall`."""
+        stale = self._running_stale
+        return stale is not None and stale.is_set()
 
     def _turn(self, priority: int) -> _Turn:
         return _Turn(self, (priority, next(self._tickets)))

@@ -16,7 +16,7 @@ from models.assets import AssetResolver
 from models.audio import as_float_mono, check_rate
 from models.config import SttConfig
 from models.errors import AssetNotFoundError, InvalidAudioError, STTError
-from models.stt.serial import FINAL, PARTIAL, SerialRunner
+from models.stt.serial import FINAL, PARTIAL, DroppedCallError, SerialRunner
 from models.stt.window import FULL_WINDOW_S, WindowDecoder
 from models.types import FloatAudio, Transcript, Word
 
@@ -169,13 +169,16 @@ class SpeechRecognizer:
 
     def _run(self, audio: FloatAudio, prompt: str) -> Transcript:
         """Transcribe checked audio (holding the recognizer): on the short window when
-        the utterance fits and the result looks right, else on Whisper's 30 s."""
+        the utterance fits and the result looks right, else on Whisper's 30 s (without
+        the prompt, when the short window's output looked wrong)."""
         duration = len(audio) / STT_SAMPLE_RATE
         if self._window is not None and self._window.fits(len(audio)):
             try:
-                result = self._window.decode(audio, prompt)
+                result = self._window.decode(audio, prompt, self._serial.abandoned)
             except Exception as exc:  # CTranslate2 errors are untyped
                 raise STTError(f"transcription failed: {exc}") from exc
+            if result is None:
+                raise DroppedCallError("the caller went away during the transcription")
             if result.plausible:
                 return Transcript(
                     text=result.text,
@@ -185,8 +188,11 @@ class SpeechRecognizer:
                     confidence=math.exp(result.avg_logprob),
                     duration=duration,
                 )
+            if self._serial.abandoned():
+                raise DroppedCallError("the caller went away during the transcription")
             self.window_fallbacks += 1
             log.debug("short-window decode looked wrong (%r); decoding on 30 s", result)
+            prompt = ""  # as Whisper's own fallback: the prompt may be what derailed it
         try:
             segments, info = self._model.transcribe(
                 audio,

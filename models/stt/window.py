@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,8 +73,11 @@ class WindowDecoder:
         """Whether an utterance of ``samples`` (16 kHz) fits in the window."""
         return 0 < samples <= self._fit_samples
 
-    def decode(self, audio: FloatAudio, prompt: str = "") -> WindowResult:
-        """Transcribe ``audio`` (it must fit) with ``prompt`` as the previous text."""
+    def decode(
+        self, audio: FloatAudio, prompt: str = "", abandoned: Callable[[], bool] = lambda: False
+    ) -> WindowResult | None:
+        """Transcribe ``audio`` (it must fit) with ``prompt`` as the previous text; None
+        when ``abandoned()`` says, after the encoder, that nobody waits any more."""
         tok = self._tokenizer
         features = self._model.feature_extractor(audio)[:, : self._frames]
         if features.shape[1] < self._frames:
@@ -81,6 +85,8 @@ class WindowDecoder:
         encoded = self._model.model.encode(
             get_ctranslate2_storage(np.ascontiguousarray(features[np.newaxis]))
         )
+        if abandoned():
+            return None
         tokens: list[int] = []
         if prompt.strip():
             tokens = [tok.sot_prev, *tok.encode(" " + prompt.strip())[-(self._max_length // 2 - 1) :]]
