@@ -49,8 +49,8 @@ import numpy as np
 from faster_whisper.audio import decode_audio
 
 from benchmarks.common import arg_parser, config_arg, machine, pct
-from gwm_avatars.arguments import positive_int
 from benchmarks.reply_checks import PROMPTS
+from gwm_avatars.arguments import positive_int
 from models.assets import AssetResolver
 from models.stt import SpeechRecognizer
 from models.types import FloatAudio
@@ -124,7 +124,7 @@ def recognizer(cfg: AppConfig, **changes: float) -> SpeechRecognizer:
 def measure_stt(cfg: AppConfig, voices: Sequence[str], limit: int, tmp: Path) -> None:
     """WER and latency of each way to transcribe."""
     live, full = recognizer(cfg), recognizer(cfg, window_s=0.0)
-    model = full._model  # noqa: SLF001 - the same weights, called the way it was before
+    model = full._model
     texts = [p.text for p in PROMPTS][:limit]
 
     def before(pcm: FloatAudio, _: str) -> str:
@@ -214,9 +214,7 @@ async def one_turn(listener: Listener, parts: Sequence[FloatAudio], paused: bool
         ready = max(ended_at, done_at.get(id(last.guess), loop.time()))
     for u, _ in utterances:
         u.drop_guess()
-    return TurnResult(
-        paused, cut_in, last.waited_s, ready - ended_at, ready - last_speech_at, text
-    )
+    return TurnResult(paused, cut_in, last.waited_s, ready - ended_at, ready - last_speech_at, text)
 
 
 def measure_turns(cfg: AppConfig, voices: Sequence[str], limit: int, tmp: Path) -> None:

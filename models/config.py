@@ -44,7 +44,10 @@ class VadConfig(_Section):
     )
     min_speech_ms: int = Field(default=120, ge=0, le=5000)
     min_silence_ms: int = Field(
-        default=400, ge=20, le=10000, description="Silence that ends speech (a live session's VAD ends it at the service's "
+        default=400,
+        ge=20,
+        le=10000,
+        description="Silence that ends speech (a live session's VAD ends it at the service's "
         "end_of_turn.unfinished_ms instead, and its listener often sooner)",
     )
     speech_pad_ms: int = Field(default=0, ge=0, le=1000)

@@ -494,9 +494,7 @@ class EndOfTurnConfig(Section):
     @model_validator(mode="after")
     def _ordered(self) -> EndOfTurnConfig:
         if not self.guess_after_ms <= self.question_ms <= self.statement_ms <= self.unfinished_ms:
-            raise ValueError(
-                "need guess_after_ms <= question_ms <= statement_ms <= unfinished_ms"
-            )
+            raise ValueError("need guess_after_ms <= question_ms <= statement_ms <= unfinished_ms")
         return self
 
 

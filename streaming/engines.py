@@ -52,7 +52,9 @@ class Transcriber(Protocol):
         """Rate of the PCM it expects (16000)."""
         ...
 
-    def transcribe(self, pcm: FloatAudio, sample_rate: int = ..., *, prompt: str = ...) -> Transcript:
+    def transcribe(
+        self, pcm: FloatAudio, sample_rate: int = ..., *, prompt: str = ...
+    ) -> Transcript:
         """Transcribe one utterance, blocking the calling thread."""
         ...
 

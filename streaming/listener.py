@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -226,7 +226,7 @@ class Listener:
             return True
         return silence >= self._policy.silence_needed(guess.result().text)
 
-    def _transcribe(self, pcm: FloatAudio) -> Awaitable[Transcript]:
+    def _transcribe(self, pcm: FloatAudio) -> Coroutine[Any, Any, Transcript]:
         return self._stt.atranscribe(pcm, VAD_SAMPLE_RATE, prompt=self._prompt)
 
     def _reset_vad(self) -> None:

@@ -29,12 +29,12 @@ from streaming.engines import AvatarAssets, Engines
 from streaming.event_channel import ClientFloodError, EventChannel
 from streaming.events import TextMessage
 from streaming.listener import Listener
-from streaming.turn_end import WordEndPolicy
 from streaming.playout import AudioPlayout
 from streaming.responder import Responder
 from streaming.session_ids import new_session_id
 from streaming.speaker import Speaker
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
+from streaming.turn_end import WordEndPolicy
 from streaming.turn_record import TurnHook, TurnRecord
 
 log = logging.getLogger(__name__)

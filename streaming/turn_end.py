@@ -15,25 +15,107 @@ from typing import Protocol
 from streaming.config import EndOfTurnConfig
 
 UNFINISHED_WORDS = frozenset(
-    """
-    and or but because if when while although than whether unless until nor
-    to of at for with from about into onto between during without within across against
-    toward towards per via
-    the a an my your our their its every
-    very like
-    um uh uhm umm erm er hmm ah eh mm
-    i we they he she i'm i'd i'll i've we're they're let's
-    """.split()
+    [
+        "and",
+        "or",
+        "but",
+        "because",
+        "if",
+        "when",
+        "while",
+        "although",
+        "than",
+        "whether",
+        "unless",
+        "until",
+        "nor",
+        "to",
+        "of",
+        "at",
+        "for",
+        "with",
+        "from",
+        "about",
+        "into",
+        "onto",
+        "between",
+        "during",
+        "without",
+        "within",
+        "across",
+        "against",
+        "toward",
+        "towards",
+        "per",
+        "via",
+        "the",
+        "a",
+        "an",
+        "my",
+        "your",
+        "our",
+        "their",
+        "its",
+        "every",
+        "very",
+        "like",
+        "um",
+        "uh",
+        "uhm",
+        "umm",
+        "erm",
+        "er",
+        "hmm",
+        "ah",
+        "eh",
+        "mm",
+        "i",
+        "we",
+        "they",
+        "he",
+        "she",
+        "i'm",
+        "i'd",
+        "i'll",
+        "i've",
+        "we're",
+        "they're",
+        "let's",
+    ]
 )
 """Words a finished statement hardly ends on: conjunctions, prepositions that are not
 also adverbs ("come in", "seen it before" end fine), articles and possessives, fillers
 and subject pronouns. A question mark overrides them ("Where are you from?")."""
 
 QUESTION_WORDS = frozenset(
-    """
-    what which who whom whose where when why how
-    is are was were do does did can could would will should shall may might have has
-    """.split()
+    [
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "where",
+        "when",
+        "why",
+        "how",
+        "is",
+        "are",
+        "was",
+        "were",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "would",
+        "will",
+        "should",
+        "shall",
+        "may",
+        "might",
+        "have",
+        "has",
+    ]
 )
 """First words of a question: it is one even when Whisper ends it with a full stop."""
 

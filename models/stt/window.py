@@ -89,7 +89,10 @@ class WindowDecoder:
             return None
         tokens: list[int] = []
         if prompt.strip():
-            tokens = [tok.sot_prev, *tok.encode(" " + prompt.strip())[-(self._max_length // 2 - 1) :]]
+            tokens = [
+                tok.sot_prev,
+                *tok.encode(" " + prompt.strip())[-(self._max_length // 2 - 1) :],
+            ]
         tokens += [*tok.sot_sequence, tok.no_timestamps]
         result = self._model.model.generate(
             encoded,

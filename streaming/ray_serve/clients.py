@@ -17,13 +17,13 @@ frames stay local for a short while after a failure, so the video never stalls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
-import functools
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -162,9 +162,7 @@ class RaySpeechRecognizer:
         over speech still going on, which yields to other utterances in the replica)."""
         audio = self.check(pcm, sample_rate)
         return await call_async(
-            functools.partial(
-                remote, self._handle.transcribe, audio, sample_rate, prompt, partial
-            ),
+            functools.partial(remote, self._handle.transcribe, audio, sample_rate, prompt, partial),
             self._timeout_s,
             STTError,
             "speech recognition",

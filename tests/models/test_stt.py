@@ -152,7 +152,9 @@ def test_the_short_window_hears_as_well_as_whispers_30_s(
     clips = [_padded(say_16k(s)) for s in SENTENCES]
     full = [whisper_stt.transcribe(c).text for c in clips]
     windowed = [live_stt.transcribe(c) for c in clips]
-    assert all(t.duration == pytest.approx(len(c) / 16000) for t, c in zip(windowed, clips))
+    assert all(
+        t.duration == pytest.approx(len(c) / 16000) for t, c in zip(windowed, clips, strict=True)
+    )
     assert all(0.0 < t.confidence <= 1.0 and t.language == "en" for t in windowed)
     wer = word_error_rate(SENTENCES, [t.text for t in windowed])
     assert wer <= word_error_rate(SENTENCES, full) + 0.05, [t.text for t in windowed]
