@@ -85,7 +85,8 @@ UNFINISHED_WORDS = frozenset(
 )
 """Words a finished statement hardly ends on: conjunctions, prepositions that are not
 also adverbs ("come in", "seen it before" end fine), articles and possessives, fillers
-and subject pronouns. A question mark overrides them ("Where are you from?")."""
+and subject pronouns. After one of them a question mark makes a statement's wait
+("Where are you from?" and Whisper's "Can you tell me about?" look the same)."""
 
 QUESTION_WORDS = frozenset(
     [
@@ -175,7 +176,7 @@ def ending(text: str) -> str:
     """How ``text`` ends: ``question``, ``unfinished`` or ``statement``.
 
     Question: a question mark, or a first word from :data:`QUESTION_WORDS` (Whisper
-    often ends a question with a full stop). Unfinished: nothing said, a trailing ellipsis, dash or
+    often ends a question with a full stop), not after an unfinished word. Unfinished: nothing said, a trailing ellipsis, dash or
     comma, or a last word from :data:`UNFINISHED_WORDS` (Whisper often writes "I want
     to go to." with a period). Statement: anything else. A statement's full stop is
     weak evidence: Whisper completes what it hears ("I would like to go to" came out as
@@ -186,8 +187,10 @@ def ending(text: str) -> str:
     words = _WORD.findall(stripped.lower())
     if not words or stripped.endswith(("...", "…", "-", "—", ",")):
         return "unfinished"
+    if words[-1] in UNFINISHED_WORDS:
+        # "Where are you from?" is a question, but Whisper writes "Can you tell me
+        # about?" for a pause after "about": neither fast nor the longest wait
+        return "statement" if stripped.endswith("?") else "unfinished"
     if stripped.endswith("?"):
         return "question"
-    if words[-1] in UNFINISHED_WORDS:
-        return "unfinished"
     return "question" if words[0] in QUESTION_WORDS else "statement"

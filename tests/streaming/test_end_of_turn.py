@@ -27,7 +27,8 @@ WINDOW_S = WINDOW / 16_000
     ("text", "kind"),
     [
         ("Which planet is closest to the sun?", "question"),
-        ("Where are you from?", "question"),
+        ("Where are you from?", "statement"),  # a stranded preposition: not fast
+        ("Can you tell me about?", "statement"),  # how Whisper wrote a pause after "about"
         ("which planet encloses to the sun.", "question"),  # Whisper's full stop
         ("What is the capital of", "unfinished"),
         ("I think so.", "statement"),
