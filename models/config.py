@@ -44,7 +44,11 @@ class VadConfig(_Section):
     )
     min_speech_ms: int = Field(default=120, ge=0, le=5000)
     min_silence_ms: int = Field(
-        default=400, ge=20, le=10000, description="Silence that ends speech (the end of a turn)"
+        default=400,
+        ge=20,
+        le=10000,
+        description="Silence that ends speech (a live session's VAD ends it at the service's "
+        "end_of_turn.unfinished_ms instead, and its listener often sooner)",
     )
     speech_pad_ms: int = Field(default=0, ge=0, le=1000)
     webrtc_aggressiveness: int = Field(default=2, ge=0, le=3)
@@ -69,6 +73,21 @@ class SttConfig(_Section):
     beam_size: int = Field(default=1, ge=1, le=10)
     language: str | None = Field(default="en", description="None: detect")
     cpu_threads: int = Field(default=2, ge=0, le=64)
+    window_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=30.0,
+        description="Encoder window for utterances that fit in it (Whisper pads to 30 s, so a "
+        "short utterance costs a 30 s encode); its output is checked and decoded again on 30 s "
+        "when it looks wrong. 0 or 30: always Whisper's 30 s",
+    )
+    prompt_chars: int = Field(
+        default=200,
+        ge=0,
+        le=1000,
+        description="A live session gives Whisper the last this many characters of the "
+        "conversation as its prompt (0: none)",
+    )
     max_utterance_s: float = Field(
         default=30.0,
         gt=0.0,

@@ -463,6 +463,41 @@ class ServiceLlmConfig(LlmConfig):
     )
 
 
+class EndOfTurnConfig(Section):
+    """When the user's turn is over: the silence waited depends on what they said.
+
+    The words so far are transcribed once the user has been silent ``guess_after_ms``;
+    the turn then ends after ``question_ms`` of silence when they end in a question,
+    after ``unfinished_ms`` when they end on a conjunction, preposition, article or
+    filler ("I want to go to…"), and after ``statement_ms`` otherwise (more than a
+    thinking pause: Whisper often writes a half sentence as a whole one). Until the
+    words are known it waits (at most ``unfinished_ms``), so a pause mid-sentence is
+    never taken for the end because the recognizer was slow.
+    """
+
+    guess_after_ms: int = Field(
+        default=150, ge=20, le=5000, description="Silence that starts transcribing the words"
+    )
+    question_ms: int = Field(
+        default=250, ge=20, le=5000, description="Silence that ends a question"
+    )
+    statement_ms: int = Field(
+        default=700, ge=20, le=5000, description="Silence that ends any other words"
+    )
+    unfinished_ms: int = Field(
+        default=1000,
+        ge=20,
+        le=10000,
+        description="Silence that ends words that stop mid-phrase (the longest wait)",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EndOfTurnConfig:
+        if not self.guess_after_ms <= self.question_ms <= self.statement_ms <= self.unfinished_ms:
+            raise ValueError("need guess_after_ms <= question_ms <= statement_ms <= unfinished_ms")
+        return self
+
+
 class AppConfig(ModelsConfig):
     """The whole tree: engines, avatar, renderer and server."""
 
@@ -472,6 +507,7 @@ class AppConfig(ModelsConfig):
     server: ServerConfig = Field(default_factory=ServerConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     ice: IceConfig = Field(default_factory=IceConfig)
+    end_of_turn: EndOfTurnConfig = Field(default_factory=EndOfTurnConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
 
 

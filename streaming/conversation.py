@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 Emit = Callable[[dict[str, Any]], None]
 LISTENER = 0
 """The owner of the state while no turn is running."""
+CONTEXT_MESSAGES = 4
+"""The last messages of the history given to the listener as the recognizer's prompt
+(it keeps their tail, ``stt.prompt_chars``)."""
 
 
 class Expression(Protocol):
@@ -316,6 +319,8 @@ class Conversation:
             await persist(self._on_turn_complete, record)
             for event in announce:
                 self._emit(event)
+        # what was said (and heard) last helps the recognizer with the next utterance
+        self._listener.set_context(" ".join(m.content for m in self.history[-CONTEXT_MESSAGES:]))
         if not self._closed:
             self._set_state(Mode.LISTENING, record.turn_id)
         if self._owner == record.turn_id:

@@ -52,12 +52,22 @@ class Transcriber(Protocol):
         """Rate of the PCM it expects (16000)."""
         ...
 
-    def transcribe(self, pcm: FloatAudio, sample_rate: int = ...) -> Transcript:
+    def transcribe(
+        self, pcm: FloatAudio, sample_rate: int = ..., *, prompt: str = ...
+    ) -> Transcript:
         """Transcribe one utterance, blocking the calling thread."""
         ...
 
-    async def atranscribe(self, pcm: FloatAudio, sample_rate: int = ...) -> Transcript:
-        """Transcribe one utterance without blocking the event loop."""
+    async def atranscribe(
+        self,
+        pcm: FloatAudio,
+        sample_rate: int = ...,
+        *,
+        prompt: str = ...,
+        partial: bool = ...,
+    ) -> Transcript:
+        """Transcribe one utterance without blocking the event loop (``prompt``: the
+        conversation so far; ``partial``: speech still going on, it yields to finals)."""
         ...
 
 
@@ -156,8 +166,15 @@ class Engines:
         return engines
 
     def new_vad(self) -> VoiceActivityDetector:
-        """A fresh VAD state for one session, sharing the loaded model."""
-        return create_vad(self.config.vad, self.resolver, model=self.vad_model)
+        """A fresh VAD state for one session, sharing the loaded model.
+
+        Its end of speech is the longest end-of-turn wait (``end_of_turn.unfinished_ms``):
+        the session's listener ends a turn sooner when the words are finished.
+        """
+        vad = self.config.vad.model_copy(
+            update={"min_silence_ms": self.config.end_of_turn.unfinished_ms}
+        )
+        return create_vad(vad, self.resolver, model=self.vad_model)
 
     @property
     def frame_size(self) -> tuple[int, int]:

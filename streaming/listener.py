@@ -3,10 +3,15 @@
 Inbound 16 kHz audio goes through the session's VAD. Audio just before the VAD's
 speech start is kept (pre-roll) so the first syllable reaches STT; speech is buffered
 until its end (or until it reaches ``max_utterance_s``, when it is cut and answered).
-When the user pauses long enough that the turn is probably over, the utterance is
+When the user pauses (``end_of_turn.guess_after_ms``), the utterance so far is
 transcribed speculatively; if they go on, that guess is cancelled at once (a guess
-still queued for the recognizer never runs). :meth:`Listener.feed` returns values: the
-caller decides what a speech start or an utterance means for the conversation.
+still queued for the recognizer never runs). The end of the turn is decided from that
+guess by a :class:`~streaming.turn_end.TurnEndPolicy`: a finished sentence ends it
+after a short silence, words that stop mid-phrase wait longer; the VAD's own end of
+speech (its ``min_silence_ms``, the policy's longest wait) ends it whatever was said.
+Every transcription gets the conversation so far (:meth:`Listener.set_context`) as
+Whisper's prompt. :meth:`Listener.feed` returns values: the caller decides what a
+speech start or an utterance means for the conversation.
 """
 
 from __future__ import annotations
@@ -14,20 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from models.types import FloatAudio, Transcript, VadEventKind
 from models.vad import VAD_SAMPLE_RATE, VoiceActivityDetector
+from streaming.turn_end import TurnEndPolicy
 
 log = logging.getLogger(__name__)
 
-SPECULATE_AFTER_S = 0.2
-"""Silence after speech that starts a speculative transcription, before the end of turn
-is certain (``vad.min_silence_ms``); the guess is dropped if the user goes on."""
 PREROLL_S = 0.3
 """Audio kept before the VAD's speech start, so the first syllable reaches STT."""
 MIN_UTTERANCE_S = 0.2
@@ -37,8 +40,11 @@ MIN_UTTERANCE_S = 0.2
 class AsyncTranscriber(Protocol):
     """What the listener needs of speech recognition."""
 
-    async def atranscribe(self, pcm: FloatAudio, sample_rate: int = ...) -> Transcript:
-        """Transcribe one utterance without blocking the event loop."""
+    async def atranscribe(
+        self, pcm: FloatAudio, sample_rate: int = ..., *, prompt: str = ...
+    ) -> Transcript:
+        """Transcribe one utterance without blocking the event loop (``prompt``: the
+        conversation so far)."""
         ...
 
 
@@ -64,12 +70,14 @@ class Utterance:
     """One finished utterance of the user.
 
     ``end_of_user`` is when they stopped (the listener's clock, detection lag removed);
-    ``guess`` the speculative transcription started before the end was certain.
+    ``guess`` the speculative transcription started before the end was certain;
+    ``waited_s`` the silence waited after their last speech before the turn was decided.
     """
 
     pcm: FloatAudio
     end_of_user: float
     guess: asyncio.Task[Transcript] | None = field(default=None, repr=False)
+    waited_s: float = 0.0
 
     def drop_guess(self) -> None:
         """Cancel the speculative transcription if it is still running."""
@@ -89,13 +97,19 @@ class Listener:
         stt: AsyncTranscriber,
         *,
         max_utterance_s: float,
+        policy: TurnEndPolicy,
+        prompt_chars: int = 0,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._vad = vad
         self._stt = stt
+        self._policy = policy
+        self._prompt_chars = prompt_chars
+        self._prompt = ""
         self._max_samples = int(max_utterance_s * VAD_SAMPLE_RATE)
         self._now = now
         self._inbound = 0
+        self._vad_origin = 0  # inbound samples before the VAD's clock was last reset
         self._preroll: list[FloatAudio] = []
         self._preroll_samples = 0
         self._utterance: list[FloatAudio] = []
@@ -125,26 +139,42 @@ class Listener:
             if event.kind is VadEventKind.SPEECH_START:
                 out.append(self._speech_start())
             else:
-                lag = self._inbound / VAD_SAMPLE_RATE - event.time
+                lag = (self._inbound - self._vad_origin) / VAD_SAMPLE_RATE - event.time
                 out.extend(self._speech_end(lag))
         if self._speculate():
             out.append(UserPaused(self._speculation))
+        if self._in_speech and self._turn_is_over():
+            silence = self._vad.trailing_silence
+            self._reset_vad()
+            out.extend(self._speech_end(silence))
         if self._in_speech and self._utterance_samples >= self._max_samples:
             log.info("utterance over %.0f s: cutting it", self._max_samples / VAD_SAMPLE_RATE)
-            self._vad.reset()
+            self._reset_vad()
             out.extend(self._speech_end(0.0))
         return out
 
+    def set_context(self, text: str) -> None:
+        """The conversation so far (the last turns, oldest first): its tail, at most
+        ``prompt_chars`` characters from a word boundary, is the prompt of every
+        transcription from now on."""
+        tail = " ".join(text.split())
+        if len(tail) > self._prompt_chars:
+            tail = tail[len(tail) - self._prompt_chars :]
+            tail = tail.split(" ", 1)[1] if " " in tail else ""
+        self._prompt = tail
+
     async def hear(self, utterance: Utterance, metrics: dict[str, float]) -> str:
         """The words of the utterance (the speculative guess, if there is one); notes
-        ``stt_ms`` and ``stt_speculative`` in ``metrics``."""
+        ``stt_ms`` (the wait for the words after the end of turn), ``stt_speculative``
+        and ``end_of_turn_wait_ms`` (the silence waited before the end) in ``metrics``."""
         t = self._now()
+        metrics["end_of_turn_wait_ms"] = utterance.waited_s * 1000
         try:
             if utterance.guess is not None:  # transcribed while the end was pending
                 metrics["stt_speculative"] = 1.0
                 transcript = await utterance.guess
             else:
-                transcript = await self._stt.atranscribe(utterance.pcm, VAD_SAMPLE_RATE)
+                transcript = await self._transcribe(utterance.pcm)
         finally:
             utterance.drop_guess()
         metrics["stt_ms"] = (self._now() - t) * 1000
@@ -180,16 +210,35 @@ class Listener:
         if silence == 0.0:
             self._drop_speculation()
         elif (
-            silence >= SPECULATE_AFTER_S
+            silence >= self._policy.guess_after_s
             and self._speculation is None
             and self._utterance_samples >= int(MIN_UTTERANCE_S * VAD_SAMPLE_RATE)
         ):
             pcm = np.concatenate(self._utterance)
             self._speculation = asyncio.get_running_loop().create_task(
-                self._stt.atranscribe(pcm, VAD_SAMPLE_RATE), name="stt-speculative"
+                self._transcribe(pcm), name="stt-speculative"
             )
             return True
         return False
+
+    def _turn_is_over(self) -> bool:
+        """Whether the silence so far ends the turn, given the guess's words (while the
+        guess runs, only the VAD's own end of speech ends it)."""
+        silence = self._vad.trailing_silence
+        guess = self._speculation
+        if silence == 0.0 or guess is None or not guess.done() or guess.cancelled():
+            return False
+        if guess.exception() is not None:  # the turn will report it; end it now
+            return True
+        return silence >= self._policy.silence_needed(guess.result().text)
+
+    def _transcribe(self, pcm: FloatAudio) -> Coroutine[Any, Any, Transcript]:
+        return self._stt.atranscribe(pcm, VAD_SAMPLE_RATE, prompt=self._prompt)
+
+    def _reset_vad(self) -> None:
+        """End the VAD's open speech here (its clock restarts)."""
+        self._vad.reset()
+        self._vad_origin = self._inbound
 
     def _speech_start(self) -> SpeechStarted:
         self._drop_speculation()
@@ -210,4 +259,5 @@ class Listener:
             if guess is not None:
                 guess.cancel()
             return []
-        return [Utterance(pcm, self._now() - max(0.0, detection_lag_s), guess)]
+        lag = max(0.0, detection_lag_s)
+        return [Utterance(pcm, self._now() - lag, guess, waited_s=lag)]

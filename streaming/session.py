@@ -35,6 +35,7 @@ from streaming.responder import Responder
 from streaming.session_ids import new_session_id
 from streaming.speaker import Speaker
 from streaming.tracks import AvatarAudioTrack, AvatarVideoTrack
+from streaming.turn_end import WordEndPolicy
 from streaming.turn_record import TurnHook, TurnRecord
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,12 @@ def build_conversation(
     (``key``: the session's name for the LLM, which keeps its evaluated prompt)."""
     cfg = engines.config
     listener = Listener(
-        engines.new_vad(), engines.stt, max_utterance_s=cfg.stt.max_utterance_s, now=clock.now
+        engines.new_vad(),
+        engines.stt,
+        max_utterance_s=cfg.stt.max_utterance_s,
+        policy=WordEndPolicy(cfg.end_of_turn),
+        prompt_chars=cfg.stt.prompt_chars,
+        now=clock.now,
     )
     responder = Responder(
         engines.llm,

@@ -22,6 +22,8 @@ BENCHMARKS = [
     "gallery",
     "gpu",
     "llm_turns",
+
+    "hearing",
     "load",
     "ray_serve",
     "render",
@@ -70,6 +72,9 @@ def test_defaults_parse(name: str) -> None:
         ("replies", ["--prompt", "rude"], "--prompt"),
         ("replies", ["--config", "no-such-profile"], "not found"),
         ("stt_voices", ["--limit", "-1"], "--limit"),
+        ("hearing", ["--limit", "0"], "--limit"),
+        ("hearing", ["--part", "tts"], "--part"),
+        ("hearing", ["--set", "end_of_turn.question_ms=5"], "end_of_turn"),
         ("gallery", ["--text", " "], "--text"),
         ("gpu", ["--batches", "0"], "--batches"),
         ("gpu", ["--llm-shapes", "3b"], "--llm-shapes"),

@@ -16,7 +16,8 @@ from models.assets import AssetResolver
 from models.audio import as_float_mono, check_rate
 from models.config import SttConfig
 from models.errors import AssetNotFoundError, InvalidAudioError, STTError
-from models.stt.serial import SerialRunner
+from models.stt.serial import FINAL, PARTIAL, DroppedCallError, SerialRunner
+from models.stt.window import FULL_WINDOW_S, WindowDecoder
 from models.types import FloatAudio, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,16 @@ class SpeechRecognizer:
         except Exception as exc:  # CTranslate2 errors are untyped
             raise STTError(f"cannot load the Whisper model {config.model!r}: {exc}") from exc
         self._serial = SerialRunner()
+        self._window: WindowDecoder | None = None
+        if 0 < config.window_s < FULL_WINDOW_S and config.language and not word_timestamps:
+            self._window = WindowDecoder(
+                self._model,
+                window_s=config.window_s,
+                language=config.language,
+                beam_size=config.beam_size,
+            )
+        self.window_fallbacks = 0
+        """Utterances decoded again on the full window (the short one's output looked wrong)."""
         log.info(
             "Whisper %s loaded on %s (%s) in %.2f s",
             config.model,
@@ -126,39 +137,78 @@ class SpeechRecognizer:
         """Validated float32 mono copy of ``pcm``; InvalidAudioError when it is unusable."""
         return check_utterance(pcm, sample_rate, self._config.max_utterance_s)
 
-    def transcribe(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> Transcript:
+    def transcribe(
+        self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE, *, prompt: str = ""
+    ) -> Transcript:
         """Transcribe one utterance; thread-safe (calls are serialized).
 
-        Raises InvalidAudioError at once for empty, non-1-D, non-finite, wrong-rate or
-        too long audio, and STTError when the engine fails.
+        ``prompt`` is the conversation so far (Whisper's ``initial_prompt``: names and
+        words it makes likelier). Raises InvalidAudioError at once for empty, non-1-D,
+        non-finite, wrong-rate or too long audio, and STTError when the engine fails.
         """
         audio = self.check(pcm, sample_rate)
-        return self._serial.call(lambda: self._run(audio))
+        return self._serial.call(lambda: self._run(audio, prompt))
 
-    async def atranscribe(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> Transcript:
+    async def atranscribe(
+        self,
+        pcm: FloatAudio,
+        sample_rate: int = STT_SAMPLE_RATE,
+        *,
+        prompt: str = "",
+        partial: bool = False,
+    ) -> Transcript:
         """:meth:`transcribe` in a worker thread (validation happens at once).
 
-        Cancelled while it waits for the recognizer (other sessions' utterances), the
-        transcription is dropped and never runs.
+        A ``partial`` pass (of speech still going on) waits behind every other queued
+        utterance. Cancelled while it waits for the recognizer (other sessions'
+        utterances), the transcription is dropped and never runs.
         """
         audio = self.check(pcm, sample_rate)
-        return await self._serial.acall(lambda: self._run(audio))
+        priority = PARTIAL if partial else FINAL
+        return await self._serial.acall(lambda: self._run(audio, prompt), priority)
 
-    def _run(self, audio: FloatAudio) -> Transcript:
-        """Transcribe checked audio (holding the recognizer)."""
+    def _run(self, audio: FloatAudio, prompt: str) -> Transcript:
+        """Transcribe checked audio (holding the recognizer): on the short window when
+        the utterance fits and the result looks right, else on Whisper's 30 s (without
+        the prompt, when the short window's output looked wrong)."""
+        duration = len(audio) / STT_SAMPLE_RATE
+        if self._window is not None and self._window.fits(len(audio)):
+            try:
+                result = self._window.decode(audio, prompt, self._serial.abandoned)
+            except Exception as exc:  # CTranslate2 errors are untyped
+                raise STTError(f"transcription failed: {exc}") from exc
+            if result is None:
+                raise DroppedCallError("the caller went away during the transcription")
+            if result.plausible:
+                return Transcript(
+                    text=result.text,
+                    words=(),
+                    language=str(self._config.language),
+                    language_probability=1.0,
+                    confidence=math.exp(result.avg_logprob),
+                    duration=duration,
+                )
+            if self._serial.abandoned():
+                raise DroppedCallError("the caller went away during the transcription")
+            self.window_fallbacks += 1
+            log.debug("short-window decode looked wrong (%r); decoding on 30 s", result)
+            prompt = ""  # as Whisper's own fallback: the prompt may be what derailed it
         try:
             segments, info = self._model.transcribe(
                 audio,
                 language=self._config.language,
                 beam_size=self._config.beam_size,
                 word_timestamps=self._word_timestamps,
+                without_timestamps=not self._word_timestamps,
+                temperature=0.0,
+                initial_prompt=prompt.strip() or None,
                 condition_on_previous_text=False,
                 vad_filter=False,
             )
             segments = list(segments)  # decoding happens while iterating
         except Exception as exc:  # anything the engine raises becomes a typed error
             raise STTError(f"transcription failed: {exc}") from exc
-        return _transcript(segments, info, len(audio) / STT_SAMPLE_RATE)
+        return _transcript(segments, info, duration)
 
 
 def _transcript(segments: list[Any], info: Any, duration: float) -> Transcript:

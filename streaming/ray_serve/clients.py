@@ -17,6 +17,7 @@ frames stay local for a short while after a failure, so the video never stalls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import threading
@@ -137,21 +138,31 @@ class RaySpeechRecognizer:
         """Validated float32 mono copy of ``pcm`` (InvalidAudioError at once, no request)."""
         return check_utterance(pcm, sample_rate, self._config.max_utterance_s)
 
-    def transcribe(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> Transcript:
+    def transcribe(
+        self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE, *, prompt: str = ""
+    ) -> Transcript:
         """Transcribe one utterance; blocks, so call it from a worker thread."""
         audio = self.check(pcm, sample_rate)
         return call_sync(
-            partial(remote, self._handle.transcribe, audio, sample_rate),
+            partial(remote, self._handle.transcribe, audio, sample_rate, prompt),
             self._timeout_s,
             STTError,
             "speech recognition",
         )
 
-    async def atranscribe(self, pcm: FloatAudio, sample_rate: int = STT_SAMPLE_RATE) -> Transcript:
-        """Transcribe one utterance without blocking the event loop."""
+    async def atranscribe(
+        self,
+        pcm: FloatAudio,
+        sample_rate: int = STT_SAMPLE_RATE,
+        *,
+        prompt: str = "",
+        partial: bool = False,
+    ) -> Transcript:
+        """Transcribe one utterance without blocking the event loop (``partial``: a pass
+        over speech still going on, which yields to other utterances in the replica)."""
         audio = self.check(pcm, sample_rate)
         return await call_async(
-            partial(remote, self._handle.transcribe, audio, sample_rate),
+            functools.partial(remote, self._handle.transcribe, audio, sample_rate, prompt, partial),
             self._timeout_s,
             STTError,
             "speech recognition",

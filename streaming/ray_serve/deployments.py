@@ -78,12 +78,16 @@ class SttReplica:
         self._audio_s = 0.0
         self._busy_s = 0.0
 
-    async def transcribe(self, pcm: FloatAudio, sample_rate: int) -> Transcript:
+    async def transcribe(
+        self, pcm: FloatAudio, sample_rate: int, prompt: str = "", partial: bool = False
+    ) -> Transcript:
         """Transcribe one utterance (typed errors from the engine pass through)."""
         t = time.perf_counter()
         self._counts["requests"] += 1
         try:
-            transcript = await self._stt.atranscribe(pcm, sample_rate)
+            transcript = await self._stt.atranscribe(
+                pcm, sample_rate, prompt=prompt, partial=partial
+            )
         except Exception:
             self._counts["failures"] += 1
             raise

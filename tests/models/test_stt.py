@@ -138,3 +138,35 @@ def test_unavailable_model_is_a_typed_error(model: str) -> None:
     offline = AssetResolver(AssetsConfig(allow_download=False))
     with pytest.raises(AssetNotFoundError):
         create_stt(SttConfig(model=model, device="cpu"), offline)
+
+
+@pytest.fixture(scope="module")
+def live_stt(resolver: AssetResolver) -> SpeechRecognizer:
+    """The recognizer as a live session uses it: no word timings, the short window."""
+    return SpeechRecognizer(SttConfig(device="cpu"), resolver, word_timestamps=False)
+
+
+def test_the_short_window_hears_as_well_as_whispers_30_s(
+    whisper_stt: SpeechRecognizer, live_stt: SpeechRecognizer, say_16k
+) -> None:
+    clips = [_padded(say_16k(s)) for s in SENTENCES]
+    full = [whisper_stt.transcribe(c).text for c in clips]
+    windowed = [live_stt.transcribe(c) for c in clips]
+    assert all(
+        t.duration == pytest.approx(len(c) / 16000) for t, c in zip(windowed, clips, strict=True)
+    )
+    assert all(0.0 < t.confidence <= 1.0 and t.language == "en" for t in windowed)
+    wer = word_error_rate(SENTENCES, [t.text for t in windowed])
+    assert wer <= word_error_rate(SENTENCES, full) + 0.05, [t.text for t in windowed]
+    assert wer <= 0.10
+
+
+def test_a_prompt_helps_and_one_that_derails_whisper_is_dropped(
+    live_stt: SpeechRecognizer, say_16k
+) -> None:
+    clip = _padded(say_16k(SENTENCES[2]))
+    # "and then" x 400: over Whisper's prompt length, and it makes it repeat "and"
+    for prompt in ("We were talking about breakfast.", "and then " * 400):
+        result = live_stt.transcribe(clip, prompt=prompt)
+        assert word_error_rate([SENTENCES[2]], [result.text]) <= 0.15, result.text
+        assert "talking" not in result.text and "then" not in result.text  # not read out

@@ -29,13 +29,20 @@ from models.types import (
 )
 from models.vad import VAD_SAMPLE_RATE
 from streaming.clock import MediaClock
+from streaming.config import EndOfTurnConfig
 from streaming.conversation import Conversation, ConversationOptions
 from streaming.listener import Listener
 from streaming.playout import AudioPlayout
 from streaming.responder import Responder
 from streaming.speaker import Speaker
+from streaming.turn_end import WordEndPolicy
 
 WINDOW = 320  # 20 ms at 16 kHz
+FAKE_END_OF_TURN = EndOfTurnConfig(
+    guess_after_ms=200, question_ms=250, statement_ms=400, unfinished_ms=400
+)
+"""The rig's end of turn: FakeVad ends speech after 400 ms, and the FakeStt's words
+(no sentence mark) wait for it."""
 TTS_RATE = 16_000
 WORD_S = 0.2
 FALLBACK = "Sorry, say that again?"
@@ -139,10 +146,14 @@ class FakeStt:
         self.seconds: list[float] = []
         self.cancelled = 0
         self.finished = 0
+        self.prompts: list[str] = []
 
-    async def atranscribe(self, pcm: FloatAudio, sample_rate: int = VAD_SAMPLE_RATE) -> Transcript:
+    async def atranscribe(
+        self, pcm: FloatAudio, sample_rate: int = VAD_SAMPLE_RATE, *, prompt: str = ""
+    ) -> Transcript:
         self.calls += 1
         self.seconds.append(len(pcm) / sample_rate)
+        self.prompts.append(prompt)
         try:
             await self.gate.wait()
         except asyncio.CancelledError:
@@ -253,7 +264,12 @@ class Rig:
         self.world = WorldModel(AvatarConfig(), fps=self.clock.fps, seed=0)
         self.modes: list[Mode] = []
         self.listener = Listener(
-            FakeVad(), self.stt, max_utterance_s=max_utterance_s, now=self.clock.now
+            FakeVad(),
+            self.stt,
+            max_utterance_s=max_utterance_s,
+            policy=WordEndPolicy(FAKE_END_OF_TURN),
+            prompt_chars=200,
+            now=self.clock.now,
         )
         self.responder = Responder(
             self.llm,

@@ -23,7 +23,9 @@ from streaming.listener import Listener, SpeechStarted, Utterance
 from streaming.playout import AudioPlayout
 from streaming.speaker import Speaker
 from streaming.tracks import speech_lead_s
+from streaming.turn_end import WordEndPolicy
 from tests.streaming.fakes import (
+    FAKE_END_OF_TURN,
     FALLBACK,
     TTS_RATE,
     FakeClock,
@@ -269,7 +271,13 @@ def test_a_queued_transcription_whose_caller_left_never_runs() -> None:
 
 
 async def test_an_utterance_is_cut_at_the_cap_and_keeps_its_preroll() -> None:
-    listener = Listener(FakeVad(), FakeStt(), max_utterance_s=1.0, now=lambda: 5.0)
+    listener = Listener(
+        FakeVad(),
+        FakeStt(),
+        max_utterance_s=1.0,
+        policy=WordEndPolicy(FAKE_END_OF_TURN),
+        now=lambda: 5.0,
+    )
     events = []
     pcm = np.concatenate([silence(0.5), speech(2.0)])
     for i in range(0, len(pcm), 320):
@@ -285,7 +293,13 @@ async def test_an_utterance_is_cut_at_the_cap_and_keeps_its_preroll() -> None:
 
 
 async def test_a_pause_of_the_user_is_reported_once_and_makes_the_listener_nod() -> None:
-    listener = Listener(FakeVad(), FakeStt(), max_utterance_s=30.0, now=lambda: 5.0)
+    listener = Listener(
+        FakeVad(),
+        FakeStt(),
+        max_utterance_s=30.0,
+        policy=WordEndPolicy(FAKE_END_OF_TURN),
+        now=lambda: 5.0,
+    )
     events = []
     pcm = np.concatenate([speech(0.6), silence(0.3), speech(0.4), silence(0.3)])
     for i in range(0, len(pcm), 320):

@@ -1,0 +1,196 @@
+"""When is the user's turn over? The silence still needed, from the words said so far.
+
+A fixed silence is either slow (every answer waits for it) or rude (a pause to think
+mid-sentence is taken for the end). :class:`TurnEndPolicy` decides from the transcript
+of the utterance so far: :class:`WordEndPolicy` (the default, no weights) looks at how
+the words end; a model-based predictor (an LLM's end-of-turn probability) can take its
+place behind the same interface.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from streaming.config import EndOfTurnConfig
+
+UNFINISHED_WORDS = frozenset(
+    [
+        "and",
+        "or",
+        "but",
+        "because",
+        "if",
+        "when",
+        "while",
+        "although",
+        "than",
+        "whether",
+        "unless",
+        "until",
+        "nor",
+        "to",
+        "of",
+        "at",
+        "for",
+        "with",
+        "from",
+        "about",
+        "into",
+        "onto",
+        "between",
+        "during",
+        "without",
+        "within",
+        "across",
+        "against",
+        "toward",
+        "towards",
+        "per",
+        "via",
+        "the",
+        "a",
+        "an",
+        "my",
+        "your",
+        "our",
+        "their",
+        "its",
+        "every",
+        "very",
+        "like",
+        "um",
+        "uh",
+        "uhm",
+        "umm",
+        "erm",
+        "er",
+        "hmm",
+        "ah",
+        "eh",
+        "mm",
+        "i",
+        "we",
+        "they",
+        "he",
+        "she",
+        "i'm",
+        "i'd",
+        "i'll",
+        "i've",
+        "we're",
+        "they're",
+        "let's",
+    ]
+)
+"""Words a finished statement hardly ends on: conjunctions, prepositions that are not
+also adverbs ("come in", "seen it before" end fine), articles and possessives, fillers
+and subject pronouns. After one of them a question mark makes a statement's wait
+("Where are you from?" and Whisper's "Can you tell me about?" look the same)."""
+
+QUESTION_WORDS = frozenset(
+    [
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "where",
+        "when",
+        "why",
+        "how",
+        "is",
+        "are",
+        "was",
+        "were",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "would",
+        "will",
+        "should",
+        "shall",
+        "may",
+        "might",
+        "have",
+        "has",
+    ]
+)
+"""First words of a question: it is one even when Whisper ends it with a full stop."""
+
+_WORD = re.compile(r"[a-z']+")
+
+
+class TurnEndPolicy(Protocol):
+    """Decides how much silence ends the user's turn, from what they said."""
+
+    @property
+    def guess_after_s(self) -> float:
+        """Silence after which the words so far are transcribed (the guess)."""
+        ...
+
+    @property
+    def longest_s(self) -> float:
+        """The silence that ends the turn whatever was said."""
+        ...
+
+    def silence_needed(self, text: str | None) -> float:
+        """Seconds of silence after the user's last speech that end the turn, given the
+        transcript so far (``None``: not known yet, which waits for it)."""
+        ...
+
+
+class WordEndPolicy:
+    """The default policy: how the transcript ends (punctuation and the last word)."""
+
+    def __init__(self, config: EndOfTurnConfig) -> None:
+        self._config = config
+
+    @property
+    def guess_after_s(self) -> float:
+        """Silence after which the words so far are transcribed."""
+        return self._config.guess_after_ms / 1000
+
+    @property
+    def longest_s(self) -> float:
+        """The silence that ends the turn whatever was said."""
+        return self._config.unfinished_ms / 1000
+
+    def silence_needed(self, text: str | None) -> float:
+        """``question_ms`` after a question, ``unfinished_ms`` after words that stop
+        mid-phrase (or while the words are unknown), ``statement_ms`` otherwise."""
+        c = self._config
+        if text is None:
+            return c.unfinished_ms / 1000
+        waits = {
+            "question": c.question_ms,
+            "statement": c.statement_ms,
+            "unfinished": c.unfinished_ms,
+        }
+        return waits[ending(text)] / 1000
+
+
+def ending(text: str) -> str:
+    """How ``text`` ends: ``question``, ``unfinished`` or ``statement``.
+
+    Question: a question mark, or a first word from :data:`QUESTION_WORDS` (Whisper
+    often ends a question with a full stop), not after an unfinished word. Unfinished: nothing said, a trailing ellipsis, dash or
+    comma, or a last word from :data:`UNFINISHED_WORDS` (Whisper often writes "I want
+    to go to." with a period). Statement: anything else. A statement's full stop is
+    weak evidence: Whisper completes what it hears ("I would like to go to" came out as
+    "I would like to know too." on an espeak-ng voice), so it waits longer than a
+    question.
+    """
+    stripped = text.strip()
+    words = _WORD.findall(stripped.lower())
+    if not words or stripped.endswith(("...", "…", "-", "—", ",")):
+        return "unfinished"
+    if words[-1] in UNFINISHED_WORDS:
+        # "Where are you from?" is a question, but Whisper writes "Can you tell me
+        # about?" for a pause after "about": neither fast nor the longest wait
+        return "statement" if stripped.endswith("?") else "unfinished"
+    if stripped.endswith("?"):
+        return "question"
+    return "question" if words[0] in QUESTION_WORDS else "statement"
