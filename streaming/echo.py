@@ -16,7 +16,7 @@ late to play in order (the caller stalled) starts again at that delay.
 :meth:`Speaker.play`) and queued like echo audio: everything plays in the order it
 arrived. ``interrupt`` / ``clear`` drops everything queued, silences the audio and
 closes the mouth a frame from now, and ignores the rest of the speech in flight (until
-the caller's audio is quiet or pauses). No STT, LLM or VAD is used.
+the caller's audio has been quiet, or has paused, for :data:`STALL_S`). No STT, LLM or VAD is used.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
 STALL_S = 0.1
-"""After an interruption, a pause this long in the inbound audio ends the speech in flight."""
+"""After an interruption, this long a silence (or a pause in the inbound audio) ends the
+speech that was in flight."""
 
 
 def speak_done_event(text: str, seconds: float, *, interrupted: bool) -> dict[str, Any]:
@@ -70,6 +71,18 @@ def dbfs(pcm: FloatAudio) -> float:
         return -math.inf
     rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))
     return 20.0 * math.log10(rms) if rms > 0.0 else -math.inf
+
+
+@dataclass
+class EchoStats:
+    """Counters of one echo session."""
+
+    stretches: int = 0
+    """Stretches of the caller's speech echoed."""
+    restarts: int = 0
+    """Times the caller's audio came too late to play in order and started again at the delay."""
+    speaks: int = 0
+    """``speak`` requests spoken (or cut)."""
 
 
 @dataclass
@@ -113,6 +126,7 @@ class Echo:
         self._run: int | None = None  # id of the stretch of speech being echoed
         self._quiet_s = 0.0
         self._muted = False  # after a clear: the speech in flight is dropped
+        self._muted_quiet_s = 0.0
         self._last_feed = -math.inf
         self._ids = 0
         self._finished_runs: list[int] = []
@@ -122,6 +136,7 @@ class Echo:
         self._settle_task: asyncio.Task[None] | None = None
         self._state = ""
         self._closed = False
+        self.stats = EchoStats()
         self._set_state(Mode.LISTENING)
 
     @property
@@ -148,8 +163,9 @@ class Echo:
         start = self._received / self._rate
         self._received += len(pcm)
         loud = dbfs(pcm) >= self._config.silence_dbfs
-        if self._muted and (stalled or not loud):
-            self._muted = False
+        if self._muted:
+            self._muted_quiet_s = 0.0 if loud else self._muted_quiet_s + len(pcm) / self._rate
+            self._muted = not stalled and self._muted_quiet_s < STALL_S
         if self._muted:
             pass
         elif self._run is None:
@@ -187,10 +203,12 @@ class Echo:
     def clear(self) -> None:
         """Drop everything queued and close the mouth now (the agent was interrupted)."""
         self._speaker.cut()
-        self._speak_queue.clear()
+        while self._speak_queue:  # every accepted speak is answered by one speak_done
+            self._emit(speak_done_event(self._speak_queue.popleft(), 0.0, interrupted=True))
         if self._speak_task is not None:
             self._speak_task.cancel()
         self._muted = self._run is not None or self._muted
+        self._muted_quiet_s = 0.0
         if self._run is not None:
             self._finished_runs.append(self._run)
         self._run = None
@@ -217,6 +235,7 @@ class Echo:
     def _start_run(self, start: float, pcm: FloatAudio) -> None:
         self._ids += 1
         self._run = self._ids
+        self.stats.stretches += 1
         self._quiet_s = 0.0
         for at, early in self._pre_roll:
             self._play(at, early)
@@ -240,8 +259,10 @@ class Echo:
         not_before = now + lead
         if anchor is not None:
             in_order = round((start + anchor.offset) * self._rate)
-            if in_order >= now + self._clock.samples_per_frame:  # else: too late, start again
+            if in_order >= now + self._clock.samples_per_frame:
                 not_before = in_order
+            else:  # too late to play in order: start again at the delay
+                self.stats.restarts += 1
         at = self._playout.schedule(to_int16(pcm), "", not_before=not_before, turn_id=self._run)
         offset = at / self._rate - start
         if anchor is None or abs(offset - anchor.offset) * self._rate > 0.5:
@@ -296,6 +317,7 @@ class Echo:
     async def _speak_one(self, text: str) -> None:
         self._ids += 1
         turn_id = self._ids
+        self.stats.speaks += 1
         self._speaker.give_floor(turn_id)
         end = 0.0
         interrupted = True
@@ -339,7 +361,7 @@ class Echo:
         frame = 1.0 / self._clock.fps
         while self.speaking:
             await self._speaker.played_out()
-            await asyncio.sleep(frame)
+            await self._clock.wait_until(self._clock.elapsed() + frame)
         for run in self._finished_runs:
             self._speaker.heard(run)  # forget the record of what played
         self._finished_runs.clear()

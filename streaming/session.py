@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -286,6 +287,9 @@ class Session:
             "state": self.part.state,
             "connection": self.pc.connectionState,
             "turns": len(self.part.turns) if isinstance(self.part, Conversation) else 0,
+            **(
+                {"echo": dataclasses.asdict(self.part.stats)} if isinstance(self.part, Echo) else {}
+            ),
             "video_frames": self.video_out.stats.frames,
             "audio_frames": self.audio_out.stats.frames,
         }
@@ -339,4 +343,6 @@ def build_echo(
     """An echo session's speech part: the speaker and the voice (for ``speak``), no
     STT, LLM or VAD."""
     speaker = Speaker(clock, playout, world)
-    return Echo(speaker, playout, world, clock, engines.tts, emit, engines.config.echo)
+    return Echo(
+        speaker, playout, world, clock, engines.tts, emit, engines.config.echo, now=clock.now
+    )
