@@ -9,8 +9,11 @@ media clock at the same time: a stretch's first frame is placed
 (:func:`streaming.tracks.speech_lead_s`: the video track's look-ahead plus the mouth's
 lookahead), which covers the audio the mouth needs beyond each moment
 (:attr:`AudioDriveStream.latency`, 42.5 ms at the defaults) — and the rest follows
-back to back, so the delay stays fixed while the audio flows. Audio that arrives too
-late to play in order (the caller stalled) starts again at that delay.
+back to back, so the delay stays fixed while the audio flows. Audio that arrives after
+the tracks have gone past its place (the caller stalled, not this server: then the
+tracks wait too) is placed where its sound and mouth still show: the delay grows by
+that much until the next pause in the speech, where it starts again at
+:attr:`Echo.delay_s`.
 
 ``speak`` messages are spoken with the service's TTS (the phoneme-exact mouth, through
 :meth:`Speaker.play`) and queued like echo audio: everything plays in the order it
@@ -79,8 +82,8 @@ class EchoStats:
 
     stretches: int = 0
     """Stretches of the caller's speech echoed."""
-    restarts: int = 0
-    """Times the caller's audio came too late to play in order and started again at the delay."""
+    late_s: float = 0.0
+    """How much the delay grew, in all, because the caller's audio came late."""
     speaks: int = 0
     """``speak`` requests spoken (or cut)."""
 
@@ -253,16 +256,17 @@ class Echo:
     def _play(self, start: float, pcm: FloatAudio) -> None:
         """Schedule inbound audio that began at stream time ``start``, in order."""
         assert self._run is not None
-        lead = round(self.delay_s * self._rate)
-        now = self._clock.sample_now()
         anchor = self._anchors[-1] if self._anchors and self._anchors[-1].end > start else None
-        not_before = now + lead
-        if anchor is not None:
+        if anchor is None:  # a new stretch: the fixed delay from now
+            not_before = self._clock.sample_now() + round(self.delay_s * self._rate)
+        else:
+            # in order, unless the tracks have gone past: the audio track's last pull, the
+            # last frame stepped plus the wait for the mouth's look at this audio
             in_order = round((start + anchor.offset) * self._rate)
-            if in_order >= now + self._clock.samples_per_frame:
-                not_before = in_order
-            else:  # too late to play in order: start again at the delay
-                self.stats.restarts += 1
+            stepped = round((self._world.time + self._drive.latency) * self._rate)
+            not_before = max(in_order, stepped, self._playout.pulled_until)
+            if not_before > in_order:  # it came late: the delay grows by that much
+                self.stats.late_s += (not_before - in_order) / self._rate
         at = self._playout.schedule(to_int16(pcm), "", not_before=not_before, turn_id=self._run)
         offset = at / self._rate - start
         if anchor is None or abs(offset - anchor.offset) * self._rate > 0.5:
