@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -152,6 +153,10 @@ class Echo:
         """Whether speech is being echoed, spoken or is still to play."""
         busy = self._speak_task is not None and not self._speak_task.done()
         return self._run is not None or busy or self._speaker.playing
+
+    def describe(self) -> dict[str, Any]:
+        """The echo's counters and its delay, for ``GET /v1/sessions``."""
+        return {"delay_s": round(self.delay_s, 4), **dataclasses.asdict(self.stats)}
 
     # --- inputs ----------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -287,11 +286,10 @@ class Session:
             "state": self.part.state,
             "connection": self.pc.connectionState,
             "turns": len(self.part.turns) if isinstance(self.part, Conversation) else 0,
-            **(
-                {"echo": dataclasses.asdict(self.part.stats)} if isinstance(self.part, Echo) else {}
-            ),
+            **({"echo": self.part.describe()} if isinstance(self.part, Echo) else {}),
             "video_frames": self.video_out.stats.frames,
             "audio_frames": self.audio_out.stats.frames,
+            "dropped_frames": self.video_out.stats.dropped_frames,
         }
 
 
