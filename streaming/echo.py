@@ -4,8 +4,8 @@ The caller's inbound audio *is* the avatar's speech: each stretch of it (from it
 loud frame until :attr:`EchoConfig.end_after_s` of silence) is played back on the
 outbound audio track, and the mouth is driven by its sound, computed as it arrives
 (:class:`~avatar.motion.audio_stream.AudioDriveStream`). Both go on the session's one
-media clock at the same time: a stretch's first frame is placed
-:attr:`Echo.delay_s` after it arrived — the speaker's lead
+media clock at the same time: a stretch's first loud frame is placed
+:attr:`Echo.delay_s` after it arrived (its pre-roll just before it) — the speaker's lead
 (:func:`streaming.tracks.speech_lead_s`: the video track's look-ahead plus the mouth's
 lookahead), which covers the audio the mouth needs beyond each moment
 (:attr:`AudioDriveStream.latency`, 42.5 ms at the defaults) — and the rest follows
@@ -19,7 +19,8 @@ that much until the next pause in the speech, where it starts again at
 :meth:`Speaker.play`) and queued like echo audio: everything plays in the order it
 arrived. ``interrupt`` / ``clear`` drops everything queued, silences the audio and
 closes the mouth a frame from now, and ignores the rest of the speech in flight (until
-the caller's audio has been quiet for :data:`QUIET_S` or paused for :data:`STALL_S`). No STT, LLM or VAD is used.
+the caller's audio has been quiet for :data:`QUIET_S` or paused for :data:`STALL_S`).
+No STT, LLM or VAD is used.
 """
 
 from __future__ import annotations
@@ -249,6 +250,12 @@ class Echo:
         self._run = self._ids
         self.stats.stretches += 1
         self._quiet_s = 0.0
+        # the loud frame plays the fixed delay after it arrived, what came before it earlier
+        first = self._pre_roll[0][0] if self._pre_roll else start
+        at = self._clock.sample_now() + round((self.delay_s - (start - first)) * self._rate)
+        at = max(at, self._playout.pulled_until)
+        self._anchors.append(_Anchor(first, at / self._rate - first))
+        self._anchors = self._anchors[-8:]
         for at, early in self._pre_roll:
             self._play(at, early)
         self._pre_roll.clear()
@@ -265,22 +272,19 @@ class Echo:
     def _play(self, start: float, pcm: FloatAudio) -> None:
         """Schedule inbound audio that began at stream time ``start``, in order."""
         assert self._run is not None
-        anchor = self._anchors[-1] if self._anchors and self._anchors[-1].end > start else None
-        if anchor is None:  # a new stretch: the fixed delay from now
-            not_before = self._clock.sample_now() + round(self.delay_s * self._rate)
-        else:
-            # in order, unless the tracks have gone past: the audio track's last pull, the
-            # last frame stepped plus the wait for the mouth's look at this audio
-            in_order = round((start + anchor.offset) * self._rate)
-            stepped = round((self._world.time + self._drive.latency) * self._rate)
-            not_before = max(in_order, stepped, self._playout.pulled_until)
-            if not_before > in_order:  # it came late: the delay grows by that much
-                self.stats.late_s += (not_before - in_order) / self._rate
+        anchor = self._anchors[-1]
+        # in order, unless the tracks have gone past: the audio track's last pull, or the
+        # last frame stepped plus the wait for the audio the mouth looks at
+        in_order = round((start + anchor.offset) * self._rate)
+        wait = max(0.0, start + self._drive.latency - self._received / self._rate)
+        stepped = round((self._world.time + wait) * self._rate)
+        not_before = max(in_order, stepped, self._playout.pulled_until)
+        if not_before > in_order:  # it came late: the delay grows by that much
+            self.stats.late_s += (not_before - in_order) / self._rate
         at = self._playout.schedule(to_int16(pcm), "", not_before=not_before, turn_id=self._run)
         offset = at / self._rate - start
-        if anchor is None or abs(offset - anchor.offset) * self._rate > 0.5:
-            if anchor is not None:
-                anchor.end = start
+        if abs(offset - anchor.offset) * self._rate > 0.5:
+            anchor.end = start
             self._anchors.append(_Anchor(start, offset))
             self._anchors = self._anchors[-8:]
 

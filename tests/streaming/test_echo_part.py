@@ -129,7 +129,8 @@ async def test_the_callers_audio_plays_at_the_fixed_delay_with_a_mouth_that_foll
     first = int(loud_frames(pcm)[0])
     pre = round(EchoConfig().pre_roll_ms / 20)
     span = to_int16(pcm[(first - pre) * FRAME : len(pcm) - int(0.5 * RATE)])
-    due = round((arrivals[first] + delay) * RATE)  # within a sample (float clock times)
+    # the first loud frame plays `delay` after it arrived (its pre-roll before it)
+    due = round((arrivals[first] + delay) * RATE) - pre * FRAME  # within a sample
     starts = [s for s in range(due - 1, due + 2) if np.array_equal(played[s : s + len(span)], span)]
     assert starts, "the played audio is not the caller's, at the delay"
     assert np.abs(played[: starts[0]]).max() == 0
