@@ -252,12 +252,12 @@ class Echo:
         self._quiet_s = 0.0
         # the loud frame plays the fixed delay after it arrived, what came before it earlier
         first = self._pre_roll[0][0] if self._pre_roll else start
-        at = self._clock.sample_now() + round((self.delay_s - (start - first)) * self._rate)
-        at = max(at, self._playout.pulled_until)
-        self._anchors.append(_Anchor(first, at / self._rate - first))
+        plays = self._clock.sample_now() + round((self.delay_s - (start - first)) * self._rate)
+        plays = max(plays, self._playout.pulled_until)
+        self._anchors.append(_Anchor(first, plays / self._rate - first))
         self._anchors = self._anchors[-8:]
-        for at, early in self._pre_roll:
-            self._play(at, early)
+        for early_start, early in self._pre_roll:
+            self._play(early_start, early)
         self._pre_roll.clear()
         self._play(start, pcm)
         self._set_state(Mode.SPEAKING)
