@@ -235,7 +235,7 @@ async def test_late_audio_moves_the_delay_on_until_the_next_pause() -> None:
     frames = played[: len(played) // FRAME * FRAME].reshape(-1, FRAME)
     loud = np.abs(frames).max(axis=1) > 500
     runs = np.flatnonzero(np.diff(np.r_[0, loud.astype(np.int8), 0]))
-    (a1, b1), (a2, b2), (a3, b3) = zip(runs[::2], runs[1::2], strict=True)
+    (a1, b1), (a2, b2), (a3, _) = zip(runs[::2], runs[1::2], strict=True)
     # the line is whole, in two pieces with one gap of the lateness between them
     assert (b1 - a1) + (b2 - a2) in (50, 51)  # 1 s in 20 ms frames (one split by the gap)
     assert abs((a2 - b1) * 0.02 - late) <= 0.02
