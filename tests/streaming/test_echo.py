@@ -89,6 +89,7 @@ async def test_echo_session_plays_the_speech_back_with_a_face_that_speaks_it(
     try:
         await asyncio.sleep(0.5)
         peer.mic.say(sent)
+        t_sent = time.monotonic()
         await peer.wait_event("state", 10, pred=lambda m: m["state"] == "speaking")
         await peer.wait_event("state", 20, pred=lambda m: m["state"] == "listening")
         await asyncio.sleep(0.5)
@@ -100,7 +101,7 @@ async def test_echo_session_plays_the_speech_back_with_a_face_that_speaks_it(
     assert listed["sessions"][0]["mode"] == "echo"
     assert 'gwm_sessions_by_mode_total{mode="echo"} 1.0' in metrics
 
-    got = timeline(peer.received)
+    got = timeline(peer.received, around=(t_sent, t_sent + len(sent) / RATE + 1.0))
     a, b = loud_span(got.audio, RATE)
     a0, b0 = loud_span(sent, RATE)
     # the same speech came back: as long, and Whisper hears the line in it
