@@ -240,6 +240,7 @@ class Session:
             "session_id": self.id,
             "created": self.created,
             "avatar": self.avatar.name,
+            "voice": self.request.voice,
             "state": self.conversation.state,
             "connection": self.pc.connectionState,
             "turns": len(self.conversation.turns),
@@ -264,7 +265,7 @@ def build_conversation(
     )
     responder = Responder(
         engines.llm,
-        engines.tts,
+        engines.voice(request.voice) if request.voice else engines.tts,
         first_token_timeout_s=cfg.llm.first_token_timeout_s,
         fallback_reply=cfg.llm.fallback_reply,
         now=clock.now,
