@@ -28,6 +28,7 @@ import threading
 import time
 import wave
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -162,6 +163,20 @@ _LISTEN_JS = """(processing) => {
   if (processing !== null) el.setAttribute("audio-processing", processing);
 }"""
 _HEARD_JS = "() => hearingLog.some((e) => e.type === 'transcript' || e.type === 'error')"
+_MIC_SETTINGS_JS = """() => {
+  const pc = document.getElementById("avatar-widget").peerConnection;
+  const sender = pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+  return sender ? sender.track.getSettings() : {};
+}"""
+
+
+@dataclass(frozen=True)
+class ChromiumHearing:
+    """What the service heard from the widget, and the microphone settings it used."""
+
+    text: str
+    mic: dict[str, Any]
+    """The sent track's ``getSettings()`` (echoCancellation, noiseSuppression, ...)."""
 
 
 def hear_chromium(
@@ -170,7 +185,7 @@ def hear_chromium(
     mic_wav: Path,
     processing: str | None,
     hung_up: Callable[[], None] = lambda: None,
-) -> str:
+) -> ChromiumHearing:
     """Ask the question in ``mic_wav`` from the demo page's widget in headless Chromium
     (Playwright's sync ``browser_type``); what the service transcribed. ``processing``:
     the widget's ``audio-processing`` attribute (None: the widget's default);
@@ -189,9 +204,10 @@ def hear_chromium(
         if errors:
             raise RuntimeError(f"the widget failed: {errors}")
         heard = next(e["detail"]["text"] for e in events if e["type"] == "transcript")
+        mic = page.evaluate(_MIC_SETTINGS_JS)
         page.locator("#avatar-widget").get_by_role("button", name="Hang up").click()
         hung_up()
-        return str(heard)
+        return ChromiumHearing(str(heard), dict(mic))
     finally:
         browser.close()
 
@@ -314,7 +330,7 @@ def _hear(path: str, pw: Any, loop: _Loop, running: _Running, pcm: np.ndarray, w
         wav,
         None if value == "default" else value,
         lambda: wait_no_sessions(running.sessions),
-    )
+    ).text
 
 
 class _Running:

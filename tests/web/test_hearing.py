@@ -27,10 +27,13 @@ from tests.web.conftest import LoopThread, RunningApp
 log = logging.getLogger(__name__)
 
 CLIPS = (
-    ("en-us", "What is the tallest mountain in the world?"),
-    ("en-gb+f3", "Which planet is closest to the sun?"),
-    ("en-gb-scotland", "Could you recommend a book for a long flight?"),
+    ("en-us", "Could you recommend a book for a long flight?"),
+    ("en-gb+f3", "Could you recommend a book for a long flight?"),
+    ("en-029+m3", "What is the tallest mountain in the world?"),
 )
+"""Clips aiortc hears right and Chromium with all of its processing on (noise
+suppression, auto gain) did not: "a vote", "a boat", "the tallest hunting"
+(benchmarks/RESULTS.md, "Chromium vs aiortc hearing")."""
 MAX_GAP = 0.05
 """Chromium's WER may exceed aiortc's by at most 5 points on the same clips."""
 MAX_WER = 0.25
@@ -49,15 +52,18 @@ def test_chromium_hears_as_well_as_aiortc(
         wait_no_sessions(service.state.sessions)
         over_aiortc.append(loop_thread.run(hear_aiortc(service.url, pcm), timeout=120))
         wait_no_sessions(service.state.sessions)
-        over_chromium.append(
-            hear_chromium(
-                browser.browser_type,
-                service.url,
-                wav,
-                None,
-                lambda: wait_no_sessions(service.state.sessions),
-            )
+        heard = hear_chromium(
+            browser.browser_type,
+            service.url,
+            wav,
+            None,
+            lambda: wait_no_sessions(service.state.sessions),
         )
+        # The widget's default: the avatar must not hear itself, and nothing else.
+        assert heard.mic.get("echoCancellation") is True, heard.mic
+        assert heard.mic.get("noiseSuppression") is False, heard.mic
+        assert heard.mic.get("autoGainControl") is False, heard.mic
+        over_chromium.append(heard.text)
         refs.append(text)
     wer_aiortc = word_error_rate(refs, over_aiortc)
     wer_chromium = word_error_rate(refs, over_chromium)
