@@ -172,6 +172,9 @@ async def create_session(request: web.Request) -> web.Response:
         raise ApiError(404, "unknown_avatar", f"no avatar named {name!r}") from None
     # The request's voice, else the one the avatar's bundle names, else tts.voice.
     voice = offer.voice or avatar.rig.voice or engines.config.tts.voice
+    scoped = principal.token.voice if principal.token is not None else None
+    if scoped is not None and scoped != voice:  # admitted before the avatar's was known
+        raise ApiError(403, "scope_mismatch", f"this token is not for voice {voice!r}")
     try:
         await asyncio.to_thread(engines.voice, voice)
     except UnknownVoiceError:
