@@ -78,4 +78,3 @@ def test_chromium_hears_as_well_as_aiortc(
     )
     assert wer_chromium <= wer_aiortc + MAX_GAP, (over_aiortc, over_chromium)
     assert wer_chromium <= MAX_WER, over_chromium
-    assert wer_aiortc <= MAX_WER, over_aiortc
