@@ -1,7 +1,9 @@
 """Custom avatars over the API: ``POST /v1/avatars`` (a portrait in) and ``GET /v1/avatars``.
 
 The upload is the raw image as the request body, ``Content-Type: image/png`` or
-``image/jpeg`` (no multipart), at most ``server.max_avatar_bytes``. Its pixel count is
+``image/jpeg`` (no multipart), at most ``server.max_avatar_bytes``; ``?voice=NAME``
+names the voice the avatar speaks with when a session names none (it must be
+available on the server). Its pixel count is
 read from the header and checked against ``server.max_avatar_pixels`` before anything
 is decoded; then the photo is prepared (face found, framed, rigged) in a worker thread
 into ``server.avatars_dir`` under a server-generated id, which a session may then ask
@@ -37,6 +39,7 @@ from avatar.identity import (
     avatar_cache_dir,
     prepare_bundle,
 )
+from avatar.identity.bundle import VOICE_RE
 from avatar.identity.image import check_dimensions
 from streaming.api_error import ApiError
 from streaming.config import AppConfig, ServerConfig
@@ -58,6 +61,9 @@ class AvatarInfo(BaseModel):
     avatar_id: str
     source_size: list[int] | None = Field(default=None, description="Uploaded photo (W, H)")
     face_height: float | None = Field(default=None, description="Face height in output pixels")
+    voice: str | None = Field(
+        default=None, description="The avatar's voice (null: the server's configured one)"
+    )
 
 
 class AvatarList(BaseModel):
@@ -78,10 +84,12 @@ def _info(bundle: Path) -> AvatarInfo:
         doc = {}
     size = doc.get("source_size")
     face = doc.get("face_height")
+    voice = doc.get("voice")
     return AvatarInfo(
         avatar_id=bundle.name,
         source_size=[int(v) for v in size] if isinstance(size, list) else None,
         face_height=float(face) if isinstance(face, (int, float)) else None,
+        voice=voice if isinstance(voice, str) else None,
     )
 
 
@@ -90,6 +98,7 @@ class AvatarStore:
 
     def __init__(self, config: AppConfig, engines: Engines | None = None) -> None:
         self.root = avatars_dir(config.server)
+        self._engines = engines
         if engines is not None and self.root not in engines.avatar_dirs:
             engines.avatar_dirs.append(self.root)
         self.max_bytes = config.server.max_avatar_bytes
@@ -134,7 +143,22 @@ class AvatarStore:
         except IdentityError as exc:
             raise _identity_error(exc) from exc
 
-    def prepare(self, data: bytes) -> AvatarInfo:
+    def check_voice(self, voice: str) -> None:
+        """Refuse a voice name this server cannot speak with (loads it: run in a thread)."""
+        from streaming.engines import UnknownVoiceError
+
+        if not VOICE_RE.fullmatch(voice):
+            raise ApiError(400, "invalid_voice", "voice: letters, digits, '.', '_' or '-'")
+        if self._engines is None:
+            return
+        try:
+            self._engines.voice(voice)
+        except UnknownVoiceError:
+            raise ApiError(
+                400, "unknown_voice", f"voice {voice!r} is not available on this server"
+            ) from None
+
+    def prepare(self, data: bytes, voice: str | None = None) -> AvatarInfo:
         """Prepare an uploaded photo into a new avatar (slow: run it in a thread)."""
         self.root.mkdir(parents=True, exist_ok=True)
         avatar_id = f"av_{secrets.token_hex(8)}"
@@ -143,7 +167,12 @@ class AvatarStore:
             photo = work / "upload.img"
             photo.write_bytes(data)
             bundle = prepare_bundle(
-                photo, work / "bundle", size=self.size, name=avatar_id, max_pixels=self.max_pixels
+                photo,
+                work / "bundle",
+                size=self.size,
+                name=avatar_id,
+                voice=voice,
+                max_pixels=self.max_pixels,
             )
             os.chmod(bundle, 0o755)
             target = self.root / avatar_id
@@ -196,12 +225,15 @@ async def upload_avatar(request: web.Request) -> web.Response:
     if not data:
         raise ApiError(400, "empty_body", "the request body is empty; send an image")
     store.check_header(data, expected)
+    voice = request.query.get("voice")
+    if voice is not None:
+        await asyncio.to_thread(store.check_voice, voice)
     if len((await asyncio.to_thread(store.list)).avatars) > store.max_avatars:
         raise ApiError(507, "too_many_avatars", f"this server keeps at most {store.max_avatars}")
     store.waiting += 1
     try:
         async with store.busy:
-            info = await asyncio.to_thread(store.prepare, data)
+            info = await asyncio.to_thread(store.prepare, data, voice)
     except IdentityError as exc:
         raise _identity_error(exc) from exc
     finally:

@@ -24,6 +24,7 @@ from avatar.identity import AvatarRig, load_rig
 from avatar.identity.quiet import quiet_native_stderr
 from avatar.render import Renderer, create_renderer
 from models.assets import AssetResolver
+from models.errors import EngineError
 from models.llm import LanguageModel, create_llm
 from models.stt import SpeechRecognizer
 from models.tts import TextToSpeech, create_tts
@@ -42,6 +43,10 @@ AVATAR_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 class UnknownAvatarError(LookupError):
     """A session asked for an avatar that does not exist."""
+
+
+class UnknownVoiceError(LookupError):
+    """A session (or its avatar) named a voice this server cannot load."""
 
 
 class Transcriber(Protocol):
@@ -94,6 +99,8 @@ class Engines:
     avatar_dirs: list[Path] = field(default_factory=list)
     _avatars: dict[str, AvatarAssets] = field(default_factory=dict)
     _avatar_lock: threading.Lock = field(default_factory=threading.Lock)
+    _voices: dict[str, TextToSpeech] = field(default_factory=dict)
+    _voice_lock: threading.Lock = field(default_factory=threading.Lock)
     serving: RayServing | None = None
     """The Ray Serve connection when ``serving.backend`` is ``ray``."""
 
@@ -215,6 +222,34 @@ class Engines:
             assets = AvatarAssets(name, rig, renderer or create_renderer(rig, self.config.render))
             self._avatars[name] = assets
             return assets
+
+    def voice(self, name: str) -> TextToSpeech:
+        """The TTS engine speaking with voice ``name`` (loaded once, then shared).
+
+        ``tts.voice`` is the engine loaded at start; another voice must be an asset
+        installed on this machine (never a path, never a download) for the configured
+        TTS backend, and is loaded on first use (slow: call it in a thread). With
+        Ray Serve's TTS only ``tts.voice`` is available. UnknownVoiceError otherwise.
+        """
+        if name == self.config.tts.voice:
+            return self.tts
+        if self.serving is not None and self.serving.tts is not None:
+            raise UnknownVoiceError(name)
+        with self._voice_lock:
+            cached = self._voices.get(name)
+            if cached is not None:
+                return cached
+            if name not in self.resolver.registry:
+                raise UnknownVoiceError(name)
+            try:
+                if self.resolver.locate(name) is None:  # not installed: no download here
+                    raise UnknownVoiceError(name)
+                tts = create_tts(self.config.tts.model_copy(update={"voice": name}), self.resolver)
+            except EngineError as exc:
+                log.warning("voice %s cannot be loaded: %s", name, exc)
+                raise UnknownVoiceError(name) from exc
+            self._voices[name] = tts
+            return tts
 
     async def aclose(self) -> None:
         """Release what the engines hold (and Ray, if loading started it)."""

@@ -165,13 +165,25 @@ def build_spec(session_offer: type[BaseModel], *, auth: bool) -> dict[str, Any]:
             )
         },
         "/v1/avatars": {
-            "post": _op(
-                "Upload a portrait (raw PNG or JPEG body); it becomes an avatar id",
-                (201, _ref("AvatarInfo"), "application/json"),
-                (400, 413, 415, 422, *sec, 503, 507),
-                upload_schema(),
-                auth,
-            ),
+            "post": {
+                **_op(
+                    "Upload a portrait (raw PNG or JPEG body); it becomes an avatar id",
+                    (201, _ref("AvatarInfo"), "application/json"),
+                    (400, 413, 415, 422, *sec, 503, 507),
+                    upload_schema(),
+                    auth,
+                ),
+                "parameters": [
+                    {
+                        "name": "voice",
+                        "in": "query",
+                        "required": False,
+                        "description": "The voice the avatar speaks with when a session "
+                        "names none (a voice available on this server)",
+                        "schema": {"type": "string"},
+                    }
+                ],
+            },
             "get": _op(
                 "The avatars a session may ask for",
                 (200, _ref("AvatarList"), "application/json"),

@@ -30,7 +30,7 @@ from streaming.auth import GUARD_KEY, AccessGuard, TokenClaims, guard_middleware
 from streaming.avatars_api import AVATARS_KEY, AvatarStore, list_avatars, upload_avatar
 from streaming.config import AppConfig
 from streaming.cors import cors_middleware
-from streaming.engines import Engines, UnknownAvatarError
+from streaming.engines import Engines, UnknownAvatarError, UnknownVoiceError
 from streaming.forwarded import forwarded_middleware
 from streaming.ice import use_host_addresses
 from streaming.ice_api import attach_ice
@@ -181,8 +181,18 @@ async def create_session(request: web.Request) -> web.Response:
         avatar = await asyncio.to_thread(engines.avatar, name)
     except UnknownAvatarError:
         raise ApiError(404, "unknown_avatar", f"no avatar named {name!r}") from None
-    if offer.voice is not None and offer.voice != engines.config.tts.voice:
-        raise ApiError(400, "unknown_voice", f"voice {offer.voice!r} is not loaded on this server")
+    # The request's voice, else the one the avatar's bundle names, else tts.voice.
+    voice = offer.voice or avatar.rig.voice or engines.config.tts.voice
+    scoped = principal.token.voice if principal.token is not None else None
+    if scoped is not None and scoped != voice:  # admitted before the avatar's was known
+        raise ApiError(403, "scope_mismatch", f"this token is not for voice {voice!r}")
+    try:
+        await asyncio.to_thread(engines.voice, voice)
+    except UnknownVoiceError:
+        whose = "" if offer.voice else f" (the voice of avatar {name!r})"
+        raise ApiError(
+            400, "unknown_voice", f"voice {voice!r}{whose} is not available on this server"
+        ) from None
     state.pending += 1
     try:
         session = Session(
@@ -190,7 +200,7 @@ async def create_session(request: web.Request) -> web.Response:
             avatar,
             SessionRequest(
                 avatar=name,
-                voice=offer.voice,
+                voice=voice,
                 system_prompt=offer.system_prompt,
                 language=offer.language,
                 mode=offer.mode,

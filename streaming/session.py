@@ -297,6 +297,7 @@ class Session:
             "created": self.created,
             "avatar": self.avatar.name,
             "mode": self.mode,
+            "voice": self.request.voice,
             "state": self.part.state,
             "connection": self.pc.connectionState,
             "turns": len(self.part.turns) if isinstance(self.part, Conversation) else 0,
@@ -331,7 +332,7 @@ def build_conversation(
     )
     responder = Responder(
         engines.llm,
-        engines.tts,
+        engines.voice(request.voice) if request.voice else engines.tts,
         first_token_timeout_s=cfg.llm.first_token_timeout_s,
         fallback_reply=cfg.llm.fallback_reply,
         now=clock.now,

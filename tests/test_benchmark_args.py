@@ -23,7 +23,7 @@ BENCHMARKS = [
     "gallery",
     "gpu",
     "llm_turns",
-
+    "browser_hearing",
     "hearing",
     "load",
     "ray_serve",
@@ -76,6 +76,9 @@ def test_defaults_parse(name: str) -> None:
         ("hearing", ["--limit", "0"], "--limit"),
         ("hearing", ["--part", "tts"], "--part"),
         ("hearing", ["--set", "end_of_turn.question_ms=5"], "end_of_turn"),
+        ("browser_hearing", ["--limit", "-1"], "--limit"),
+        ("browser_hearing", ["--rms", "2"], "--rms"),
+        ("browser_hearing", ["--config", "no-such-profile"], "not found"),
         ("gallery", ["--text", " "], "--text"),
         ("gpu", ["--batches", "0"], "--batches"),
         ("gpu", ["--llm-shapes", "3b"], "--llm-shapes"),

@@ -2,8 +2,9 @@
 
 A bundle holds ``portrait.png``, ``landmarks.json``, the masks (``person.png``,
 ``face.png``, ``mouth.png``, ``eyes.png``), ``rig.json`` (framing, colours, version,
-source size), ``preview.png`` (landmarks drawn) and ``source.png`` (the photo, at most
-2048 px, so the avatar can be re-framed at another output size).
+source size, and optionally ``voice``: the voice the avatar speaks with unless a
+session names one), ``preview.png`` (landmarks drawn) and ``source.png`` (the photo, at
+most 2048 px, so the avatar can be re-framed at another output size).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -39,6 +41,8 @@ SOURCE_MAX_SIDE = 2048
 DEFAULT_SIZE = (512, 512)
 DEFAULT_NAME = "default"
 BUNDLE_FILES = ("portrait.png", "landmarks.json", "rig.json", "person.png")
+VOICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A voice name a bundle may hold (an asset name such as ``piper-joe-medium``)."""
 
 
 def avatar_cache_dir() -> Path:
@@ -73,6 +77,7 @@ def rig_from_photo(
     size: tuple[int, int],
     *,
     name: str = "avatar",
+    voice: str | None = None,
     photo_landmarks: npt.NDArray[np.float32] | None = None,
     colors: RigColors | None = None,
 ) -> tuple[AvatarRig, npt.NDArray[np.float32]]:
@@ -88,6 +93,7 @@ def rig_from_photo(
         framing=framing,
         source_size=(photo.shape[1], photo.shape[0]),
         name=name,
+        voice=voice,
         colors=colors,
     )
     return rig, lm_photo
@@ -173,6 +179,8 @@ def write_bundle(
         "mouth_box": list(rig.mouth_box()),
         "colors": rig.colors.as_dict(),
     }
+    if rig.voice is not None:
+        doc["voice"] = rig.voice
     (out_dir / "rig.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return out_dir
 
@@ -183,9 +191,13 @@ def prepare_bundle(
     *,
     size: tuple[int, int] = DEFAULT_SIZE,
     name: str | None = None,
+    voice: str | None = None,
     max_pixels: int = MAX_PIXELS,
 ) -> Path:
     """Detect, frame and rig a photo; write the bundle to ``out_dir`` and return it.
+
+    ``voice`` names the voice the avatar speaks with (kept in ``rig.json``); a session
+    that names none uses it.
 
     Raises an :class:`~avatar.identity.errors.IdentityError` subclass for a photo that
     is unreadable, too large or small, or has no usable face.
@@ -193,7 +205,9 @@ def prepare_bundle(
     img = load_image(photo, max_pixels=max_pixels)
     src_name = Path(photo).name if isinstance(photo, (str, Path)) else "array"
     rig_name = name or (Path(photo).stem if isinstance(photo, (str, Path)) else "avatar")
-    rig, lm_photo = rig_from_photo(img, size, name=rig_name)
+    if voice is not None and not VOICE_RE.fullmatch(voice):
+        raise BundleError(f"voice {voice!r} is not a voice name (letters, digits, . _ -)")
+    rig, lm_photo = rig_from_photo(img, size, name=rig_name, voice=voice)
     log.info("prepared %s: face %.0f px in a %dx%d frame", rig_name, rig.face_height, *size)
     return write_bundle(
         rig, Path(out_dir), source=img, source_landmarks=lm_photo, source_name=src_name
@@ -246,6 +260,7 @@ def read_bundle(bundle: Path) -> AvatarRig:
         colors = RigColors.from_dict(doc["colors"]) if "colors" in doc else None
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{bundle}/rig.json has invalid colours: {exc}") from exc
+    voice = _bundle_voice(bundle, doc)
     # the feature masks are rebuilt from the landmarks; person.png is the segmentation
     return build_rig(
         portrait,
@@ -254,6 +269,7 @@ def read_bundle(bundle: Path) -> AvatarRig:
         framing=framing,
         source_size=(int(src[0]), int(src[1])) if src else None,
         name=str(doc.get("name", bundle.name)),
+        voice=voice,
         colors=colors,
         clean_person=False,
     )
@@ -274,7 +290,17 @@ _Maker = Callable[
 ]
 
 
-def _prepare_into_cache(target: Path, size: tuple[int, int], make: _Maker, name: str) -> AvatarRig:
+def _bundle_voice(bundle: Path, doc: dict[str, Any]) -> str | None:
+    """The voice a bundle's ``rig.json`` names, if any (a typed error if it is invalid)."""
+    voice = doc.get("voice")
+    if voice is not None and not (isinstance(voice, str) and VOICE_RE.fullmatch(voice)):
+        raise BundleError(f"{bundle}/rig.json has an invalid voice: {voice!r}")
+    return voice
+
+
+def _prepare_into_cache(
+    target: Path, size: tuple[int, int], make: _Maker, name: str, voice: str | None = None
+) -> AvatarRig:
     """Build a bundle in a temporary folder beside ``target`` and move it into place."""
     if _bundle_ok(target, size):
         return read_bundle(target)
@@ -283,7 +309,7 @@ def _prepare_into_cache(target: Path, size: tuple[int, int], make: _Maker, name:
     try:
         img, lm_photo, colors, src_name = make()
         rig, lm_photo = rig_from_photo(
-            img, size, name=name, photo_landmarks=lm_photo, colors=colors
+            img, size, name=name, voice=voice, photo_landmarks=lm_photo, colors=colors
         )
         write_bundle(rig, tmp, source=img, source_landmarks=lm_photo, source_name=src_name)
         os.chmod(tmp, 0o755)
@@ -355,7 +381,8 @@ def load_rig(
             return img, src_lm, colors, str(doc.get("source", "source.png"))
 
         name = str(doc.get("name", path.name))
-        return _prepare_into_cache(root / f"{digest}-{tag}", size, make_reframe, name)
+        voice = _bundle_voice(path, doc)
+        return _prepare_into_cache(root / f"{digest}-{tag}", size, make_reframe, name, voice)
     if not path.is_file():
         raise IdentityError(f"avatar not found: {path} (give a photo or a bundle folder)")
     digest = _digest(path.read_bytes())

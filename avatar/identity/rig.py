@@ -65,6 +65,9 @@ class AvatarRig:
     framing: Framing | None = None
     source_size: tuple[int, int] | None = None
     name: str = "avatar"
+    voice: str | None = None
+    """The voice this avatar speaks with unless a session names one (None: the
+    service's configured voice)."""
     meta: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -214,6 +217,7 @@ def build_rig(
     framing: Framing | None = None,
     source_size: tuple[int, int] | None = None,
     name: str = "avatar",
+    voice: str | None = None,
     colors: RigColors | None = None,
     clean_person: bool = True,
 ) -> AvatarRig:
@@ -237,6 +241,7 @@ def build_rig(
         framing=framing,
         source_size=source_size,
         name=name,
+        voice=voice,
     )
 
 

@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output frame size, e.g. 512x512 or 1280x720 (default: the render config's)",
     )
     parser.add_argument("--name", default=None, help="avatar name stored in rig.json")
+    parser.add_argument(
+        "--voice",
+        default=None,
+        help="the voice this avatar speaks with unless a session names one (a voice asset "
+        "name, e.g. piper-joe-medium; default: the service's tts.voice)",
+    )
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
@@ -41,7 +47,7 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         raise UsageError(f"{out} exists and is not a folder")
     try:
         with quiet_native_stderr(bool(getattr(args, "verbose", False))):
-            bundle = prepare_bundle(args.photo, out, size=size, name=args.name)
+            bundle = prepare_bundle(args.photo, out, size=size, name=args.name, voice=args.voice)
     except IdentityError as exc:
         raise UsageError(str(exc)) from exc
     sys.stdout.write(f"avatar bundle written to {bundle} (preview: {bundle / 'preview.png'})\n")

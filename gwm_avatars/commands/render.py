@@ -441,6 +441,17 @@ def _load_renderer(avatar: Path | None, config: RenderConfig) -> FrameRenderer:
     return renderer
 
 
+def _spoken_text(text: str) -> str:
+    """``--text`` as a live reply is spoken (models/tts/spoken.py): no list numbers,
+    markdown, emoji, URLs or code read out; numbers and units as people say them."""
+    from models.tts.spoken import speakable  # models.tts loads Piper: only for --text
+
+    spoken = speakable(text)
+    if not spoken:
+        raise UsageError("--text has nothing to say aloud (only markup, code, emoji or links)")
+    return spoken
+
+
 def offline_tts_config(tts: TtsConfig) -> TtsConfig:
     """The voice for an offline render: one thread unless ``tts.threads`` says otherwise.
 
@@ -474,9 +485,10 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     else:
         from models.tts import create_tts
 
+        text = _spoken_text(args.text)
         renderer = _load_renderer(args.avatar, render_config)
         # lazy: sentences are synthesized while the first ones are rendered
-        chunks = create_tts(offline_tts_config(config.tts), resolver).synthesize(args.text)
+        chunks = create_tts(offline_tts_config(config.tts), resolver).synthesize(text)
     result = render_speech_to_mp4(
         chunks,
         args.output,

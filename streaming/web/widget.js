@@ -23,6 +23,7 @@
   var MAX_CAPTIONS = 60;
   var MAX_TEXT = 2000;
   var DEFAULT_RETRY_S = 5;
+  var DEFAULT_AUDIO_PROCESSING = "echo-cancellation";
 
   /** Origin of the script that defined the element: the default `server`. */
   var SCRIPT_ORIGIN = (function () {
@@ -613,8 +614,15 @@
       }
     }
 
+    // The browser's processing of the microphone: echo cancellation only by default, so
+    // the avatar does not hear itself. Noise suppression and auto gain distort speech
+    // for the service's recognizer (more words misheard than over a plain aiortc call:
+    // benchmarks/RESULTS.md, "Chromium vs aiortc hearing"); `audio-processing="on"`
+    // turns all three on.
     _audioConstraints() {
-      var raw = (this.getAttribute("audio-processing") || "on").trim().toLowerCase();
+      var raw = (this.getAttribute("audio-processing") || DEFAULT_AUDIO_PROCESSING)
+        .trim()
+        .toLowerCase();
       var all = raw === "on" || raw === "true" || raw === "";
       var none = raw === "off" || raw === "false" || raw === "none";
       var want = function (name) {

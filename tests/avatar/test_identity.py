@@ -13,6 +13,7 @@ from PIL import Image
 
 from avatar.identity import (
     AvatarRig,
+    BundleError,
     FaceTooSmallError,
     IdentityError,
     ImageDecodeError,
@@ -125,10 +126,22 @@ def test_prepare_cli_writes_a_bundle(tmp_path: Path, capsys: pytest.CaptureFixtu
     photo = tmp_path / "astronaut.png"
     Image.fromarray(default_photo()).save(photo)
     out = tmp_path / "bundle"
-    assert avatar_main(["prepare", str(photo), "-o", str(out), "--size", "320x240"]) == 0
+    voice = ["--voice", "piper-joe-medium"]
+    assert avatar_main(["prepare", str(photo), "-o", str(out), "--size", "320x240", *voice]) == 0
     assert "bundle written" in capsys.readouterr().out
     rig = read_bundle(out)
     assert rig.size == (320, 240) and rig.name == "astronaut"
+    # The avatar's voice is kept in rig.json, and when re-framed for another size.
+    assert rig.voice == "piper-joe-medium"
+    assert load_rig(out, size=(256, 256), cache_dir=tmp_path / "cache").voice == rig.voice
+    doc = json.loads((out / "rig.json").read_text())
+    (out / "rig.json").write_text(json.dumps({**doc, "voice": "../voices/x.onnx"}))
+    with pytest.raises(BundleError, match="voice"):
+        read_bundle(out)
+    # A voice name that is a path is refused in one line.
+    bad = ["prepare", str(photo), "-o", str(tmp_path / "b2"), "--voice", "/tmp/x.onnx"]
+    assert avatar_main(bad) == 2
+    assert "voice" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- bad photos

@@ -7,11 +7,13 @@ MP4's pixels against the loudness of the decoded MP4's audio. Renders are small
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import av
 import cv2
+import jiwer
 import numpy as np
 import pytest
 
@@ -39,6 +41,10 @@ from avatar.state import NEUTRAL, Mode
 from gwm_avatars.arguments import parse_size
 from gwm_avatars.cli import main
 from gwm_avatars.commands.render import render_speech_to_mp4
+from models.assets import AssetResolver
+from models.audio import resample
+from models.config import AssetsConfig, SttConfig
+from models.stt import SpeechRecognizer, create_stt
 from models.types import Speech
 from tests.avatar.speech_support import espeak_wav, say
 
@@ -46,6 +52,12 @@ SIZE = 256
 FPS = 25
 PAD = 1.0
 TEXT = "Peter bought a bubble, and we all laughed about it for a while. How can I help you today?"
+MARKDOWN = (
+    "Tips for tonight:\n\n1. **Sleep** early.\n2. Drink _less_ coffee.\n\n"
+    "```python\nprint('tips')\n```\n"
+)
+"""An LLM-style text: a numbered list, emphasis and a code block."""
+MARKDOWN_SPOKEN = "tips for tonight sleep early drink less coffee"
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +144,29 @@ def test_render_text_lip_sync_and_streams(
     # Piper's path reads 0.77-0.85 here (its voice varies run to run): visemes shut the
     # lips on loud nasals and round them on loud "o"s, which the loudness cannot know
     check_lip_sync(out, small_rig, small_renderer, PAD, min_r=0.75)
+
+
+@pytest.fixture(scope="module")
+def whisper_stt() -> SpeechRecognizer:
+    """Whisper base on the CPU (what the service hears with), to listen to a render."""
+    return create_stt(SttConfig(device="cpu"), AssetResolver(AssetsConfig()))
+
+
+@pytest.mark.models
+def test_render_text_speaks_it_as_a_person_would(
+    cli: Callable[..., int], tmp_path: Path, whisper_stt: SpeechRecognizer
+) -> None:
+    """``--text`` is shaped like a live reply: no list numbers, markup or code read out."""
+    out = tmp_path / "markdown.mp4"
+    assert cli("render", "--text", MARKDOWN, "-o", out, "--size", 128, "--no-progress") == 0
+    pcm, rate = read_audio(out)
+    heard = whisper_stt.transcribe(resample(pcm, rate, 16_000), 16_000).text
+    words = re.sub(r"[^a-z ]", " ", heard.lower()).split()
+    assert not {"one", "two", "first", "second", "print", "python", "star", "asterisk"} & set(
+        words
+    ), heard
+    assert not re.search(r"\d", heard), heard
+    assert jiwer.wer(MARKDOWN_SPOKEN, " ".join(words)) <= 0.3, heard
 
 
 @pytest.mark.models
@@ -253,6 +288,7 @@ def _tiny_face_png(path: Path) -> Path:
         ("no-face", "face"),
         ("tiny-face", "face"),
         ("bad-size", "--size"),
+        ("markup-only-text", "nothing to say aloud"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(
@@ -274,6 +310,7 @@ def test_cli_bad_input_exits_2_with_one_line(
         "no-face": ["--audio", wav, "--avatar", _blank_png(tmp_path / "blank.png")],
         "tiny-face": ["--audio", wav, "--avatar", _tiny_face_png(tmp_path / "tiny.png")],
         "bad-size": ["--audio", wav, "--size", "65x64"],
+        "markup-only-text": ["--text", "```\nprint('hi')\n```\n🙂"],
     }
     rc = cli("render", *args[case], "-o", out, "--no-progress")
     err = capsys.readouterr().err.strip().splitlines()

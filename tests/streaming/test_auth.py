@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from avatar.identity import avatar_cache_dir
 from streaming.auth import auth_summary, public_bind_refusal
 from streaming.client import ClientPeer
 from streaming.config import AppConfig, load_config
@@ -253,3 +257,27 @@ def test_rate_limiter_refills_over_time_and_forgets_idle_callers() -> None:
     now[0] = 1000.0
     assert limiter.retry_after("c") == 0  # a third caller: the idle ones are dropped
     assert limiter.retry_after("a") == 0
+
+
+async def test_a_voice_scoped_token_covers_the_avatars_own_voice(
+    service_config: AppConfig, engines: Engines, tmp_path: Path
+) -> None:
+    """A token for the configured voice does not open a call that would speak with the
+    voice the avatar's bundle names (known only once the avatar is loaded)."""
+    default = avatar_cache_dir() / "default-{}x{}".format(*engines.frame_size)
+    engines.avatar("default")  # the default bundle is in the cache
+    bundle = tmp_path / "avatars" / "av_00000000000000aa"
+    shutil.copytree(default, bundle)
+    doc = json.loads((bundle / "rig.json").read_text())
+    (bundle / "rig.json").write_text(json.dumps({**doc, "voice": "some-other-voice"}))
+    async with (
+        custom_server(
+            service_config, engines, api_keys=[KEY], avatars_dir=tmp_path / "avatars"
+        ) as srv,
+        aiohttp.ClientSession() as http,
+    ):
+        url = base_url(srv)
+        token = await _mint(http, url, voice=service_config.tts.voice)
+        body = {"sdp": await offer_sdp(), "type": "offer", "avatar": bundle.name}
+        resp = await http.post(f"{url}/v1/sessions", json=body, headers=_bearer(token))
+        assert await _error(resp) == (403, "scope_mismatch")

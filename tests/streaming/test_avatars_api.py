@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -132,3 +133,63 @@ async def test_an_uploaded_portrait_becomes_a_session_avatar(
         last = frames[-1].astype(np.float32)
         assert np.abs(last - own).mean() < np.abs(last - default).mean()
     assert [s.get("avatar") for s in sessions["sessions"]] == [avatar_id]
+
+
+async def test_an_avatar_names_its_voice(
+    service_config: AppConfig, engines: Engines, tmp_path: Path, portrait_png: bytes
+) -> None:
+    """An upload may name the avatar's voice (``?voice=``); a session that names none
+    speaks with it, one that names a voice overrides it; a voice the server cannot load
+    is refused at upload and at the call, never a path."""
+    default_voice = service_config.tts.voice
+    async with (
+        custom_server(service_config, engines, avatars_dir=tmp_path / "avatars") as srv,
+        aiohttp.ClientSession() as http,
+    ):
+        url = base_url(srv)
+
+        async def upload(voice: str) -> tuple[int, dict[str, object]]:
+            resp = await http.post(
+                f"{url}/v1/avatars",
+                params={"voice": voice},
+                data=portrait_png,
+                headers={"Content-Type": "image/png"},
+            )
+            return resp.status, await resp.json()
+
+        for voice, code in (("no-such-voice", "unknown_voice"), ("../etc/x.onnx", "invalid_voice")):
+            status, body = await upload(voice)
+            assert (status, body["error"]["code"]) == (400, code), body  # type: ignore[index]
+        status, made = await upload(default_voice)
+        assert status == 201, made
+        avatar_id = str(made["avatar_id"])
+        assert made["voice"] == default_voice
+        listed = await (await http.get(f"{url}/v1/avatars")).json()
+        assert {a["avatar_id"]: a["voice"] for a in listed["avatars"]} == {
+            "default": None,
+            avatar_id: default_voice,
+        }
+
+        # The bundle names a voice this server does not have (prepared elsewhere).
+        rig_json = tmp_path / "avatars" / avatar_id / "rig.json"
+        doc = json.loads(rig_json.read_text())
+        rig_json.write_text(json.dumps({**doc, "voice": "piper-amy-medium"}))
+        sdp = await offer_sdp()
+        resp = await http.post(
+            f"{url}/v1/sessions", json={"sdp": sdp, "type": "offer", "avatar": avatar_id}
+        )
+        refused = await resp.json()
+        assert (resp.status, refused["error"]["code"]) == (400, "unknown_voice"), refused
+        assert "piper-amy-medium" in refused["error"]["message"]
+        assert avatar_id in refused["error"]["message"]
+
+        # A session that names the voice overrides the avatar's.
+        peer = ClientPeer(url)
+        try:
+            assert await peer.connect(avatar=avatar_id, voice=default_voice) is None
+            sessions = await (await http.get(f"{url}/v1/sessions")).json()
+        finally:
+            await peer.hangup()
+        assert [(s["avatar"], s["voice"]) for s in sessions["sessions"]] == [
+            (avatar_id, default_voice)
+        ]
