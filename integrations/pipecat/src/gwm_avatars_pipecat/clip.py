@@ -23,6 +23,8 @@ from gwm_avatars_pipecat.recorder import Recording
 _NS = 1_000_000_000
 ENVELOPE_HZ = 1000
 """Resolution of the alignment: loudness per millisecond."""
+SMOOTH_MS = 10
+"""Loudness is averaged over this much (longer than a voice's pitch period)."""
 AAC_FRAME = 1024
 
 
@@ -73,20 +75,23 @@ def assemble(rec: Recording, fps: int) -> Clip:
     return Clip(pcm, rate, frames, fps, start)
 
 
-def _envelope(pcm: npt.ArrayLike, rate: int) -> npt.NDArray[np.float64]:
-    """Mean absolute amplitude per 1/ENVELOPE_HZ s."""
+def envelope(pcm: npt.ArrayLike, rate: int) -> npt.NDArray[np.float64]:
+    """Loudness every 1/ENVELOPE_HZ s: mean absolute amplitude over SMOOTH_MS around it."""
     a = np.abs(np.asarray(pcm, dtype=np.float64))
     hop = rate / ENVELOPE_HZ
     n = int(len(a) / hop)
+    if n == 0:
+        return np.zeros(0)
     edges = np.round(np.arange(n + 1) * hop).astype(int)
-    sums = np.add.reduceat(a, edges[:-1]) if n else np.zeros(0)
-    return sums / np.maximum(np.diff(edges), 1)
+    per_hop = np.add.reduceat(a, edges[:-1]) / np.maximum(np.diff(edges), 1)
+    width = SMOOTH_MS * ENVELOPE_HZ // 1000
+    return np.convolve(per_hop, np.ones(width) / width, mode="same")
 
 
 def find_offset(received: Clip, sent: I16, sent_rate: int) -> float:
     """Seconds into ``received`` where ``sent`` begins (best loudness correlation)."""
-    got = _envelope(received.pcm, received.sample_rate)
-    ref = _envelope(sent, sent_rate)
+    got = envelope(received.pcm, received.sample_rate)
+    ref = envelope(sent, sent_rate)
     if len(got) == 0 or len(ref) == 0 or not got.any() or not ref.any():
         raise ClipError("no speech came back to align with what was sent")
     got = got - got.mean()

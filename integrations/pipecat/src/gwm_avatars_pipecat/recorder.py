@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,10 +28,12 @@ class Recording:
     """(pts, H×W×3 uint8 RGB) per image."""
     interruptions: list[int] = field(default_factory=list)
     """Pipeline clock time of each interruption that reached the sink."""
+    audio_types: Counter[str] = field(default_factory=Counter)
+    """How many audio frames of each class arrived (the avatar's, or the TTS's)."""
 
 
 class MediaRecorder(FrameProcessor):
-    """Records timestamped audio and images (frames without ``pts`` are refused)."""
+    """Records timestamped audio and images; audio without ``pts`` is only counted."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,12 +44,13 @@ class MediaRecorder(FrameProcessor):
         await super().process_frame(frame, direction)
         rec = self.recording
         if isinstance(frame, OutputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
-            if frame.pts is None:
-                raise ValueError(f"{frame} has no pts: the recorder needs timestamped audio")
-            if rec.sample_rate and frame.sample_rate != rec.sample_rate:
-                raise ValueError(f"{frame}: the sample rate changed from {rec.sample_rate}")
-            rec.sample_rate = frame.sample_rate
-            rec.audio.append((frame.pts, mono_int16(frame.audio, frame.num_channels).copy()))
+            rec.audio_types[type(frame).__name__] += 1
+            if frame.pts is not None:
+                if rec.sample_rate and frame.sample_rate != rec.sample_rate:
+                    raise ValueError(f"{frame}: the sample rate changed from {rec.sample_rate}")
+                rec.sample_rate = frame.sample_rate
+                pcm = mono_int16(frame.audio, frame.num_channels).copy()
+                rec.audio.append((frame.pts, pcm))
         elif isinstance(frame, OutputImageRawFrame) and direction == FrameDirection.DOWNSTREAM:
             if frame.pts is None:
                 raise ValueError(f"{frame} has no pts: the recorder needs timestamped images")

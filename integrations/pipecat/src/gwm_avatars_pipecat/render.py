@@ -87,7 +87,8 @@ async def probe(url: str) -> None:
             if resp.status != 200:
                 raise RenderError(f"the avatar service at {url} is not healthy: {resp.status}", 2)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise RenderError(f"cannot reach the avatar service at {url}: {exc or 'timeout'}", 2) from exc
+        reason = str(exc) or type(exc).__name__
+        raise RenderError(f"cannot reach the avatar service at {url}: {reason}", 2) from exc
 
 
 async def run_pipeline(

@@ -22,7 +22,6 @@ passed on unchanged, so the agent keeps its voice without its face.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -41,6 +40,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
 from pipecat.services.ai_service import AIService
+from pipecat.services.settings import ServiceSettings
 
 from gwm_avatars_pipecat.audio import mono_int16
 from gwm_avatars_pipecat.config import RATE, SessionOptions
@@ -72,7 +72,7 @@ class GWMAvatarVideoService(AIService):
         options: timeouts (:class:`~gwm_avatars_pipecat.config.SessionOptions`).
         **kwargs: passed to pipecat's ``AIService``.
         """
-        super().__init__(**kwargs)
+        super().__init__(settings=ServiceSettings(model=None), **kwargs)
         self._url = url
         self._api_key = api_key
         self._avatar = avatar
@@ -98,7 +98,7 @@ class GWMAvatarVideoService(AIService):
         """Time to first byte: TTS audio in → its echo out."""
         return True
 
-    async def setup(self, setup: FrameProcessorSetup) -> None:
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]
         """Open the echo session (pipecat sets processors up concurrently)."""
         await super().setup(setup)
         self._out_rate = setup.audio_out_sample_rate
@@ -138,9 +138,11 @@ class GWMAvatarVideoService(AIService):
         await super().stop(frame)
         session = self._session
         if session is not None and not self._lost:
-            deadline = time.monotonic() + self._options.end_timeout_s
-            while not session.track.idle and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+            try:
+                async with asyncio.timeout(self._options.end_timeout_s):
+                    await session.track.wait_idle()
+            except TimeoutError:
+                logger.warning(f"{self}: speech still queued after {self._options.end_timeout_s} s")
             await asyncio.sleep(self._options.end_tail_s)
         await self._close()
 
@@ -212,7 +214,9 @@ class GWMAvatarVideoService(AIService):
                 if chunk.pcm.any():
                     await self.stop_ttfb_metrics()
                 data = await self._from_call.resample(chunk.pcm.tobytes(), RATE, self._out_rate)
-                out = SpeechOutputAudioRawFrame(audio=data, sample_rate=self._out_rate, num_channels=1)
+                out = SpeechOutputAudioRawFrame(
+                    audio=data, sample_rate=self._out_rate, num_channels=1
+                )
                 out.pts = pts
                 await self.push_frame(out)
         except AvatarSessionError as exc:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,6 @@ from loguru import logger
 from gwm_avatars_pipecat.audio import I16, frame_mono_int16
 from gwm_avatars_pipecat.config import SessionOptions
 from gwm_avatars_pipecat.speech_track import SpeechTrack
-
 
 
 class AvatarSessionError(RuntimeError):
@@ -68,9 +66,7 @@ def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
     """aiortc's configuration from browser-shaped ``RTCIceServer`` dicts."""
     return RTCConfiguration(
         iceServers=[
-            RTCIceServer(
-                urls=s["urls"], username=s.get("username"), credential=s.get("credential")
-            )
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in servers
         ]
     )
@@ -130,7 +126,9 @@ class EchoSession:
             ) from None
         except aiohttp.ClientError as exc:
             await self.close()
-            raise AvatarSessionError(f"cannot reach the avatar service at {self.url}: {exc}") from exc
+            raise AvatarSessionError(
+                f"cannot reach the avatar service at {self.url}: {exc}"
+            ) from exc
         except AvatarSessionError:
             await self.close()
             raise
@@ -228,7 +226,8 @@ class EchoSession:
                 if self._closed:
                     return
                 raise SessionLostError(f"the avatar service ended the {kind} track") from None
-            yield frame
+            if isinstance(frame, (av.AudioFrame, av.VideoFrame)):
+                yield frame
 
     async def audio(self) -> AsyncIterator[ReceivedAudio]:
         """The avatar's speech as it arrives (silence included), until the session closes."""

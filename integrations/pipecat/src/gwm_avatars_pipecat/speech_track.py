@@ -34,6 +34,8 @@ class SpeechTrack(MediaStreamTrack):
         self._queued = 0
         self._frames = 0
         self._t0: float | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def queued_samples(self) -> int:
@@ -50,13 +52,19 @@ class SpeechTrack(MediaStreamTrack):
         if pcm.size:
             self._queue.append(np.ascontiguousarray(pcm, dtype=np.int16))
             self._queued += int(pcm.size)
+            self._idle.clear()
 
     def clear(self) -> int:
         """Drop the queued speech; returns how many samples were dropped."""
         dropped = self._queued
         self._queue.clear()
         self._queued = 0
+        self._idle.set()
         return dropped
+
+    async def wait_idle(self) -> None:
+        """Until the queued speech has been sent (or dropped)."""
+        await self._idle.wait()
 
     def _take(self, n: int) -> I16:
         out = np.zeros(n, dtype=np.int16)
@@ -71,6 +79,8 @@ class SpeechTrack(MediaStreamTrack):
             else:
                 self._queue[0] = head[take:]
         self._queued -= filled
+        if self._queued == 0:
+            self._idle.set()
         return out
 
     async def recv(self) -> av.AudioFrame:

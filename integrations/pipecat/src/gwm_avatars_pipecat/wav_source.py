@@ -49,12 +49,19 @@ def read_wav(path: Path) -> tuple[I16, int]:
 class WavSpeechSource(FrameProcessor):
     """Emits a WAV as ``TTSAudioRawFrame``s, 20 ms every 20 ms, then ends the pipeline.
 
-    An ``InterruptionFrame`` stops the speech (as it stops a TTS); the pipeline is then
-    ended by whoever interrupted it.
+    ``speed`` > 1 emits faster than real time, as most TTS engines do (the avatar
+    service plays it in real time: the plugin buffers it). An ``InterruptionFrame``
+    stops the speech (as it stops a TTS); the pipeline is then ended by whoever
+    interrupted it.
     """
 
-    def __init__(self, pcm: I16, sample_rate: int, *, end_when_done: bool = True) -> None:
+    def __init__(
+        self, pcm: I16, sample_rate: int, *, speed: float = 1.0, end_when_done: bool = True
+    ) -> None:
         super().__init__()
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self._speed = speed
         self._pcm = np.ascontiguousarray(pcm, dtype=np.int16)
         self._rate = sample_rate
         self._end_when_done = end_when_done
@@ -82,7 +89,7 @@ class WavSpeechSource(FrameProcessor):
         self.started_at_ns = self.get_clock().get_time()
         t0 = time.monotonic()
         for k, start in enumerate(range(0, len(self._pcm), step)):
-            delay = t0 + k * CHUNK_MS / 1000 - time.monotonic()
+            delay = t0 + k * CHUNK_MS / 1000 / self._speed - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             chunk = self._pcm[start : start + step]
