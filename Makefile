@@ -24,7 +24,7 @@ test:
 	@VENV=$(VENV) bash scripts/test.sh
 
 lint: setup
-	$(VENV)/bin/ruff check models avatar streaming gwm_avatars tests benchmarks scripts && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff check models avatar streaming gwm_avatars tests benchmarks scripts integrations && $(VENV)/bin/mypy
 
 bench: setup
 	$(VENV)/bin/python benchmarks/engines.py
@@ -42,4 +42,4 @@ image-clean:
 	-buildah --storage-driver $${BUILDAH_STORAGE_DRIVER:-vfs} rmi --all --force
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-pipecat .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlparse
 
 import aiohttp
@@ -62,9 +63,16 @@ def _server_url(value: str) -> str:
     return value.rstrip("/")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's arguments."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m gwm_avatars_pipecat.render",
         description="Speak a WAV through a pipecat pipeline with the GWM avatar; write an MP4.",
     )
