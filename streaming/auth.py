@@ -5,7 +5,8 @@ A backend holding a key mints a single-use session token with ``POST /v1/tokens`
 (body :class:`TokenRequest`) and gives it to a browser, which sends it as
 ``Authorization: Bearer <token>`` on ``POST /v1/sessions`` only; the browser never sees
 a key. A token is ``v1.<payload>.<HMAC-SHA256>`` (base64url) over a random id, its
-expiry, the minting key's fingerprint and an optional scope (avatar, voice, origin).
+expiry, the minting key's fingerprint and an optional scope (avatar, voice, origin)
+and the session mode it opens (conversation unless minted for ``echo``).
 The HMAC secret is ``server.token_secret``, else random per start: then tokens do not
 survive a restart. Used token ids are remembered in memory until they expire.
 
@@ -28,7 +29,7 @@ import secrets
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -61,6 +62,10 @@ class TokenRequest(BaseModel):
     voice: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     origin: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     ttl_s: Annotated[float, Field(gt=0.0, le=MAX_TOKEN_TTL_S)] | None = None
+    mode: Literal["conversation", "echo"] | None = Field(
+        default=None,
+        description="The session mode the token opens; None: conversation only",
+    )
 
 
 class TokenResponse(BaseModel):
@@ -84,6 +89,8 @@ class TokenClaims:
     avatar: str | None = None
     voice: str | None = None
     origin: str | None = None
+    mode: str = "conversation"
+    """The session mode it opens (a token minted without one: conversation only)."""
 
 
 @dataclass(frozen=True)
@@ -141,11 +148,14 @@ class TokenSigner:
             avatar=scope.avatar,
             voice=scope.voice,
             origin=normalize_origin(scope.origin) if scope.origin else None,
+            mode=scope.mode or "conversation",
         )
         doc: dict[str, Any] = {"i": claims.id, "e": claims.expires_at, "k": key}
         for short, value in (("a", claims.avatar), ("v", claims.voice), ("o", claims.origin)):
             if value is not None:
                 doc[short] = value
+        if claims.mode != "conversation":
+            doc["m"] = claims.mode
         payload = _b64(json.dumps(doc, separators=(",", ":")).encode("utf-8"))
         return f"{TOKEN_PREFIX}{payload}.{self._sign(payload)}", claims
 
@@ -169,6 +179,7 @@ class TokenSigner:
                 avatar=doc.get("a"),
                 voice=doc.get("v"),
                 origin=doc.get("o"),
+                mode=str(doc.get("m", "conversation")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise _unauthorized("malformed session token") from exc
@@ -263,11 +274,12 @@ class AccessGuard:
         avatar: str,
         voice: str,
         active: Collection[str],
+        mode: str = "conversation",
     ) -> Principal:
         """Check a session request against its token (if any) and the caller's session cap.
 
-        ``avatar``/``voice`` are what the session would use; ``active`` the ids of the open
-        sessions. The caller spends an admitted token (single use, in the database every
+        ``avatar``/``voice``/``mode`` are what the session would use; ``active`` the ids of
+        the open sessions. The caller spends an admitted token (single use, in the database every
         worker shares: ``TranscriptStore.claim_token``) before it opens the session.
         """
         principal = request.get(PRINCIPAL_KEY) or self.identify(request)
@@ -283,6 +295,8 @@ class AccessGuard:
                 raise ApiError(403, "scope_mismatch", f"this token is not for avatar {avatar!r}")
             if claims.voice is not None and claims.voice != voice:
                 raise ApiError(403, "scope_mismatch", f"this token is not for voice {voice!r}")
+            if claims.mode != mode:
+                raise ApiError(403, "scope_mismatch", f"this token is not for {mode} sessions")
         cap = self.config.max_sessions_per_key
         if cap is not None:
             self._owners = {sid: p for sid, p in self._owners.items() if sid in active}

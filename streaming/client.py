@@ -32,6 +32,13 @@ FRAME = 960  # 20 ms
 DIAGNOSE_TIMEOUT_S = 2.0
 
 
+def _seconds(frame: av.AudioFrame | av.VideoFrame) -> float:
+    """A received frame's pts in seconds (nan without one)."""
+    if frame.pts is None or frame.time_base is None:
+        return float("nan")
+    return float(frame.pts * frame.time_base)
+
+
 class IceServersError(RuntimeError):
     """``GET /v1/ice-servers`` failed (the status and the service's error message)."""
 
@@ -74,6 +81,11 @@ class MicTrack(MediaStreamTrack):
         """Queue audio to be 'spoken' after what is queued."""
         self._queue.append(pcm48k.astype(np.float32))
 
+    def hush(self) -> None:
+        """Stop at once: drop what is queued and what is playing (the agent was cut off)."""
+        self._queue.clear()
+        self._buf = np.zeros(0, dtype=np.float32)
+
     @property
     def idle(self) -> bool:
         """Nothing left to play."""
@@ -110,6 +122,10 @@ class Received:
     audio: list[tuple[float, np.ndarray]] = field(default_factory=list)
     video: list[tuple[float, np.ndarray]] = field(default_factory=list)
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    audio_pts: list[float] = field(default_factory=list)
+    """Media time (seconds, the sender's RTP clock from an arbitrary start) of each audio frame."""
+    video_pts: list[float] = field(default_factory=list)
+    """Media time of each video frame, as ``audio_pts``."""
 
     def audio_pcm(self) -> np.ndarray:
         """All received audio as 48 kHz mono float."""
@@ -187,11 +203,13 @@ class ClientPeer:
                 if frame.layout.name == "stereo":
                     arr = arr.reshape(-1, 2).mean(axis=1)
                 self.received.audio.append((now, arr))
+                self.received.audio_pts.append(_seconds(frame))
             elif isinstance(frame, av.VideoFrame):
                 n += 1
                 keep = self._keep_video and n % self._video_every == 0
                 img = frame.to_ndarray(format="rgb24") if keep else np.zeros(0, np.uint8)
                 self.received.video.append((now, img))
+                self.received.video_pts.append(_seconds(frame))
 
     async def connect(
         self, *, headers: dict[str, str] | None = None, **request: Any

@@ -182,6 +182,35 @@ class ServerConfig(Section):
         return value
 
 
+class EchoConfig(Section):
+    """Echo sessions (``"mode": "echo"``): the caller's audio is the avatar's speech."""
+
+    silence_dbfs: float = Field(
+        default=-50.0,
+        ge=-100.0,
+        le=0.0,
+        description="A 20 ms inbound frame quieter than this (RMS, dBFS) is silence",
+    )
+    end_after_s: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=10.0,
+        description=(
+            "Silence this long ends a stretch of the caller's speech: the avatar listens "
+            "once it has played, and the next speech starts at the echo delay again"
+        ),
+    )
+    pre_roll_ms: int = Field(
+        default=40,
+        ge=0,
+        le=500,
+        description="Inbound audio kept before the first loud frame (soft onsets)",
+    )
+    max_speak_queue: int = Field(
+        default=8, ge=1, le=100, description="Speak requests waiting at most (more: an error)"
+    )
+
+
 class RouterConfig(Section):
     """``avatar route``: the session router in front of several workers."""
 
@@ -470,6 +499,7 @@ class AppConfig(ModelsConfig):
     avatar: AvatarConfig = Field(default_factory=AvatarConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    echo: EchoConfig = Field(default_factory=EchoConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     ice: IceConfig = Field(default_factory=IceConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)

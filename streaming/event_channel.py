@@ -11,9 +11,8 @@ from typing import Any
 from aiortc import RTCDataChannel
 
 from streaming.events import (
+    AnyClientMessage,
     ClientMessageError,
-    InterruptMessage,
-    TextMessage,
     error_event,
     parse_client_message,
 )
@@ -58,7 +57,7 @@ class EventChannel:
         else:
             self._pending.append(text)
 
-    def receive(self, raw: str | bytes, now: float) -> TextMessage | InterruptMessage | None:
+    def receive(self, raw: str | bytes, now: float) -> AnyClientMessage | None:
         """A client message at ``now`` (monotonic seconds); None when it was invalid (the
         client is told why). Raises ClientFloodError when the client floods."""
         if now - self._window_start > 1.0:

@@ -2,7 +2,9 @@
 
 Server → client: ``state``, ``user_transcript``, ``assistant_text`` (streamed pieces,
 then one with ``final: true``), ``turn_metrics``, ``error``.
-Client → server: ``text`` (talk by typing) and ``interrupt``.
+Client → server: ``text`` (talk by typing) and ``interrupt``; in echo sessions
+(streaming/echo.py) ``speak`` (say this text with the service's voice) and ``clear``
+(the same as ``interrupt``), and the server also sends ``speak_done``.
 """
 
 from __future__ import annotations
@@ -33,15 +35,29 @@ class InterruptMessage(_Msg):
     type: Literal["interrupt"]
 
 
-ClientMessage = Annotated[TextMessage | InterruptMessage, Field(discriminator="type")]
-_client_adapter: TypeAdapter[TextMessage | InterruptMessage] = TypeAdapter(ClientMessage)
+class ClearMessage(_Msg):
+    """Drop the speech queued for playing (echo sessions; elsewhere an interrupt)."""
+
+    type: Literal["clear"]
+
+
+class SpeakMessage(_Msg):
+    """Speak this text with the service's voice (echo sessions)."""
+
+    type: Literal["speak"]
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+AnyClientMessage = TextMessage | InterruptMessage | ClearMessage | SpeakMessage
+ClientMessage = Annotated[AnyClientMessage, Field(discriminator="type")]
+_client_adapter: TypeAdapter[AnyClientMessage] = TypeAdapter(ClientMessage)
 
 
 class ClientMessageError(ValueError):
     """A data channel message from the client that we cannot accept."""
 
 
-def parse_client_message(raw: str | bytes) -> TextMessage | InterruptMessage:
+def parse_client_message(raw: str | bytes) -> AnyClientMessage:
     """Validate one client message; raises ClientMessageError with a short reason."""
     if len(raw) > MAX_CLIENT_MESSAGE_BYTES:
         raise ClientMessageError(f"message over {MAX_CLIENT_MESSAGE_BYTES} bytes")
@@ -55,7 +71,7 @@ def parse_client_message(raw: str | bytes) -> TextMessage | InterruptMessage:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise ClientMessageError(f"invalid message: {loc}: {first['msg']}") from exc
-    if isinstance(msg, TextMessage) and not msg.text.strip():
+    if isinstance(msg, TextMessage | SpeakMessage) and not msg.text.strip():
         raise ClientMessageError("invalid message: text: empty")
     return msg
 

@@ -18,6 +18,12 @@ class ServerMetrics:
         self.sessions_total = Counter(
             "gwm_sessions_total", "Sessions accepted", registry=self.registry
         )
+        self.sessions_by_mode = Counter(
+            "gwm_sessions_by_mode_total",
+            "Sessions accepted, by mode (conversation or echo)",
+            ["mode"],
+            registry=self.registry,
+        )
         self.sessions_rejected = Counter(
             "gwm_sessions_rejected_total",
             "Session requests refused",

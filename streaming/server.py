@@ -38,7 +38,7 @@ from streaming.metrics import ServerMetrics
 from streaming.openapi import openapi_route
 from streaming.records import attach_store, session_closed, session_opened, turn_finished
 from streaming.serving_health import ServingMonitor
-from streaming.session import Session, SessionRequest
+from streaming.session import Session, SessionMode, SessionRequest
 from streaming.session_ids import session_id_prefix
 from streaming.store import StoreError, TranscriptStore
 from streaming.turn import ICE_KEY, has_relay_candidate
@@ -72,6 +72,13 @@ class SessionOffer(BaseModel):
     voice: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     system_prompt: Annotated[str, Field(max_length=4000)] | None = None
     language: Annotated[str, Field(min_length=2, max_length=16)] | None = None
+    mode: SessionMode = Field(
+        default="conversation",
+        description=(
+            "conversation: the avatar listens and answers; echo: the caller's audio is the "
+            "avatar's speech, played back lip-synced after a fixed delay (no STT or LLM)"
+        ),
+    )
 
 
 @dataclass
@@ -162,7 +169,11 @@ async def create_session(request: web.Request) -> web.Response:
         )
     name = offer.avatar or "default"
     principal = request.app[GUARD_KEY].admit_session(
-        request, avatar=name, voice=offer.voice or engines.config.tts.voice, active=state.sessions
+        request,
+        avatar=name,
+        voice=offer.voice or engines.config.tts.voice,
+        mode=offer.mode,
+        active=state.sessions,
     )
     if principal.token is not None:
         await _spend_token(state.store, principal.token)
@@ -182,6 +193,7 @@ async def create_session(request: web.Request) -> web.Response:
                 voice=offer.voice,
                 system_prompt=offer.system_prompt,
                 language=offer.language,
+                mode=offer.mode,
             ),
             render_executor=state.render_executor,
             on_closed=lambda s: _forget(state, s),
@@ -208,10 +220,11 @@ async def create_session(request: web.Request) -> web.Response:
             session_opened(state.store, session.id, session.created, name)
         request.app[GUARD_KEY].bind(session.id, principal)
         state.metrics.sessions_total.inc()
+        state.metrics.sessions_by_mode.labels(mode=offer.mode).inc()
         state.metrics.active_sessions.set(len(state.sessions))
     finally:
         state.pending -= 1
-    log.info("session %s opened (avatar %s)", session.id, name)
+    log.info("session %s opened (avatar %s, %s)", session.id, name, offer.mode)
     return web.json_response(
         {
             "session_id": session.id,

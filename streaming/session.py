@@ -1,5 +1,9 @@
 """One call: a peer connection, its media clock, tracks, conversation and lifecycle.
 
+A session is a conversation (the avatar listens, thinks and answers) or, with
+``"mode": "echo"``, the face of another voice agent: the caller's audio is the avatar's
+speech (streaming/echo.py; no STT, LLM or VAD is made for it).
+
 A session ends when the peer hangs up (DELETE, a closed connection or ended tracks),
 when ICE fails, when the peer sends no audio for ``idle_timeout_s``, or after
 ``max_session_s``. Ending cancels and awaits every task it started and closes the
@@ -15,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -25,9 +29,10 @@ from avatar.state import AvatarState
 from streaming.audio_io import InboundAudioConverter
 from streaming.clock import MediaClock
 from streaming.conversation import Conversation, ConversationOptions
+from streaming.echo import Echo
 from streaming.engines import AvatarAssets, Engines
 from streaming.event_channel import ClientFloodError, EventChannel
-from streaming.events import TextMessage
+from streaming.events import SpeakMessage, TextMessage, error_event
 from streaming.listener import Listener
 from streaming.playout import AudioPlayout
 from streaming.responder import Responder
@@ -38,6 +43,8 @@ from streaming.turn_record import TurnHook, TurnRecord
 
 log = logging.getLogger(__name__)
 
+SessionMode = Literal["conversation", "echo"]
+
 
 @dataclass(frozen=True)
 class SessionRequest:
@@ -47,6 +54,7 @@ class SessionRequest:
     voice: str | None = None
     system_prompt: str | None = None
     language: str | None = None
+    mode: SessionMode = "conversation"
 
 
 class Session:
@@ -83,8 +91,13 @@ class Session:
         # emit() may run from Conversation.__init__ (its first state event): set it first.
         self.events = EventChannel(f"session {self.id}")
         self.emit = self.events.emit
-        self.conversation = build_conversation(
-            engines, request, self.clock, self.playout, self.world, self.emit, self._turn_done
+        self.mode: SessionMode = request.mode
+        self.part: Conversation | Echo = (
+            build_echo(engines, self.clock, self.playout, self.world, self.emit)
+            if request.mode == "echo"
+            else build_conversation(
+                engines, request, self.clock, self.playout, self.world, self.emit, self._turn_done
+            )
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing: asyncio.Task[None] | None = None
@@ -92,6 +105,13 @@ class Session:
         self._last_inbound = time.monotonic()
         self.close_reason = ""
         self._wire()
+
+    @property
+    def conversation(self) -> Conversation:
+        """The conversation of a conversation session (AttributeError in echo mode)."""
+        if not isinstance(self.part, Conversation):
+            raise AttributeError(f"session {self.id} is an echo session: it has no conversation")
+        return self.part
 
     def _wire(self) -> None:
         self.pc.addTrack(self.audio_out)
@@ -128,6 +148,10 @@ class Session:
 
     async def _read_audio(self, track: MediaStreamTrack) -> None:
         converter = InboundAudioConverter()
+        # echo mode plays the caller's audio: at the outbound rate too
+        full = (
+            InboundAudioConverter(self.clock.sample_rate) if isinstance(self.part, Echo) else None
+        )
         while True:
             try:
                 frame = await track.recv()
@@ -136,7 +160,11 @@ class Session:
                 return
             self._last_inbound = time.monotonic()
             pcm = converter.convert(frame)  # type: ignore[arg-type]
-            self.conversation.feed_audio(pcm)
+            if isinstance(self.part, Echo):
+                assert full is not None
+                self.part.feed_audio(full.convert(frame), pcm)  # type: ignore[arg-type]
+            else:
+                self.part.feed_audio(pcm)
 
     def _on_client_message(self, raw: str | bytes) -> None:
         self._last_inbound = now = time.monotonic()  # a typing-only user is not idle
@@ -146,10 +174,22 @@ class Session:
             log.warning("session %s: data channel flood, closing", self.id)
             self.close_soon("data channel flood")
             return
-        if isinstance(msg, TextMessage):
-            self.conversation.submit_text(msg.text.strip())
-        elif msg is not None:
-            self.conversation.interrupt()
+        if msg is None:
+            return
+        part = self.part
+        if isinstance(part, Echo):
+            if isinstance(msg, SpeakMessage):
+                part.speak(msg.text.strip())
+            elif isinstance(msg, TextMessage):
+                self.emit(error_event("unsupported", "an echo session speaks; send 'speak'"))
+            else:  # interrupt or clear
+                part.clear()
+        elif isinstance(msg, TextMessage):
+            part.submit_text(msg.text.strip())
+        elif isinstance(msg, SpeakMessage):
+            self.emit(error_event("unsupported", "'speak' needs an echo session"))
+        else:
+            part.interrupt()
 
     def _remember_state(self, state: AvatarState) -> None:
         self.last_state = state
@@ -160,8 +200,10 @@ class Session:
         return None
 
     async def goodbye(self, text: str, timeout_s: float) -> None:
-        """Say ``text`` (within ``timeout_s``), then hang up: the server is going away."""
-        if self._closing is None:
+        """Say ``text`` (within ``timeout_s``), then hang up: the server is going away.
+
+        An echo session hangs up without a word: its voice is the caller's agent's."""
+        if self._closing is None and isinstance(self.part, Conversation):
             try:
                 await asyncio.wait_for(self.conversation.say(text), timeout_s)
             except asyncio.TimeoutError:
@@ -218,7 +260,7 @@ class Session:
         log.info("session %s: closing (%s)", self.id, self.close_reason)
         if notify:
             self.emit({"type": "closing", "reason": self.close_reason})
-        await self.conversation.close()
+        await self.part.close()
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         for t in tasks:
@@ -240,9 +282,10 @@ class Session:
             "session_id": self.id,
             "created": self.created,
             "avatar": self.avatar.name,
-            "state": self.conversation.state,
+            "mode": self.mode,
+            "state": self.part.state,
             "connection": self.pc.connectionState,
-            "turns": len(self.conversation.turns),
+            "turns": len(self.part.turns) if isinstance(self.part, Conversation) else 0,
             "video_frames": self.video_out.stats.frames,
             "audio_frames": self.audio_out.stats.frames,
         }
@@ -284,3 +327,16 @@ def build_conversation(
         on_turn_complete=on_turn_complete,
         now=clock.now,
     )
+
+
+def build_echo(
+    engines: Engines,
+    clock: MediaClock,
+    playout: AudioPlayout,
+    world: WorldModel,
+    emit: Callable[[dict[str, Any]], None],
+) -> Echo:
+    """An echo session's speech part: the speaker and the voice (for ``speak``), no
+    STT, LLM or VAD."""
+    speaker = Speaker(clock, playout, world)
+    return Echo(speaker, playout, world, clock, engines.tts, emit, engines.config.echo)

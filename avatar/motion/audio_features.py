@@ -84,11 +84,31 @@ def _gate(db: F32, open_db: float, close_db: float, hangover: int, min_run: int)
     return out
 
 
-def speech_features(
-    pcm: FloatAudio, sample_rate: int, *, hop: float = 0.005, window: float = 0.025
-) -> SpeechFeatures:
-    """Compute the features of a mono clip (float32 in [-1, 1])."""
-    frames = _frames(pcm, sample_rate, hop, window)
+GATE_HYSTERESIS_DB = 5.0
+"""The gate closes this far below the level at which it opens."""
+GATE_HANGOVER_S = 0.04
+"""The gate stays open this long below its closing level."""
+
+
+def gate_threshold(db: F32) -> float:
+    """The level at which the speech gate opens, from the levels of a clip (or of a
+    stream's recent past): relative to its noise floor and peak, never below -58 dBFS."""
+    floor_db = float(np.percentile(db, 10))
+    peak_db = float(np.percentile(db, 99))
+    return max(floor_db + 12.0, peak_db - 38.0, -58.0)
+
+
+def reference_level(gated_db: F32, open_db: float) -> float:
+    """A loud speech level: the 95th percentile of the gated levels (``open_db + 30``
+    without any), at least 6 dB above the gate."""
+    ref_db = float(np.percentile(gated_db, 95)) if len(gated_db) else open_db + 30.0
+    return max(ref_db, open_db + 6.0)
+
+
+def frame_features(frames: F32, sample_rate: int) -> tuple[F32, F32, F32, F32]:
+    """Level (dBFS), voicing, spectral centroid and high-band ratio of each row of
+    ``frames`` (one analysis window of samples each, as :func:`speech_features` cuts
+    them); a row depends on its own samples only, so a stream can compute them hop by hop."""
     rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-12)
     db = (20.0 * np.log10(rms + 1e-9)).astype(np.float32)
     db = np.maximum(db, SILENCE_DB).astype(np.float32)
@@ -113,17 +133,21 @@ def speech_features(
     centroid = ((pb * freqs[band]).sum(axis=1) / (pb.sum(axis=1) + 1e-12)).astype(np.float32)
     total = power[:, freqs >= 100.0].sum(axis=1) + 1e-12
     high_ratio = (power[:, freqs >= 3500.0].sum(axis=1) / total).astype(np.float32)
+    return db, voicing, centroid, high_ratio
 
-    # gate: relative to the clip's noise floor and peak, never below an absolute floor
-    floor_db = float(np.percentile(db, 10))
-    peak_db = float(np.percentile(db, 99))
-    open_db = max(floor_db + 12.0, peak_db - 38.0, -58.0)
-    close_db = open_db - 5.0
-    hang = round(0.04 / hop)
-    min_run = round(0.03 / hop)
-    gate = _gate(db, open_db, close_db, hang, min_run)
-    ref_db = float(np.percentile(db[gate], 95)) if gate.any() else open_db + 30.0
-    ref_db = max(ref_db, open_db + 6.0)
+
+def speech_features(
+    pcm: FloatAudio, sample_rate: int, *, hop: float = 0.005, window: float = 0.025
+) -> SpeechFeatures:
+    """Compute the features of a mono clip (float32 in [-1, 1])."""
+    frames = _frames(pcm, sample_rate, hop, window)
+    db, voicing, centroid, high_ratio = frame_features(frames, sample_rate)
+
+    open_db = gate_threshold(db)
+    gate = _gate(
+        db, open_db, open_db - GATE_HYSTERESIS_DB, round(GATE_HANGOVER_S / hop), round(0.03 / hop)
+    )
+    ref_db = reference_level(db[gate], open_db)
     return SpeechFeatures(
         hop=hop,
         db=db,

@@ -36,6 +36,7 @@ from models.types import PhonemeSpan, Speech, Word
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+Floats = npt.NDArray[np.floating[Any]]
 
 HOP = 0.005
 """Seconds between samples of a drive's tracks."""
@@ -71,6 +72,9 @@ the loudness-scaled visemes). Loud syllables open the jaw whatever the vowel."""
 AUDIO_JAW_GAIN = 0.85
 AUDIO_JAW_GAMMA = 0.75
 """Loudness (0..1 above the speech gate) to jaw opening: ``gain * level ** gamma``."""
+LEVEL_ATTACK_S = 0.006
+LEVEL_RELEASE_S = 0.02
+"""Time constants of the loudness follower: syllable onsets open the jaw promptly."""
 _HALF_WINDOW = 0.0125
 """Half the analysis window of the audio features (they see this far ahead)."""
 _BLEND_HOPS = 5
@@ -306,28 +310,11 @@ class MouthDrive:
         gate = feats.gate.copy()
         if words is not None:
             gate &= _word_mask(len(gate), HOP, words, pad=0.06)
-        span = max(feats.reference_db - feats.threshold_db, 1e-3)
-        level = np.clip((feats.db - feats.threshold_db + 3.0) / span, 0.0, 1.0)
-        level = np.where(gate, level, 0.0)
-        level = _attack_release(level, HOP, attack=0.006, release=0.02)
-        voiced = np.clip((feats.voicing - 0.3) / 0.35, 0.0, 1.0)
-        hiss = np.clip((feats.high_ratio - 0.25) / 0.35, 0.0, 1.0) * (1.0 - voiced)
-        jaw = AUDIO_JAW_GAIN * level**AUDIO_JAW_GAMMA * (1.0 - 0.7 * hiss)
-        vc = feats.centroid[gate & (voiced > 0.5)]
-        if len(vc) >= 10:
-            mid = float(np.median(vc))
-            scale = float(np.percentile(vc, 80) - np.percentile(vc, 20)) / 2.0 + 1e-3
-        else:
-            mid, scale = 1500.0, 500.0
-        bright = np.clip((feats.centroid - mid) / scale, -1.5, 1.5)
-        wide = np.clip(0.45 * bright * voiced + 0.35 * hiss, -0.8, 0.7)
-        teeth = np.clip(0.25 * level + 0.3 * np.maximum(bright, 0.0) * voiced + 0.6 * hiss, 0, 1)
-        on = (level > 0.02).astype(np.float64)
-        wide = wide * on
-        teeth = teeth * on
-        press = np.zeros_like(jaw)
-        tongue = np.zeros_like(jaw)  # the sound alone does not tell where the tongue is
-        feat_targets = np.stack([jaw, wide, press, teeth, tongue], axis=1).astype(np.float32)
+        level = gated_level(feats.db, gate, feats.threshold_db, feats.reference_db)
+        level = _attack_release(level, HOP, attack=LEVEL_ATTACK_S, release=LEVEL_RELEASE_S)
+        voiced = voicing_weight(feats.voicing)
+        mid, scale = centroid_scale(feats.centroid[gate & (voiced > 0.5)])
+        feat_targets = sound_targets(level, voiced, feats.high_ratio, feats.centroid, mid, scale)
         # resample onto the drive's clock: sample k at time t0 + k*HOP uses the
         # features at t + shift (audio up to t + shift + half_window <= t + lead)
         t0 = -lead
@@ -350,14 +337,56 @@ class MouthDrive:
         )
 
 
+def gated_level(db: F32, gate: npt.NDArray[np.bool_], open_db: float, ref_db: float) -> F64:
+    """Loudness 0..1 of each hop: from 3 dB under the gate to the reference level, 0
+    where the gate is closed."""
+    span = max(ref_db - open_db, 1e-3)
+    level = np.clip((db - open_db + 3.0) / span, 0.0, 1.0)
+    return np.where(gate, level, 0.0)
+
+
+def voicing_weight(voicing: Floats) -> Floats:
+    """How voiced each hop is, 0..1, from its autocorrelation peak."""
+    return np.clip((voicing - 0.3) / 0.35, 0.0, 1.0)
+
+
+def centroid_scale(voiced_centroids: Floats) -> tuple[float, float]:
+    """The middle and half-spread of the spectral centroid of voiced speech (dark vs
+    bright vowels), from at least 10 voiced hops; a typical voice's otherwise."""
+    if len(voiced_centroids) >= 10:
+        mid = float(np.median(voiced_centroids))
+        q80, q20 = np.percentile(voiced_centroids, [80, 20])
+        return mid, float(q80 - q20) / 2.0 + 1e-3
+    return 1500.0, 500.0
+
+
+def sound_targets(
+    level: Floats, voiced: Floats, high_ratio: Floats, centroid: Floats, mid: float, scale: float
+) -> F32:
+    """Mouth targets (n, 5) of hops from their sound alone (see
+    :meth:`MouthDrive.from_audio`): the jaw follows the loudness, hiss shows the teeth
+    with the jaw nearly shut, a bright voiced sound spreads the lips and a dark one
+    rounds them."""
+    hiss = np.clip((high_ratio - 0.25) / 0.35, 0.0, 1.0) * (1.0 - voiced)
+    jaw = AUDIO_JAW_GAIN * level**AUDIO_JAW_GAMMA * (1.0 - 0.7 * hiss)
+    bright = np.clip((centroid - mid) / scale, -1.5, 1.5)
+    wide = np.clip(0.45 * bright * voiced + 0.35 * hiss, -0.8, 0.7)
+    teeth = np.clip(0.25 * level + 0.3 * np.maximum(bright, 0.0) * voiced + 0.6 * hiss, 0, 1)
+    on = (level > 0.02).astype(np.float64)
+    wide = wide * on
+    teeth = teeth * on
+    press = np.zeros_like(jaw)
+    tongue = np.zeros_like(jaw)  # the sound alone does not tell where the tongue is
+    return np.stack([jaw, wide, press, teeth, tongue], axis=1).astype(np.float32)
+
+
 def _loudness(pcm: npt.ArrayLike, sample_rate: int, times: F64, lead: float) -> F32:
     """Gated loudness 0..1 at ``times`` (seconds from the audio start), never using
     audio later than ``t + lead``; 0 outside the audio."""
     audio = as_float_mono(pcm, name="speech audio")
     feats = speech_features(audio, sample_rate, hop=HOP)
-    span = max(feats.reference_db - feats.threshold_db, 1e-3)
-    level = np.clip((feats.db - feats.threshold_db + 3.0) / span, 0.0, 1.0)
-    level = _attack_release(np.where(feats.gate, level, 0.0), HOP, attack=0.006, release=0.02)
+    level = gated_level(feats.db, feats.gate, feats.threshold_db, feats.reference_db)
+    level = _attack_release(level, HOP, attack=LEVEL_ATTACK_S, release=LEVEL_RELEASE_S)
     shift = max(0.0, min(FILTER_LAG, lead - _HALF_WINDOW))
     src = np.round((times + shift) / HOP).astype(np.int64)
     valid = (src >= 0) & (src < len(level))
