@@ -25,7 +25,7 @@ from pipecat.frames.frames import EndFrame, InterruptionFrame
 from pipecat.pipeline.worker import PipelineWorker
 
 from gwm_avatars_pipecat import GWMAvatarVideoService, SessionOptions
-from gwm_avatars_pipecat.clip import assemble, envelope, find_offset, write_mp4
+from gwm_avatars_pipecat.clip import assemble, find_offset, write_mp4
 from gwm_avatars_pipecat.wav_source import read_wav
 from tests.pipeline_support import run_pipeline
 from tests.service_process import ROOT, SERVICE_API_KEY, ServiceProcess, service_python
@@ -96,6 +96,12 @@ def loudness_per_frame(pcm: np.ndarray, rate: int, n: int) -> np.ndarray:
     return out
 
 
+def speech_span_s(loudness: np.ndarray) -> float:
+    """Seconds from the first to the last frame louder than a tenth of the loudest."""
+    loud = np.flatnonzero(loudness > 0.1 * loudness.max())
+    return float(loud[-1] - loud[0] + 1) / FPS
+
+
 def best_lag_r(a: np.ndarray, b: np.ndarray, max_lag: int = 3) -> tuple[float, int]:
     """Pearson r at the best shift (positive: ``a`` follows ``b``)."""
     n = min(len(a), len(b))
@@ -129,15 +135,19 @@ def test_the_demo_renders_the_speech_with_lips_that_track_it(
         assert c.streams.video[0].codec_context.name == "h264"
         assert c.streams.audio[0].codec_context.name == "aac"
     pcm, rate = decode_audio(out)
-    # the audio is the sentence, as long as it (AAC pads a frame or two)
+    # the audio is the sentence: as long as it (AAC pads a frame or two), loud where it
+    # is loud, and its speech lasts as long
     assert abs(len(pcm) / rate - len(sent) / sent_rate) < 0.1
-    a, b = envelope(sent, sent_rate), envelope(pcm, rate)
-    n = min(len(a), len(b))
-    assert np.corrcoef(a[:n], b[:n])[0, 1] > 0.9
+    frames = round(len(sent) / sent_rate * FPS)
+    loudness = loudness_per_frame(pcm, rate, frames)
+    sent_loudness = loudness_per_frame(sent.astype(np.float64), sent_rate, frames)
+    same, shift = best_lag_r(loudness, sent_loudness, max_lag=2)
+    assert same > 0.7, f"not the speech sent: loudness r={same:.2f} (at {shift} frames)"
+    assert abs(speech_span_s(loudness) - speech_span_s(sent_loudness)) < 0.3
     # the lips follow it, on time
     opening = mouth_openings(out, live.python)
-    assert abs(len(opening) - round(len(sent) / sent_rate * FPS)) <= 1
-    r, lag = best_lag_r(opening, loudness_per_frame(pcm, rate, len(opening)))
+    assert abs(len(opening) - frames) <= 1
+    r, lag = best_lag_r(opening, loudness)
     assert r >= 0.8, f"mouth vs loudness r={r:.2f} (lag {lag})"
     assert abs(lag) <= 1, f"best lag {lag} frames"
 
@@ -163,7 +173,7 @@ async def test_an_interruption_silences_the_speech_and_closes_the_mouth(
     (cut_ns,) = rec.interruptions
     clip = assemble(rec, FPS)
     delay_s = find_offset(clip, pcm, rate)
-    assert delay_s < 0.6, f"echo delay {delay_s:.2f} s"
+    assert delay_s < 1.5, f"echo delay {delay_s:.2f} s"
     cut_s = (cut_ns - clip.start_ns) / 1e9
     # what came back spoke before the interruption, and is silent from its echo + 200 ms on
     quiet_from = round((cut_s + delay_s + 0.2) * clip.sample_rate)
