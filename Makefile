@@ -42,4 +42,4 @@ image-clean:
 	-buildah --storage-driver $${BUILDAH_STORAGE_DRIVER:-vfs} rmi --all --force
 
 clean:
-	rm -rf $(VENV) .venv-pipecat .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@ an H.264 + AAC MP4 as long as the speech (against the stand-in echo service)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import wave
@@ -12,7 +13,8 @@ import av
 import numpy as np
 import pytest
 
-from gwm_avatars_pipecat.render import main, render
+from gwm_avatars_pipecat.render import main
+from gwm_avatars_pipecat.render_pipeline import render
 from tests.conftest import API_KEY
 from tests.fake_echo import FakeEchoService
 
@@ -93,3 +95,21 @@ def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "cannot reach the avatar service at http://127.0.0.1:9" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+async def test_a_refused_session_is_one_line_and_exit_2(
+    fake_service: FakeEchoService, tmp_path: Path
+) -> None:
+    wav = write_wav(tmp_path / "in.wav", np.zeros(8000, np.int16), 16_000)
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "gwm_avatars_pipecat.render", "--server", fake_service.url),
+        *("--audio", str(wav), "-o", str(tmp_path / "o.mp4"), "--api-key", "wrong"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2
+    message = err.decode().strip()
+    assert "401 unauthorized" in message
+    assert len(message.splitlines()) == 1, message

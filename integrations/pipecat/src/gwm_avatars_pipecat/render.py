@@ -1,12 +1,13 @@
 """``python -m gwm_avatars_pipecat.render``: a WAV through a real pipecat pipeline to an MP4.
 
-The pipeline is ``WavSpeechSource`` (the WAV as TTS audio frames, in real time) →
-``GWMAvatarVideoService`` (an echo session with the service) → ``MediaRecorder``; the
-recording, cut to where the speech came back, becomes an H.264 + AAC MP4. Bad
-arguments, an unreachable service or a refused session: one line, exit code 2; a
-session lost on the way: exit code 1.
-
     python -m gwm_avatars_pipecat.render --server http://127.0.0.1:8080 --audio in.wav -o out.mp4
+
+Speaks the WAV as TTS audio through ``GWMAvatarVideoService`` (an echo session with the
+service) and writes what came back, cut to the speech, as H.264 + AAC
+(:mod:`gwm_avatars_pipecat.render_pipeline`). Bad arguments, an unreachable service or
+a refused session: one line on stderr, exit code 2; a session lost on the way: 1.
+pipecat is imported only once the arguments are checked, after its log is set to
+warnings (``-v``: everything).
 """
 
 from __future__ import annotations
@@ -15,52 +16,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlparse
 
-import aiohttp
 from loguru import logger
-from pipecat.frames.frames import ErrorFrame
-from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-from pipecat.workers.runner import WorkerRunner
-
-from gwm_avatars_pipecat.clip import ClipError, assemble, find_offset, trim, write_mp4
-from gwm_avatars_pipecat.config import RATE, SessionOptions
-from gwm_avatars_pipecat.recorder import MediaRecorder, Recording
-from gwm_avatars_pipecat.service import GWMAvatarVideoService
-from gwm_avatars_pipecat.wav_source import WavError, WavSpeechSource, read_wav
-
-FPS = 25
-"""The service's video rate; the MP4's."""
-PROBE_TIMEOUT_S = 5.0
-
-
-class RenderError(RuntimeError):
-    """The render failed; ``exit_code`` says whose fault (2: input or service, 1: on the way)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
-class RenderResult:
-    """What was written."""
-
-    path: Path
-    duration_s: float
-    echo_delay_s: float
-    """Where the speech started in what came back (the service's look-ahead + network)."""
-
-
-def _server_url(value: str) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r}")
-    return value.rstrip("/")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +28,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _server_url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r}")
+    return value.rstrip("/")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,94 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def probe(url: str) -> None:
-    """The service answers ``/healthz``; else a :class:`RenderError` (exit 2)."""
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as http,
-            http.get(f"{url}/healthz") as resp,
-        ):
-            if resp.status != 200:
-                raise RenderError(f"the avatar service at {url} is not healthy: {resp.status}", 2)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise RenderError(f"cannot reach the avatar service at {url}: {reason}", 2) from exc
-
-
-async def run_pipeline(
-    avatar: GWMAvatarVideoService, source: WavSpeechSource
-) -> tuple[Recording, list[ErrorFrame]]:
-    """Run source → avatar → recorder until the source ends it (or the avatar fails)."""
-    recorder = MediaRecorder()
-    worker = PipelineWorker(
-        Pipeline([source, avatar, recorder]),
-        params=PipelineParams(audio_out_sample_rate=RATE),
-        idle_timeout_secs=None,
-        enable_rtvi=False,
-    )
-    errors: list[ErrorFrame] = []
-
-    @worker.event_handler("on_pipeline_error")
-    async def on_pipeline_error(worker: PipelineWorker, frame: ErrorFrame) -> None:
-        errors.append(frame)
-        await worker.cancel(reason=frame.error)
-
-    runner = WorkerRunner(handle_sigint=False)
-    await runner.add_workers(worker)
-    await runner.run()
-    return recorder.recording, errors
-
-
-async def render(
-    server: str,
-    audio: Path,
-    output: Path,
-    *,
-    api_key: str | None = None,
-    avatar: str | None = None,
-    options: SessionOptions | None = None,
-) -> RenderResult:
-    """Speak ``audio`` through the avatar; write what came back to ``output``."""
-    try:
-        pcm, rate = read_wav(audio)
-    except (WavError, OSError) as exc:
-        raise RenderError(str(exc), 2) from exc
-    await probe(server)
-    service = GWMAvatarVideoService(url=server, api_key=api_key, avatar=avatar, options=options)
-    recording, errors = await run_pipeline(service, WavSpeechSource(pcm, rate))
-    if errors:
-        opened = bool(recording.audio)
-        raise RenderError(errors[0].error, 1 if opened else 2)
-    try:
-        clip = assemble(recording, FPS)
-        offset = find_offset(clip, pcm, rate)
-        cut = trim(clip, offset, len(pcm) / rate)
-        write_mp4(cut, output)
-    except ClipError as exc:
-        raise RenderError(str(exc), 1) from exc
-    logger.info(f"wrote {output}: {cut.duration_s:.2f} s; the echo came back {offset:.3f} s later")
-    return RenderResult(output, cut.duration_s, offset)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The command; returns its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logger.remove()
-    logger.add(sys.stderr, level="DEBUG" if args.verbose else "WARNING")
     if not args.audio.is_file():
         parser.error(f"--audio {args.audio}: no such file")
     if args.output.suffix.lower() != ".mp4":
         parser.error(f"-o {args.output}: the output must be an .mp4 file")
     if not args.output.parent.is_dir():
         parser.error(f"-o {args.output}: folder {args.output.parent} does not exist")
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if args.verbose else "CRITICAL")
+    from gwm_avatars_pipecat.render_pipeline import RenderError, render
+
     try:
         result = asyncio.run(
             render(args.server, args.audio, args.output, api_key=args.api_key, avatar=args.avatar)
         )
     except RenderError as exc:
         parser.exit(exc.exit_code, f"{parser.prog}: error: {exc}\n")
-    parser.exit(0, f"wrote {result.path} ({result.duration_s:.2f} s)\n")
+    sys.stdout.write(
+        f"wrote {result.path}: {result.duration_s:.2f} s; the speech came back "
+        f"{result.echo_delay_s:.3f} s after it was sent\n"
+    )
+    return 0
 
 
 if __name__ == "__main__":

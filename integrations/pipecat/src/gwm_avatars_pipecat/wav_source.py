@@ -78,6 +78,11 @@ class WavSpeechSource(FrameProcessor):
         if isinstance(frame, StartFrame):
             self._task = self.create_task(self._speak())
 
+    async def cleanup(self) -> None:
+        """Stop speaking (idempotent)."""
+        await super().cleanup()
+        await self._stop()
+
     async def _stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
