@@ -3,8 +3,9 @@
 It speaks the echo-session protocol of ``POST /v1/sessions`` over real aiortc peers on
 127.0.0.1: the caller's audio comes back on the audio track (20 ms frames on its own
 clock, played from a 120 ms buffer; silence when there is none), and the video track
-(25 fps, 32×32) is grey with a brightness that follows the loudness of the audio it
-sends at that time, a "mouth" that a test can read from one pixel. ``interrupt`` drops
+(25 fps, 32×32, on the same media clock) is grey with a brightness that follows the
+loudness of the audio frame at its media time, a "mouth" that a test can read from one
+pixel. ``interrupt`` drops
 the buffered audio. The real service is tested in test_with_service.py; this one lets
 the plugin's plumbing (timestamps, alignment, interruptions, a service that dies) be
 tested in seconds.
@@ -37,12 +38,20 @@ PREFILL = RATE * 120 // 1000
 
 
 class _Shared:
-    """What the audio track plays, read by the video track."""
+    """One media clock for both tracks, and the loudness of each audio frame sent."""
 
     def __init__(self) -> None:
         self.buffer: deque[np.int16] = deque()
         self.playing = False
-        self.level = 0.0
+        self.t0: float | None = None
+        self.levels: list[float] = []
+        self.new_level = asyncio.Event()
+
+    def start(self) -> float:
+        """The clock's start: the first frame either track is asked for."""
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        return self.t0
 
 
 class _EchoAudio(MediaStreamTrack):
@@ -52,14 +61,11 @@ class _EchoAudio(MediaStreamTrack):
         super().__init__()
         self._shared = shared
         self._k = 0
-        self._t0: float | None = None
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._t0 is None:
-            self._t0 = time.monotonic()
-        delay = self._t0 + self._k * FRAME / RATE - time.monotonic()
+        delay = self._shared.start() + self._k * FRAME / RATE - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         buf = self._shared.buffer
@@ -67,7 +73,8 @@ class _EchoAudio(MediaStreamTrack):
         n = min(FRAME, len(buf)) if self._shared.playing else 0
         pcm = np.zeros(FRAME, dtype=np.int16)
         pcm[:n] = [buf.popleft() for _ in range(n)]
-        self._shared.level = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) / 32768
+        self._shared.levels.append(float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) / 32768)
+        self._shared.new_level.set()
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.pts = self._k * FRAME
@@ -83,17 +90,22 @@ class _Face(MediaStreamTrack):
         super().__init__()
         self._shared = shared
         self._k = 0
-        self._t0: float | None = None
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._t0 is None:
-            self._t0 = time.monotonic()
-        delay = self._t0 + self._k / FPS - time.monotonic()
+        delay = self._shared.start() + self._k / FPS - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        grey = int(np.clip(40 + 2000 * self._shared.level, 0, 255))
+        # frame k shows the audio frame at its media time (one clock, as the service)
+        shared, at = self._shared, self._k * RATE // FPS // FRAME
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                while len(shared.levels) <= at:
+                    shared.new_level.clear()
+                    await shared.new_level.wait()
+        level = shared.levels[min(at, len(shared.levels) - 1)] if shared.levels else 0.0
+        grey = int(np.clip(40 + 2000 * level, 0, 255))
         img = np.full((SIZE, SIZE, 3), grey, dtype=np.uint8)
         frame = av.VideoFrame.from_ndarray(img, format="rgb24")
         frame.pts = self._k * 90_000 // FPS

@@ -90,7 +90,7 @@ async def test_an_interruption_drops_the_buffered_speech(
     delay_ns = round(find_offset(clip, speech16k, 16_000) * 1e9)  # what was on its way
     loud = [pts for pts, pcm in rec.audio if np.abs(pcm).max() > 300]
     assert loud and loud[0] < cut_ns, "no speech came back before the interruption"
-    late = [(pts - cut_ns) / 1e9 for pts in loud if pts > cut_ns + delay_ns + 100_000_000]
+    late = [(pts - cut_ns) / 1e9 for pts in loud if pts > cut_ns + delay_ns + 200_000_000]
     assert not late, (
         f"speech {late[0]:.2f} s after the interruption (echo delay {delay_ns / 1e9:.2f} s)"
     )
