@@ -9,20 +9,24 @@ media clock at the same time: a stretch's first frame is placed
 (:func:`streaming.tracks.speech_lead_s`: the video track's look-ahead plus the mouth's
 lookahead), which covers the audio the mouth needs beyond each moment
 (:attr:`AudioDriveStream.latency`, 42.5 ms at the defaults) — and the rest follows
-back to back, so the delay stays fixed while the audio flows. Audio that arrives too
-late to play in order (the caller stalled) starts again at that delay.
+back to back, so the delay stays fixed while the audio flows. Audio that arrives after
+the tracks have gone past its place (the caller stalled, not this server: then the
+tracks wait too) is placed where its sound and mouth still show: the delay grows by
+that much until the next pause in the speech, where it starts again at
+:attr:`Echo.delay_s`.
 
 ``speak`` messages are spoken with the service's TTS (the phoneme-exact mouth, through
 :meth:`Speaker.play`) and queued like echo audio: everything plays in the order it
 arrived. ``interrupt`` / ``clear`` drops everything queued, silences the audio and
 closes the mouth a frame from now, and ignores the rest of the speech in flight (until
-the caller's audio is quiet or pauses). No STT, LLM or VAD is used.
+the caller's audio has been quiet, or has paused, for :data:`STALL_S`). No STT, LLM or VAD is used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -51,7 +55,8 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
 STALL_S = 0.1
-"""After an interruption, a pause this long in the inbound audio ends the speech in flight."""
+"""After an interruption, this long a silence (or a pause in the inbound audio) ends the
+speech that was in flight."""
 
 
 def speak_done_event(text: str, seconds: float, *, interrupted: bool) -> dict[str, Any]:
@@ -70,6 +75,18 @@ def dbfs(pcm: FloatAudio) -> float:
         return -math.inf
     rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))
     return 20.0 * math.log10(rms) if rms > 0.0 else -math.inf
+
+
+@dataclass
+class EchoStats:
+    """Counters of one echo session."""
+
+    stretches: int = 0
+    """Stretches of the caller's speech echoed."""
+    late_s: float = 0.0
+    """How much the delay grew, in all, because the caller's audio came late."""
+    speaks: int = 0
+    """``speak`` requests spoken (or cut)."""
 
 
 @dataclass
@@ -113,6 +130,7 @@ class Echo:
         self._run: int | None = None  # id of the stretch of speech being echoed
         self._quiet_s = 0.0
         self._muted = False  # after a clear: the speech in flight is dropped
+        self._muted_quiet_s = 0.0
         self._last_feed = -math.inf
         self._ids = 0
         self._finished_runs: list[int] = []
@@ -122,6 +140,7 @@ class Echo:
         self._settle_task: asyncio.Task[None] | None = None
         self._state = ""
         self._closed = False
+        self.stats = EchoStats()
         self._set_state(Mode.LISTENING)
 
     @property
@@ -134,6 +153,10 @@ class Echo:
         """Whether speech is being echoed, spoken or is still to play."""
         busy = self._speak_task is not None and not self._speak_task.done()
         return self._run is not None or busy or self._speaker.playing
+
+    def describe(self) -> dict[str, Any]:
+        """The echo's counters and its delay, for ``GET /v1/sessions``."""
+        return {"delay_s": round(self.delay_s, 4), **dataclasses.asdict(self.stats)}
 
     # --- inputs ----------------------------------------------------------------
 
@@ -148,8 +171,9 @@ class Echo:
         start = self._received / self._rate
         self._received += len(pcm)
         loud = dbfs(pcm) >= self._config.silence_dbfs
-        if self._muted and (stalled or not loud):
-            self._muted = False
+        if self._muted:
+            self._muted_quiet_s = 0.0 if loud else self._muted_quiet_s + len(pcm) / self._rate
+            self._muted = not stalled and self._muted_quiet_s < STALL_S
         if self._muted:
             pass
         elif self._run is None:
@@ -187,10 +211,12 @@ class Echo:
     def clear(self) -> None:
         """Drop everything queued and close the mouth now (the agent was interrupted)."""
         self._speaker.cut()
-        self._speak_queue.clear()
+        while self._speak_queue:  # every accepted speak is answered by one speak_done
+            self._emit(speak_done_event(self._speak_queue.popleft(), 0.0, interrupted=True))
         if self._speak_task is not None:
             self._speak_task.cancel()
         self._muted = self._run is not None or self._muted
+        self._muted_quiet_s = 0.0
         if self._run is not None:
             self._finished_runs.append(self._run)
         self._run = None
@@ -217,6 +243,7 @@ class Echo:
     def _start_run(self, start: float, pcm: FloatAudio) -> None:
         self._ids += 1
         self._run = self._ids
+        self.stats.stretches += 1
         self._quiet_s = 0.0
         for at, early in self._pre_roll:
             self._play(at, early)
@@ -234,14 +261,17 @@ class Echo:
     def _play(self, start: float, pcm: FloatAudio) -> None:
         """Schedule inbound audio that began at stream time ``start``, in order."""
         assert self._run is not None
-        lead = round(self.delay_s * self._rate)
-        now = self._clock.sample_now()
         anchor = self._anchors[-1] if self._anchors and self._anchors[-1].end > start else None
-        not_before = now + lead
-        if anchor is not None:
+        if anchor is None:  # a new stretch: the fixed delay from now
+            not_before = self._clock.sample_now() + round(self.delay_s * self._rate)
+        else:
+            # in order, unless the tracks have gone past: the audio track's last pull, the
+            # last frame stepped plus the wait for the mouth's look at this audio
             in_order = round((start + anchor.offset) * self._rate)
-            if in_order >= now + self._clock.samples_per_frame:  # else: too late, start again
-                not_before = in_order
+            stepped = round((self._world.time + self._drive.latency) * self._rate)
+            not_before = max(in_order, stepped, self._playout.pulled_until)
+            if not_before > in_order:  # it came late: the delay grows by that much
+                self.stats.late_s += (not_before - in_order) / self._rate
         at = self._playout.schedule(to_int16(pcm), "", not_before=not_before, turn_id=self._run)
         offset = at / self._rate - start
         if anchor is None or abs(offset - anchor.offset) * self._rate > 0.5:
@@ -296,6 +326,7 @@ class Echo:
     async def _speak_one(self, text: str) -> None:
         self._ids += 1
         turn_id = self._ids
+        self.stats.speaks += 1
         self._speaker.give_floor(turn_id)
         end = 0.0
         interrupted = True
@@ -339,7 +370,7 @@ class Echo:
         frame = 1.0 / self._clock.fps
         while self.speaking:
             await self._speaker.played_out()
-            await asyncio.sleep(frame)
+            await self._clock.wait_until(self._clock.elapsed() + frame)
         for run in self._finished_runs:
             self._speaker.heard(run)  # forget the record of what played
         self._finished_runs.clear()

@@ -68,6 +68,7 @@ class AudioPlayout:
         self._items: list[ScheduledSpeech] = []
         self._ledger: dict[int, list[_Spoken]] = {}
         self._lock = threading.Lock()
+        self._pulled = 0
 
     def schedule(self, pcm: Int16Audio, text: str, *, not_before: int, turn_id: int) -> int:
         """Place ``pcm`` after everything queued and not before ``not_before``; returns start."""
@@ -83,6 +84,11 @@ class AudioPlayout:
         with self._lock:
             return self._items[-1].end if self._items else 0
 
+    @property
+    def pulled_until(self) -> int:
+        """The sample after the last one pulled: speech placed before it would not play."""
+        return self._pulled
+
     def is_playing(self, sample: int) -> bool:
         """Whether speech is queued at or after ``sample``."""
         return self.end_sample() > sample
@@ -92,6 +98,7 @@ class AudioPlayout:
         out = np.zeros(count, dtype=np.int16)
         stop = start + count
         with self._lock:
+            self._pulled = max(self._pulled, stop)
             for item in self._items:
                 if item.end <= start or item.start >= stop:
                     continue

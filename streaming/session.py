@@ -286,8 +286,10 @@ class Session:
             "state": self.part.state,
             "connection": self.pc.connectionState,
             "turns": len(self.part.turns) if isinstance(self.part, Conversation) else 0,
+            **({"echo": self.part.describe()} if isinstance(self.part, Echo) else {}),
             "video_frames": self.video_out.stats.frames,
             "audio_frames": self.audio_out.stats.frames,
+            "dropped_frames": self.video_out.stats.dropped_frames,
         }
 
 
@@ -339,4 +341,6 @@ def build_echo(
     """An echo session's speech part: the speaker and the voice (for ``speak``), no
     STT, LLM or VAD."""
     speaker = Speaker(clock, playout, world)
-    return Echo(speaker, playout, world, clock, engines.tts, emit, engines.config.echo)
+    return Echo(
+        speaker, playout, world, clock, engines.tts, emit, engines.config.echo, now=clock.now
+    )

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = [
     "capacity",
     "conversation",
+    "echo",
     "engines",
     "gallery",
     "gpu",
@@ -93,6 +94,10 @@ def test_defaults_parse(name: str) -> None:
         ("load", ["--max-sessions", "0"], "--max-sessions"),
         ("load", ["--turns", "x"], "--turns"),
         ("load", ["--config", "no-such-profile"], "not found"),
+        ("echo", ["--clips", "0"], "--clips"),
+        ("echo", ["--max-sessions", "x"], "--max-sessions"),
+        ("echo", ["--seconds", "-1"], "--seconds"),
+        ("echo", ["--config", "no-such-profile"], "not found"),
         ("ray_serve", ["--rounds", "0"], "--rounds"),
         ("ray_serve", ["--frames", "-5"], "--frames"),
         ("ray_serve", ["--replica-cpus", "0"], "--replica-cpus"),
