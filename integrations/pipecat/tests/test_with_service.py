@@ -195,7 +195,7 @@ async def test_an_interruption_silences_the_speech_and_closes_the_mouth(
 async def test_a_killed_service_is_an_error_frame_and_a_clean_end(
     live: ServiceProcess, tmp_path: Path
 ) -> None:
-    pcm, rate = read_wav(espeak(SENTENCE, tmp_path / "in.wav"))
+    pcm, rate = read_wav(espeak(LONG, tmp_path / "long.wav"))  # ~5 s
 
     async def kill(worker: PipelineWorker) -> None:
         live.kill()
