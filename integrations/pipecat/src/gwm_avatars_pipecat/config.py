@@ -21,8 +21,15 @@ class SessionOptions:
     """The service sends audio and video all the time (silence too): none for this
     long means the session is lost."""
     end_tail_s: float = 0.5
-    """On EndFrame, once the last speech has been sent: how long to keep receiving,
-    so that its echo (the service's look-ahead plus the network) comes back."""
+    """On EndFrame, once the last speech has been sent: how long at least to keep
+    receiving, so that its echo (the service's look-ahead plus the network) comes back."""
+    end_quiet_s: float = 0.3
+    """... and then until what comes back has been quiet this long (the service's delay
+    grows when the caller's audio comes late) ..."""
+    end_tail_max_s: float = 3.0
+    """... but no longer than this after the last speech was sent."""
+    quiet_level: int = 300
+    """Returned audio under this peak (16-bit) counts as quiet."""
     end_timeout_s: float = 30.0
     """On EndFrame: the longest wait for buffered speech to be sent."""
     hangup_timeout_s: float = 2.0
@@ -37,5 +44,8 @@ class SessionOptions:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.end_tail_s < 0:
-            raise ValueError(f"end_tail_s must be >= 0, got {self.end_tail_s}")
+        for name in ("end_tail_s", "end_quiet_s", "end_tail_max_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.end_tail_max_s < self.end_tail_s:
+            raise ValueError("end_tail_max_s must be >= end_tail_s")

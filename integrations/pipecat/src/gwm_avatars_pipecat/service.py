@@ -22,6 +22,7 @@ passed on unchanged, so the agent keeps its voice without its face.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -88,6 +89,7 @@ class GWMAvatarVideoService(AIService):
         self._to_call = create_stream_resampler()
         self._from_call = create_stream_resampler()
         self._anchors: dict[str, int] = {}
+        self._last_loud = 0.0  # time.monotonic() of the last loud audio that came back
 
     @property
     def session(self) -> EchoSession | None:
@@ -143,8 +145,20 @@ class GWMAvatarVideoService(AIService):
                     await session.track.wait_idle()
             except TimeoutError:
                 logger.warning(f"{self}: speech still queued after {self._options.end_timeout_s} s")
-            await asyncio.sleep(self._options.end_tail_s)
+            await self._wait_for_the_echo()
         await self._close()
+
+    async def _wait_for_the_echo(self) -> None:
+        """At least ``end_tail_s``, then until the echo has been quiet for ``end_quiet_s``
+        (or ``end_tail_max_s`` have passed)."""
+        opts = self._options
+        idle_at = time.monotonic()
+        await asyncio.sleep(opts.end_tail_s)
+        while not self._lost and time.monotonic() - idle_at < opts.end_tail_max_s:
+            quiet_for = time.monotonic() - self._last_loud
+            if quiet_for >= opts.end_quiet_s:
+                return
+            await asyncio.sleep(opts.end_quiet_s - quiet_for)
 
     async def cancel(self, frame: CancelFrame) -> None:
         """Hang up at once."""
@@ -211,7 +225,8 @@ class GWMAvatarVideoService(AIService):
                 if not self._forwarding:
                     continue
                 pts = self._pts("audio", chunk.media_s)
-                if chunk.pcm.any():
+                if np.abs(chunk.pcm).max(initial=0) > self._options.quiet_level:
+                    self._last_loud = time.monotonic()
                     await self.stop_ttfb_metrics()
                 data = await self._from_call.resample(chunk.pcm.tobytes(), RATE, self._out_rate)
                 out = SpeechOutputAudioRawFrame(
