@@ -4,7 +4,12 @@ of one echo session, and how many echo sessions this machine holds.
 Usage: python -m benchmarks.echo [--config default] [--clips 5] [--max-sessions 4]
                                  [--seconds 15]
 
-Starts ``avatar serve`` as a subprocess on 127.0.0.1. First one aiortc client sends a
+First a CPU model, in process CPU time (other load on the machine barely changes it):
+the echo's own work per second of the caller's audio (the live mouth drive and
+playout), the world model step, and from benchmarks/capacity.py the render and VP8
+encode per frame and Opus per 20 ms (counted twice: the caller's audio is decoded, the
+echo encoded), so cores per echo session and sessions per core. Then it starts
+``avatar serve`` as a subprocess on 127.0.0.1. One aiortc client sends a
 Piper sentence ``--clips`` times into an echo session and measures, on what it
 received, the delay from sending the first loud sample to receiving it back, and to
 the first video frame whose mouth opens (the echo's own share is the configured
@@ -62,6 +67,85 @@ def agent_speech(config: Any) -> np.ndarray:
     chunks = list(tts.synthesize(LINE))
     pcm = np.concatenate([c.pcm for c in chunks])
     return resample(pcm, chunks[0].sample_rate, RATE)
+
+
+def echo_cpu_ms(clip: np.ndarray, fps: int) -> tuple[float, float]:
+    """CPU ms per second of audio of the echo part (drive, playout, scheduling, with
+    the world model stepped at ``fps`` as the video track does), and of the world
+    model's steps alone."""
+    from avatar.config import AvatarConfig
+    from avatar.motion import WorldModel
+    from streaming.clock import MediaClock
+    from streaming.config import EchoConfig
+    from streaming.echo import Echo
+    from streaming.playout import AudioPlayout
+    from streaming.speaker import Speaker
+
+    t = {"now": 0.0}
+    clock = MediaClock(now=lambda: t["now"], fps=fps)
+    clock.start()
+    playout = AudioPlayout(RATE)
+    world = WorldModel(AvatarConfig(), fps=fps, seed=0)
+    echo = Echo(
+        Speaker(clock, playout, world),
+        playout,
+        world,
+        clock,
+        None,
+        lambda e: None,  # type: ignore[arg-type]
+        EchoConfig(),
+        now=clock.now,
+    )
+    audio = np.concatenate([clip, np.zeros(RATE // 2, np.float32)] * 3)
+    pcm16 = resample(audio, RATE, 16_000)
+    frames = len(audio) // 960
+
+    def run() -> None:
+        for k in range(frames):
+            t["now"] = (k + 1) * 0.02
+            echo.feed_audio(audio[k * 960 : (k + 1) * 960], pcm16[k * 320 : (k + 1) * 320])
+            playout.pull(k * 960, 960)
+            while world.time <= t["now"] + 2 / fps:
+                world.step()
+
+    async def go() -> float:
+        c = time.process_time()
+        run()
+        used = time.process_time() - c
+        await echo.close()
+        return used
+
+    total = asyncio.run(go())
+    world2 = WorldModel(AvatarConfig(), fps=fps, seed=0)
+    c = time.process_time()
+    for _ in range(frames * fps // 50):
+        world2.step()
+    steps = time.process_time() - c
+    seconds = frames * 0.02
+    return total / seconds * 1000.0, steps / seconds * 1000.0
+
+
+def cpu_model(clip: np.ndarray, fps: int, frames: int) -> None:
+    """Cores per echo session from per-stage CPU time, and sessions per core."""
+    from benchmarks.capacity import HEADROOM, opus_cost, video_costs
+
+    echo_ms, step_ms = echo_cpu_ms(clip, fps)
+    render_ms, vp8_ms = video_costs((512, 512), frames)
+    opus_ms = opus_cost()
+    video = (render_ms + vp8_ms) * fps / 1000.0
+    audio = 2 * opus_ms / 20.0
+    echo = echo_ms / 1000.0
+    cores = video + audio + echo
+    out(
+        f"CPU model (process CPU time): echo part {echo_ms:.1f} ms per s of audio "
+        f"(idle world model steps alone: {step_ms:.1f} ms); render {render_ms:.1f} ms + VP8 "
+        f"{vp8_ms:.1f} ms per 512x512 frame; Opus {opus_ms:.2f} ms per 20 ms"
+    )
+    out(
+        f"-> {cores:.2f} cores per echo session at {fps} fps (video {video:.2f}, Opus in+out "
+        f"{audio:.2f}, echo {echo:.3f}): {1 / cores:.1f} sessions per core, "
+        f"{HEADROOM * (os.cpu_count() or 1) / cores:.1f} on this machine at 70% load"
+    )
 
 
 async def _echo_peer(url: str, *, keep_video: bool) -> ClientPeer | None:
@@ -184,6 +268,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-sessions", type=int_in_range(1, 64), default=4)
     parser.add_argument("--seconds", type=positive_float, default=15.0)
     parser.add_argument("--port", type=positive_int, default=None)
+    parser.add_argument("--frames", type=positive_int, default=100, help="for the CPU model")
+    parser.add_argument("--skip-live", action="store_true", help="the CPU model only")
     args = parser.parse_args(argv)
     args.app_config = config_arg(parser, args.config)
     return args
@@ -221,7 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"config: {args.config}; {cfg.render.size}px at {cfg.render.fps} fps; "
         f"lookahead {cfg.avatar.lookahead_ms} ms"
     )
-    asyncio.run(run(args))
+    cpu_model(agent_speech(cfg), cfg.render.fps, args.frames)
+    if not args.skip_live:
+        asyncio.run(run(args))
     out(f"load average at the end: {load_avg()}")
     return 0
 

@@ -19,7 +19,7 @@ that much until the next pause in the speech, where it starts again at
 :meth:`Speaker.play`) and queued like echo audio: everything plays in the order it
 arrived. ``interrupt`` / ``clear`` drops everything queued, silences the audio and
 closes the mouth a frame from now, and ignores the rest of the speech in flight (until
-the caller's audio has been quiet, or has paused, for :data:`STALL_S`). No STT, LLM or VAD is used.
+the caller's audio has been quiet for :data:`QUIET_S` or paused for :data:`STALL_S`). No STT, LLM or VAD is used.
 """
 
 from __future__ import annotations
@@ -54,9 +54,13 @@ from streaming.speaker import Speaker
 log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
-STALL_S = 0.1
-"""After an interruption, this long a silence (or a pause in the inbound audio) ends the
-speech that was in flight."""
+QUIET_S = 0.1
+"""After an interruption, this much silence in the caller's audio ends the speech that
+was in flight (the caller stopped sending it)."""
+STALL_S = 0.5
+"""After an interruption, a pause this long in the arrival of the caller's audio (a
+caller that sends nothing between utterances) also ends it: longer than this server's
+own stalls under load, shorter than a turn of the conversation."""
 
 
 def speak_done_event(text: str, seconds: float, *, interrupted: bool) -> dict[str, Any]:
@@ -173,7 +177,7 @@ class Echo:
         loud = dbfs(pcm) >= self._config.silence_dbfs
         if self._muted:
             self._muted_quiet_s = 0.0 if loud else self._muted_quiet_s + len(pcm) / self._rate
-            self._muted = not stalled and self._muted_quiet_s < STALL_S
+            self._muted = not stalled and self._muted_quiet_s < QUIET_S
         if self._muted:
             pass
         elif self._run is None:
