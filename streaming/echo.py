@@ -4,8 +4,8 @@ The caller's inbound audio *is* the avatar's speech: each stretch of it (from it
 loud frame until :attr:`EchoConfig.end_after_s` of silence) is played back on the
 outbound audio track, and the mouth is driven by its sound, computed as it arrives
 (:class:`~avatar.motion.audio_stream.AudioDriveStream`). Both go on the session's one
-media clock at the same time: a stretch's first frame is placed
-:attr:`Echo.delay_s` after it arrived — the speaker's lead
+media clock at the same time: a stretch's first loud frame is placed
+:attr:`Echo.delay_s` after it arrived (its pre-roll just before it) — the speaker's lead
 (:func:`streaming.tracks.speech_lead_s`: the video track's look-ahead plus the mouth's
 lookahead), which covers the audio the mouth needs beyond each moment
 (:attr:`AudioDriveStream.latency`, 42.5 ms at the defaults) — and the rest follows
@@ -19,7 +19,8 @@ that much until the next pause in the speech, where it starts again at
 :meth:`Speaker.play`) and queued like echo audio: everything plays in the order it
 arrived. ``interrupt`` / ``clear`` drops everything queued, silences the audio and
 closes the mouth a frame from now, and ignores the rest of the speech in flight (until
-the caller's audio has been quiet for :data:`QUIET_S` or paused for :data:`STALL_S`). No STT, LLM or VAD is used.
+the caller's audio has been quiet for :data:`QUIET_S` or paused for :data:`STALL_S`).
+No STT, LLM or VAD is used.
 """
 
 from __future__ import annotations
@@ -95,11 +96,12 @@ class EchoStats:
 
 @dataclass
 class _Anchor:
-    """Where a span of the inbound stream plays: clock time = stream time + offset."""
+    """Where a span of the inbound stream plays: clock sample = stream sample + offset
+    (in samples at the outbound rate)."""
 
-    start: float
-    offset: float
-    end: float = math.inf
+    start: int
+    offset: int
+    end: int | None = None
 
 
 class Echo:
@@ -127,7 +129,7 @@ class Echo:
         """Added delay from an inbound frame's arrival to its playing (and its mouth)."""
         self._rate = clock.sample_rate
         self._received = 0  # inbound samples at the outbound rate (stream time * rate)
-        self._pre_roll: deque[tuple[float, FloatAudio]] = deque(
+        self._pre_roll: deque[tuple[int, FloatAudio]] = deque(
             maxlen=max(0, round(config.pre_roll_ms / clock.frame_ms))
         )
         self._anchors: list[_Anchor] = []
@@ -172,7 +174,7 @@ class Echo:
         now = self._now()
         stalled = now - self._last_feed > STALL_S
         self._last_feed = now
-        start = self._received / self._rate
+        start = self._received
         self._received += len(pcm)
         loud = dbfs(pcm) >= self._config.silence_dbfs
         if self._muted:
@@ -189,7 +191,7 @@ class Echo:
             self._play(start, pcm)
             self._quiet_s = 0.0 if loud else self._quiet_s + len(pcm) / self._rate
             if self._quiet_s >= self._config.end_after_s:
-                self._end_run(start + len(pcm) / self._rate)
+                self._end_run(self._received)
         rows = self._drive.feed(features)
         if rows is not None:
             self._place_rows(rows)
@@ -244,53 +246,58 @@ class Echo:
 
     # --- the caller's audio ----------------------------------------------------------
 
-    def _start_run(self, start: float, pcm: FloatAudio) -> None:
+    def _start_run(self, start: int, pcm: FloatAudio) -> None:
         self._ids += 1
         self._run = self._ids
         self.stats.stretches += 1
         self._quiet_s = 0.0
-        for at, early in self._pre_roll:
-            self._play(at, early)
+        # the loud frame plays the fixed delay after it arrived, what came before it earlier
+        first = self._pre_roll[0][0] if self._pre_roll else start
+        plays = self._clock.sample_now() + round(self.delay_s * self._rate) - (start - first)
+        plays = max(plays, self._playout.pulled_until)
+        self._anchors.append(_Anchor(first, plays - first))
+        self._anchors = self._anchors[-8:]
+        for early_start, early in self._pre_roll:
+            self._play(early_start, early)
         self._pre_roll.clear()
         self._play(start, pcm)
         self._set_state(Mode.SPEAKING)
 
-    def _end_run(self, at: float) -> None:
-        if self._anchors:
-            self._anchors[-1].end = min(self._anchors[-1].end, at)
+    def _end_run(self, at: int) -> None:
+        if self._anchors and self._anchors[-1].end is None:
+            self._anchors[-1].end = at
         if self._run is not None:
             self._finished_runs.append(self._run)
         self._run = None
 
-    def _play(self, start: float, pcm: FloatAudio) -> None:
-        """Schedule inbound audio that began at stream time ``start``, in order."""
+    def _play(self, start: int, pcm: FloatAudio) -> None:
+        """Schedule inbound audio that began at stream sample ``start``, in order."""
         assert self._run is not None
-        anchor = self._anchors[-1] if self._anchors and self._anchors[-1].end > start else None
-        if anchor is None:  # a new stretch: the fixed delay from now
-            not_before = self._clock.sample_now() + round(self.delay_s * self._rate)
+        anchor = self._anchors[-1]
+        # in order, unless the tracks have gone past: the audio track's last pull, or the
+        # last frame stepped plus the wait for the audio the mouth looks at
+        # (the next frame to step still takes in the mouth from one frame before it)
+        in_order = start + anchor.offset
+        wait = max(0.0, (start - self._received) / self._rate + self._drive.latency)
+        stepped = round((self._world.time - 1.0 / self._clock.fps + wait) * self._rate)
+        not_before = max(in_order, stepped, self._playout.pulled_until)
+        if not_before > in_order + 1:  # it came late (not a float's rounding): the delay grows
+            self.stats.late_s += (not_before - in_order) / self._rate
         else:
-            # in order, unless the tracks have gone past: the audio track's last pull, the
-            # last frame stepped plus the wait for the mouth's look at this audio
-            in_order = round((start + anchor.offset) * self._rate)
-            stepped = round((self._world.time + self._drive.latency) * self._rate)
-            not_before = max(in_order, stepped, self._playout.pulled_until)
-            if not_before > in_order:  # it came late: the delay grows by that much
-                self.stats.late_s += (not_before - in_order) / self._rate
+            not_before = in_order
         at = self._playout.schedule(to_int16(pcm), "", not_before=not_before, turn_id=self._run)
-        offset = at / self._rate - start
-        if anchor is None or abs(offset - anchor.offset) * self._rate > 0.5:
-            if anchor is not None:
-                anchor.end = start
+        offset = at - start
+        if offset != anchor.offset:
+            anchor.end = start
             self._anchors.append(_Anchor(start, offset))
             self._anchors = self._anchors[-8:]
 
     def _place_rows(self, rows: DriveRows) -> None:
         """Put the mouth targets of stream hops on the clock where their audio plays."""
+        hop = round(HOP * self._rate)  # samples per row
         for anchor in self._anchors:
-            lo = max(rows.first, math.ceil(anchor.start / HOP - 1e-9))
-            hi = rows.end  # rows before the anchor's end
-            if anchor.end < math.inf:
-                hi = min(hi, math.floor(anchor.end / HOP - 1e-9) + 1)
+            lo = max(rows.first, -(-anchor.start // hop))  # rows in [start, end)
+            hi = rows.end if anchor.end is None else min(rows.end, -(-anchor.end // hop))
             if hi <= lo:
                 continue
             targets = rows.targets[lo - rows.first : hi - rows.first]
@@ -317,7 +324,7 @@ class Echo:
                 accents=accents,
                 source="audio",
             )
-            start = t_first + anchor.offset
+            start = (first * hop + anchor.offset) / self._rate
             if start >= 0.0:
                 self._world.schedule_speech(drive, start)
 

@@ -102,6 +102,13 @@ class EchoRig:
             self.echo.feed_audio(frame, pcm16[k * 320 : (k + 1) * 320])
         return arrivals
 
+    def burst(self, pcm: np.ndarray) -> None:
+        """The caller's audio all at once (it had stalled, and catches up)."""
+        pcm16 = resample(pcm, RATE, 16_000)
+        for k in range(len(pcm) // FRAME):
+            frame = pcm[k * FRAME : (k + 1) * FRAME]
+            self.echo.feed_audio(frame, pcm16[k * 320 : (k + 1) * 320])
+
     def played(self) -> np.ndarray:
         return np.concatenate(self.out)
 
@@ -129,7 +136,8 @@ async def test_the_callers_audio_plays_at_the_fixed_delay_with_a_mouth_that_foll
     first = int(loud_frames(pcm)[0])
     pre = round(EchoConfig().pre_roll_ms / 20)
     span = to_int16(pcm[(first - pre) * FRAME : len(pcm) - int(0.5 * RATE)])
-    due = round((arrivals[first] + delay) * RATE)  # within a sample (float clock times)
+    # the first loud frame plays `delay` after it arrived (its pre-roll before it)
+    due = round((arrivals[first] + delay) * RATE) - pre * FRAME  # within a sample
     starts = [s for s in range(due - 1, due + 2) if np.array_equal(played[s : s + len(span)], span)]
     assert starts, "the played audio is not the caller's, at the delay"
     assert np.abs(played[: starts[0]]).max() == 0
@@ -208,4 +216,31 @@ async def test_speak_is_queued_after_the_echo_and_reported_when_done() -> None:
     cut = rig.of("speak_done")[1:]
     assert sorted(d["text"] for d in cut) == [f"line {i}" for i in range(8)]
     assert all(d["interrupted"] for d in cut)
+    await rig.echo.close()
+
+
+async def test_late_audio_moves_the_delay_on_until_the_next_pause() -> None:
+    rig = EchoRig()
+    line = voiced(1.0)
+    rig.send(quiet(0.2))
+    rig.send(line[: RATE // 2])
+    rig.tick(0.3)  # the caller stalls for 300 ms: the tracks go past its next audio...
+    rig.burst(line[RATE // 2 :])  # ...which then comes all at once
+    rig.send(quiet(1.0))
+    late = rig.echo.stats.late_s
+    assert 0.1 < late < 0.3, late  # 300 ms late, less what the delay absorbed
+    arrivals = rig.send(np.concatenate([quiet(0.2), voiced(0.5)]))
+    rig.send(quiet(1.0))
+    played = rig.played()
+    frames = played[: len(played) // FRAME * FRAME].reshape(-1, FRAME)
+    loud = np.abs(frames).max(axis=1) > 500
+    runs = np.flatnonzero(np.diff(np.r_[0, loud.astype(np.int8), 0]))
+    (a1, b1), (a2, b2), (a3, _) = zip(runs[::2], runs[1::2], strict=True)
+    # the line is whole, in two pieces with one gap of the lateness between them
+    assert (b1 - a1) + (b2 - a2) in (50, 51)  # 1 s in 20 ms frames (one split by the gap)
+    assert abs((a2 - b1) * 0.02 - late) <= 0.02
+    # after the pause the next line plays at the fixed delay again
+    first_loud = round(0.2 / 0.02)
+    assert a3 == round((arrivals[first_loud] + rig.echo.delay_s) / 0.02)
+    assert rig.echo.stats.late_s == late
     await rig.echo.close()
