@@ -4,7 +4,8 @@
 ``pts`` (gaps are silence; each video frame shows the image due at its time).
 :func:`find_offset` finds where the sent speech starts in what came back (the echo's
 delay: the service's look-ahead plus the network), by cross-correlating loudness;
-:func:`trim` cuts the clip to the speech; :func:`write_mp4` encodes H.264 + AAC.
+:func:`echo_end_s` finds where it ends (later than the speech's length when the
+delay grew on the way); :func:`trim` cuts the clip to it; :func:`write_mp4` encodes H.264 + AAC.
 """
 
 from __future__ import annotations
@@ -100,6 +101,20 @@ def find_offset(received: Clip, sent: I16, sent_rate: int) -> float:
     corr = np.fft.irfft(np.fft.rfft(got, size) * np.conj(np.fft.rfft(ref, size)), size)
     lags = corr[: len(got)]  # non-negative lags only: the echo comes after the speech
     return float(np.argmax(lags)) / ENVELOPE_HZ
+
+
+def echo_end_s(clip: Clip, offset_s: float, sent_s: float, level: int, tail_s: float) -> float:
+    """Where the echo of ``sent_s`` of speech from ``offset_s`` ends in the clip.
+
+    At least ``offset_s + sent_s``; later when loud audio (peak over ``level``) came
+    after that (the service's delay grows when the caller's audio comes late), up to
+    ``tail_s`` past the last of it, within the clip.
+    """
+    loud = np.flatnonzero(np.abs(clip.pcm) > level)
+    end = offset_s + sent_s
+    if len(loud):
+        end = max(end, float(loud[-1]) / clip.sample_rate + tail_s)
+    return min(end, clip.duration_s)
 
 
 def trim(clip: Clip, offset_s: float, duration_s: float) -> Clip:

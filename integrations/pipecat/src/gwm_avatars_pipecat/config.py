@@ -20,7 +20,7 @@ class SessionOptions:
     media_timeout_s: float = 3.0
     """The service sends audio and video all the time (silence too): none for this
     long means the session is lost."""
-    end_tail_s: float = 0.5
+    end_tail_s: float = 1.0
     """On EndFrame, once the last speech has been sent: how long at least to keep
     receiving, so that its echo (the service's look-ahead plus the network) comes back."""
     end_quiet_s: float = 0.3

@@ -20,7 +20,14 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.workers.runner import WorkerRunner
 
-from gwm_avatars_pipecat.clip import ClipError, assemble, find_offset, trim, write_mp4
+from gwm_avatars_pipecat.clip import (
+    ClipError,
+    assemble,
+    echo_end_s,
+    find_offset,
+    trim,
+    write_mp4,
+)
 from gwm_avatars_pipecat.config import RATE, SessionOptions
 from gwm_avatars_pipecat.recorder import MediaRecorder, Recording
 from gwm_avatars_pipecat.service import GWMAvatarVideoService
@@ -29,6 +36,8 @@ from gwm_avatars_pipecat.wav_source import WavError, WavSpeechSource, read_wav
 FPS = 25
 """The service's video rate; the MP4's."""
 PROBE_TIMEOUT_S = 5.0
+TAIL_S = 0.1
+"""Kept after the last loud sound when the echo outlasts the speech's length."""
 
 
 class RenderError(RuntimeError):
@@ -110,7 +119,9 @@ async def render(
     try:
         clip = assemble(recording, FPS)
         offset = find_offset(clip, pcm, rate)
-        cut = trim(clip, offset, len(pcm) / rate)
+        level = (options or SessionOptions()).quiet_level
+        end = echo_end_s(clip, offset, len(pcm) / rate, level, TAIL_S)
+        cut = trim(clip, offset, end - offset)
         write_mp4(cut, output)
     except ClipError as exc:
         raise RenderError(str(exc), 1) from exc

@@ -11,7 +11,7 @@ It opens an echo session while the pipeline is set up, sends the TTS audio
 service returns: the same speech as ``SpeechOutputAudioRawFrame`` (the TTS audio is
 not passed on as well) and the face as ``OutputImageRawFrame``, so the transport plays
 sound and picture together. Both carry ``pts`` on the pipeline clock (one timeline:
-each stream's media time, anchored once at its first frame's arrival). An
+each stream's media time plus its smallest arrival delay). An
 ``InterruptionFrame`` drops the speech buffered here and at the service. ``EndFrame``
 waits for the buffered speech to come back, then hangs up; ``CancelFrame`` hangs up
 at once. A session that cannot be opened, or that is lost, is an ``ErrorFrame``
@@ -48,6 +48,9 @@ from gwm_avatars_pipecat.config import RATE, SessionOptions
 from gwm_avatars_pipecat.session import AvatarSessionError, EchoSession
 
 _NS = 1_000_000_000
+RECEIVE_HOLD_NS = {"audio": 60_000_000, "video": 40_000_000}
+"""How long aiortc's receive jitter buffers hold a frame back: audio until 4 packets of
+20 ms are in (the first waits for 3 more), video until the next frame starts."""
 
 
 class GWMAvatarVideoService(AIService):
@@ -213,10 +216,16 @@ class GWMAvatarVideoService(AIService):
         self._session.send_speech(np.frombuffer(data, dtype=np.int16))
 
     def _pts(self, kind: str, media_s: float) -> int:
-        """``media_s`` into a stream as pipeline clock time (anchored at its first frame)."""
+        """``media_s`` into a stream as pipeline clock time.
+
+        The stream's media time plus the smallest (arrival - media time) seen on it so
+        far: the path's own latency, which a frame that came late (the first one, while
+        the service's encoder starts) does not shift for the rest of the call; less what
+        aiortc's receiver holds each kind back (RECEIVE_HOLD_NS), which is not the path's.
+        """
         media_ns = round(media_s * _NS)
-        if kind not in self._anchors:
-            self._anchors[kind] = self.get_clock().get_time() - media_ns
+        offset = self.get_clock().get_time() - media_ns - RECEIVE_HOLD_NS[kind]
+        self._anchors[kind] = min(self._anchors.get(kind, offset), offset)
         return self._anchors[kind] + media_ns
 
     async def _receive_audio(self, session: EchoSession) -> None:
