@@ -221,7 +221,7 @@ class Echo:
             self._emit(speak_done_event(self._speak_queue.popleft(), 0.0, interrupted=True))
         if self._speak_task is not None:
             self._speak_task.cancel()
-        self._muted = self._run is not None or self._muted
+        self._muted = True  # what is in flight was sent before the clear (even in a pause)
         self._muted_quiet_s = 0.0
         if self._run is not None:
             self._finished_runs.append(self._run)

@@ -97,6 +97,7 @@ def test_defaults_parse(name: str) -> None:
         ("echo", ["--clips", "0"], "--clips"),
         ("echo", ["--max-sessions", "x"], "--max-sessions"),
         ("echo", ["--seconds", "-1"], "--seconds"),
+        ("echo", ["--min-fps", "0"], "--min-fps"),
         ("echo", ["--config", "no-such-profile"], "not found"),
         ("ray_serve", ["--rounds", "0"], "--rounds"),
         ("ray_serve", ["--frames", "-5"], "--frames"),

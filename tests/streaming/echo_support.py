@@ -44,8 +44,12 @@ class Timeline:
         return out
 
 
-def timeline(received: Received) -> Timeline:
-    """Put what a client received on one timeline (see the module docstring)."""
+def timeline(received: Received, around: tuple[float, float] | None = None) -> Timeline:
+    """Put what a client received on one timeline (see the module docstring).
+
+    ``around``: take each stream's arrival delay from the frames that arrived in this
+    window only (monotonic seconds): on a loaded machine the delays drift over a call.
+    """
     a_pts = np.asarray(received.audio_pts)
     a_arr = np.asarray([t for t, _ in received.audio])
     starts = np.round((a_pts - a_pts[0]) * RATE).astype(np.int64)
@@ -53,12 +57,22 @@ def timeline(received: Received) -> Timeline:
     audio = np.zeros(total, dtype=np.float32)
     for s, (_, pcm) in zip(starts.tolist(), received.audio, strict=True):
         audio[s : s + len(pcm)] = pcm
-    audio_t0 = float(np.median(a_arr - (a_pts - a_pts[0])))
     v_pts = np.asarray(received.video_pts)
     v_arr = np.asarray([t for t, _ in received.video])
     v_rel = v_pts - v_pts[0]
-    video_t = v_rel + float(np.median(v_arr - v_rel))
+    a_in = _within(a_arr, around)
+    v_in = _within(v_arr, around)
+    audio_t0 = float(np.median((a_arr - (a_pts - a_pts[0]))[a_in]))
+    video_t = v_rel + float(np.median((v_arr - v_rel)[v_in]))
     return Timeline(audio, audio_t0, video_t)
+
+
+def _within(times: F64, around: tuple[float, float] | None) -> npt.NDArray[np.bool_]:
+    """Which ``times`` are in the window (all of them without one, or if none are)."""
+    if around is None:
+        return np.ones(len(times), dtype=bool)
+    inside = (times >= around[0]) & (times <= around[1])
+    return inside if inside.any() else np.ones(len(times), dtype=bool)
 
 
 def openings(
