@@ -24,7 +24,7 @@ test:
 	@VENV=$(VENV) bash scripts/test.sh
 
 lint: setup
-	$(VENV)/bin/ruff check models avatar streaming gwm_avatars tests benchmarks scripts && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff check models avatar streaming gwm_avatars tests benchmarks scripts integrations && $(VENV)/bin/mypy
 
 bench: setup
 	$(VENV)/bin/python benchmarks/engines.py
