@@ -177,11 +177,11 @@ def ending(text: str) -> str:
 
     Question: a question mark, or a first word from :data:`QUESTION_WORDS` (Whisper
     often ends a question with a full stop), not after an unfinished word. Unfinished:
-    nothing said, a trailing ellipsis, dash or comma, or a last word from :data:`UNFINISHED_WORDS` (Whisper often writes "I want
-    to go to." with a period). Statement: anything else. A statement's full stop is
-    weak evidence: Whisper completes what it hears ("I would like to go to" came out as
-    "I would like to know too." on an espeak-ng voice), so it waits longer than a
-    question.
+    nothing said, a trailing ellipsis, dash or comma, or a last word from
+    :data:`UNFINISHED_WORDS` (Whisper often writes "I want to go to." with a period).
+    Statement: anything else. A statement's full stop is weak evidence: Whisper
+    completes what it hears ("I would like to go to" came out as "I would like to know
+    too." on an espeak-ng voice), so it waits longer than a question.
     """
     stripped = text.strip()
     words = _WORD.findall(stripped.lower())
