@@ -151,6 +151,11 @@ class CpuRenderer:
         self._up_inner = np.ascontiguousarray(mo.atlas_up[..., BASE_CHANNELS:])
         self._low_inner = np.ascontiguousarray(mo.atlas_low[..., BASE_CHANNELS:])
         self._eye_grids = [_Grid(e.roi) for e in m.eyes]
+        # with the lids open, lid and face atlases share one map: one sampling pass
+        self._eye_lid_face = [
+            np.ascontiguousarray(np.concatenate([e.atlas_lid, e.atlas_face], axis=-1))
+            for e in m.eyes
+        ]
         self._bands = self._moving_bands() if self._aligned else [(0, 0, *self.size)]
 
     def render(self, state: AvatarState) -> U8:
@@ -273,8 +278,13 @@ class CpuRenderer:
         shift = np.array(
             [p.gaze[i, 0] * eye.gaze_px[0], -p.gaze[i, 1] * eye.gaze_px[1]], np.float32
         )
-        a_lid = _remap(eye.atlas_lid, q_lid)
-        a_face = _remap(eye.atlas_face, local)
+        if blink:
+            a_lid = _remap(eye.atlas_lid, q_lid)
+            a_face = _remap(eye.atlas_face, local)
+        else:
+            both = _remap(self._eye_lid_face[e], local)
+            n_lid = eye.atlas_lid.shape[-1]
+            a_lid, a_face = both[..., :n_lid], both[..., n_lid:]
         a_iris = _remap(eye.atlas_iris, local - shift, zero=True)
         out[y0:y1, x0:x1] = composite_eye(a_lid, a_face, a_iris, blink)
 
