@@ -307,8 +307,9 @@ def composite_mouth(
     sampled through the upper part's field, ``b_low`` the lower atlas's through the
     lower part's; ``interior(r0, r1, c0, c1)`` samples the atlases' other channels
     (from ``BASE_CHANNELS`` on: ``avatar.render.model.UP_*`` and ``LO_*``) over those
-    rows and columns only (the opening's bounding box); ``reach`` is the frame's interior reaches in pixels
-    (:attr:`avatar.render.params.FrameParams.interior`). A pixel is lower lip where
+    rows and columns only (the opening's bounding box); ``reach`` is the frame's
+    interior reaches in pixels (:attr:`avatar.render.params.FrameParams.interior`),
+    and a layer that reaches 0 px is skipped. A pixel is lower lip where
     the lower pull-back lands below the lower lip line, upper lip where the upper one
     lands above the upper lip line, and the mouth's inside where neither does. Inside,
     back to front: the cavity (lit from the lips, dark at the back), the tongue, the
