@@ -48,10 +48,13 @@ REST.flags.writeable = False
 """The closed, relaxed mouth."""
 FILTER_LAG = 0.03
 """About the delay of the world model's mouth springs; audio drives lead by this much."""
-PHONEME_LEAD = 0.05
+PHONEME_LEAD = 0.06
 """How much earlier than its aligned span a phoneme's shape is targeted: the springs'
-delay plus the ~20-30 ms by which Piper's alignments trail the sound (measured on
-en_US-joe-medium). Never more than the lookahead."""
+delay (~25 ms) plus the 20-35 ms by which Piper's alignments trail the sound
+(en_US-joe-medium, 10 sentences at three speeds: the bilabials' spans are quietest
+moved 35 ms earlier, the open vowels' loudest moved 20 ms earlier). At 50 ms the
+mouth read from pixels still matched the speech a frame late better than a frame
+early. Never more than the lookahead."""
 
 # Coarticulation: in-span weight of each viseme (how firmly it holds its own span)
 _HOLD: dict[Viseme, float] = {
@@ -82,15 +85,15 @@ _BLEND_HOPS = 5
 _CARRY = 0.04
 """Seconds a viseme's influence lasts after its span (carry-over coarticulation).
 
-Anticipation is bounded by the lookahead (``lead - PHONEME_LEAD``, 10 ms by default),
+Anticipation is bounded by the lookahead (``lead - PHONEME_LEAD``, 0 ms by default),
 so a long carry-over makes the smoothing lopsided: each shape's centre of mass then
 trails its sound. At 100 ms it put the mouth, read from pixels, a frame behind the
 speech envelope on the Piper path (r 0.74 at lag 0, almost as high a frame late);
 at 40 ms the best lag is 0 on every sentence measured (r ~0.84), and a bilabial's
 press no longer holds the jaw shut into the vowel that follows it."""
-_RELEASE: dict[Viseme, float] = {Viseme.PP: 0.015}
+_RELEASE: dict[Viseme, float] = {Viseme.PP: 0.005}
 """Visemes whose influence ends faster than ``_CARRY`` after their span: the lips of
-a bilabial part at its release, and the vowel's opening follows at once."""
+a bilabial part at its release (the burst), and the vowel's opening follows at once."""
 
 
 @dataclass(frozen=True)
@@ -206,9 +209,9 @@ class MouthDrive:
         ``_CARRY`` after it (``_RELEASE`` for bilabials). The target at each instant is
         the dominance-weighted mean of the shapes. Bilabials and pauses hold firmly (the
         lips close), /h/ and velars borrow their neighbours' shapes. With the speech
-        audio (``pcm`` at ``sample_rate``), the jaw opening blends the visemes' with the loudness's
-        (louder syllables open wider), pressed lips still close it, and the loudness
-        drives the head's prosody.
+        audio (``pcm`` at ``sample_rate``), the jaw opening blends the visemes' with the
+        loudness's (louder syllables open wider; bilabials press the lips shut, the jaw
+        stays with the vowels around them), and the loudness drives the head's prosody.
         """
         lead = max(0.0, lookahead_ms / 1000.0)
         shift = min(PHONEME_LEAD, lead)
@@ -259,11 +262,13 @@ class MouthDrive:
         if pcm is not None and sample_rate is not None:
             level = _loudness(pcm, sample_rate, times, lead)
             # the viseme's opening scaled by loudness, blended with the opening the
-            # loudness alone implies; pressed lips (bilabials) still shut the jaw
+            # loudness alone implies. Bilabials close the lips (lip_press), not the jaw:
+            # between two vowels the jaw stays near their opening while the lips meet,
+            # so it is not shut there (that spread each closure into the vowels around
+            # it, a frame of closed mouth on loud speech)
             viseme_jaw = targets[:, 0] * ((1.0 - LOUDNESS_MIX) + LOUDNESS_MIX * level)
             sound_jaw = AUDIO_JAW_GAIN * level**AUDIO_JAW_GAMMA
-            blended_jaw = (1.0 - AUDIO_JAW_MIX) * viseme_jaw + AUDIO_JAW_MIX * sound_jaw
-            targets[:, 0] = blended_jaw * (1.0 - np.clip(targets[:, 2], 0.0, 1.0))
+            targets[:, 0] = (1.0 - AUDIO_JAW_MIX) * viseme_jaw + AUDIO_JAW_MIX * sound_jaw
             energy = level.astype(np.float32)
         # nothing may move before the first sound minus the lead
         first = next((s.start for s in segments if s.viseme is not Viseme.SILENCE), None)

@@ -55,6 +55,9 @@ U8 = npt.NDArray[np.uint8]
 LASH_DARKEN = 0.55
 BAND_ROWS = 16
 """Rows per band of the moving part's remap."""
+BASE_CHANNELS = 4
+"""The mouth atlases' first channels: the portrait's RGB and the part's mask (sampled
+over the whole mouth box); the interior's channels follow (sampled over its opening)."""
 
 
 def _remap(img: np.ndarray, coords: F32, *, zero: bool = False) -> np.ndarray:
@@ -143,9 +146,16 @@ class CpuRenderer:
         self._up = mo.up_fields.reshape(mo.up_fields.shape[0], -1)
         self._low = mo.low_fields.reshape(mo.low_fields.shape[0], -1)
         self._mouth_grid = _Grid(mo.roi)
-        self._up_base = np.ascontiguousarray(mo.atlas_up[..., :4])
-        self._low_base = np.ascontiguousarray(mo.atlas_low[..., :4])
+        self._up_base = np.ascontiguousarray(mo.atlas_up[..., :BASE_CHANNELS])
+        self._low_base = np.ascontiguousarray(mo.atlas_low[..., :BASE_CHANNELS])
+        self._up_inner = np.ascontiguousarray(mo.atlas_up[..., BASE_CHANNELS:])
+        self._low_inner = np.ascontiguousarray(mo.atlas_low[..., BASE_CHANNELS:])
         self._eye_grids = [_Grid(e.roi) for e in m.eyes]
+        # with the lids open, lid and face atlases share one map: one sampling pass
+        self._eye_lid_face = [
+            np.ascontiguousarray(np.concatenate([e.atlas_lid, e.atlas_face], axis=-1))
+            for e in m.eyes
+        ]
         self._bands = self._moving_bands() if self._aligned else [(0, 0, *self.size)]
 
     def render(self, state: AvatarState) -> U8:
@@ -242,7 +252,6 @@ class CpuRenderer:
         return _Warp(m.identity, part, (x0, y0, x1, y1))
 
     def _mouth(self, out: U8, warp: _Warp, p: FrameParams, i: int) -> None:
-        mo = self.model.mouth
         grid = self._mouth_grid
         x0, y0, x1, y1 = (int(v) for v in p.mouth_tight[i])
         local = warp.crop(x0, y0, x1, y1) - grid.origin
@@ -255,8 +264,8 @@ class CpuRenderer:
             _remap(self._low_base, q_low),
             p.interior[i],
             lambda r0, r1, c0, c1: (
-                _remap(mo.atlas_up, q_up[r0:r1, c0:c1]),
-                _remap(mo.atlas_low, q_low[r0:r1, c0:c1]),
+                _remap(self._up_inner, q_up[r0:r1, c0:c1]),
+                _remap(self._low_inner, q_low[r0:r1, c0:c1]),
             ),
         )
 
@@ -269,8 +278,13 @@ class CpuRenderer:
         shift = np.array(
             [p.gaze[i, 0] * eye.gaze_px[0], -p.gaze[i, 1] * eye.gaze_px[1]], np.float32
         )
-        a_lid = _remap(eye.atlas_lid, q_lid)
-        a_face = _remap(eye.atlas_face, local)
+        if blink:
+            a_lid = _remap(eye.atlas_lid, q_lid)
+            a_face = _remap(eye.atlas_face, local)
+        else:
+            both = _remap(self._eye_lid_face[e], local)
+            n_lid = eye.atlas_lid.shape[-1]
+            a_lid, a_face = both[..., :n_lid], both[..., n_lid:]
         a_iris = _remap(eye.atlas_iris, local - shift, zero=True)
         out[y0:y1, x0:x1] = composite_eye(a_lid, a_face, a_iris, blink)
 
@@ -291,10 +305,11 @@ def composite_mouth(
 
     ``b_up`` holds the upper atlas's first four channels (portrait RGB, upper mask)
     sampled through the upper part's field, ``b_low`` the lower atlas's through the
-    lower part's; ``interior(r0, r1, c0, c1)`` samples the whole atlases (channels:
-    ``avatar.render.model.UP_*`` and ``LO_*``) over those rows and columns only (the
-    opening's bounding box); ``reach`` is the frame's interior reaches in pixels
-    (:attr:`avatar.render.params.FrameParams.interior`). A pixel is lower lip where
+    lower part's; ``interior(r0, r1, c0, c1)`` samples the atlases' other channels
+    (from ``BASE_CHANNELS`` on: ``avatar.render.model.UP_*`` and ``LO_*``) over those
+    rows and columns only (the opening's bounding box); ``reach`` is the frame's
+    interior reaches in pixels (:attr:`avatar.render.params.FrameParams.interior`),
+    and a layer that reaches 0 px is skipped. A pixel is lower lip where
     the lower pull-back lands below the lower lip line, upper lip where the upper one
     lands above the upper lip line, and the mouth's inside where neither does. Inside,
     back to front: the cavity (lit from the lips, dark at the back), the tongue, the
@@ -313,7 +328,7 @@ def composite_mouth(
         cols = np.flatnonzero(w_int[rows[0] : rows[-1] + 1].any(axis=0))
         r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         u, lo = interior(r0, r1, c0, c1)
-        inner = _interior(_planes(u), _planes(lo), reach)
+        inner = _interior(_planes(u, BASE_CHANNELS), _planes(lo, BASE_CHANNELS), reach)
         inner *= w_int[r0:r1, c0:c1]
         out[:, r0:r1, c0:c1] += inner
     return _to_u8(out)
@@ -325,16 +340,23 @@ def _interior(u: F32, lo: F32, reach: F32) -> F32:
     light *= np.float32(1.0 - CAVITY_DEEP)
     light += np.float32(CAVITY_DEEP)
     inner = u[UP_CAVITY] * light
-    a_tongue = _reach_alpha(lo[LO_REACH], lo[LO_T], reach[1])
-    _over(inner, lo[LO_TONGUE], a_tongue)
-    _over(inner, lo[LO_TEETH], _reach_alpha(lo[LO_TEETH_REACH], lo[LO_T], reach[2]))
-    a_teeth = np.maximum(_reach_alpha(u[UP_REACH], u[UP_T], reach[0]), u[UP_PHOTO])
+    # a layer that reaches 0 px covers nothing (its alpha is 0): skip it
+    if reach[1] > 0.0:
+        a_tongue = _reach_alpha(lo[LO_REACH], lo[LO_T], reach[1])
+        _over(inner, lo[LO_TONGUE], a_tongue)
+    if reach[2] > 0.0:
+        _over(inner, lo[LO_TEETH], _reach_alpha(lo[LO_TEETH_REACH], lo[LO_T], reach[2]))
+    a_teeth = u[UP_PHOTO]
+    if reach[0] > 0.0:
+        a_teeth = np.maximum(_reach_alpha(u[UP_REACH], u[UP_T], reach[0]), a_teeth)
     _over(inner, u[UP_TEETH], a_teeth)
-    if reach[5] > 0.0:  # th, l: the tip of the tongue in front of the teeth's edges
+    if reach[5] > 0.0 and reach[1] > 0.0:  # th, l: the tongue's tip in front of the teeth
         a_tongue *= reach[5]
         _over(inner, lo[LO_TONGUE], a_tongue)
-    _over(inner, lo[LO_LIP], _reach_alpha(lo[LO_LIP_REACH], lo[LO_T], reach[4]))
-    _over(inner, u[UP_LIP], _reach_alpha(u[UP_LIP_REACH], u[UP_T], reach[3]))
+    if reach[4] > 0.0:
+        _over(inner, lo[LO_LIP], _reach_alpha(lo[LO_LIP_REACH], lo[LO_T], reach[4]))
+    if reach[3] > 0.0:
+        _over(inner, u[UP_LIP], _reach_alpha(u[UP_LIP_REACH], u[UP_T], reach[3]))
     return inner
 
 
@@ -379,9 +401,16 @@ def composite_eye(a_lid: F32, a_face: F32, a_iris: F32, blink: float) -> U8:
     return _to_u8(o)
 
 
-def _planes(img: F32) -> F32:
-    """An (h, w, C) image as C contiguous planes (C, h, w), for per-channel arithmetic."""
-    return np.ascontiguousarray(img.transpose(2, 0, 1))
+def _planes(img: F32, skip: int = 0) -> F32:
+    """An (h, w, C) image as C contiguous planes (C, h, w), for per-channel arithmetic;
+    with ``skip``, as planes ``skip .. skip + C`` of (skip + C, h, w) whose first
+    ``skip`` planes are left unset (so channel indices of the whole atlas still hold)."""
+    if not skip:
+        return np.ascontiguousarray(img.transpose(2, 0, 1))
+    h, w, c = img.shape
+    out = np.empty((skip + c, h, w), img.dtype)
+    out[skip:] = img.transpose(2, 0, 1)
+    return out
 
 
 def _to_u8(planes: F32) -> U8:

@@ -119,48 +119,66 @@ def interior_reach(
 ) -> npt.NDArray[np.float32]:
     """(B, 6) interior reaches in pixels (:attr:`FrameParams.interior`) for (B, U) mouth
     units and (B,) ``tongue_show``."""
-    m = {u: mouth[:, i].astype(np.float64) for i, u in enumerate(MOUTH_UNITS)}
-    tip = np.clip(tongue.astype(np.float64), 0.0, 1.0)
+    rows = [
+        _interior_row(dict(zip(MOUTH_UNITS, units, strict=True)), tip, face_height)
+        for units, tip in zip(
+            np.asarray(mouth, np.float64).tolist(),
+            np.asarray(tongue, np.float64).reshape(-1).tolist(),
+            strict=True,
+        )
+    ]
+    return np.array(rows, np.float64).reshape(len(rows), 6).astype(np.float32)
+
+
+def _interior_row(m: dict[str, float], tongue: float, fh: float) -> list[float]:
+    """:func:`interior_reach` for one frame, on Python floats (a batch is a few frames;
+    per-element numpy calls would cost more than the arithmetic)."""
+    tip = min(max(tongue, 0.0), 1.0)
     base, show, spread, rnd = TEETH_REACH
     teeth = base + show * m["teeth"] + spread * m["wide"] - rnd * m["round"]
-    teeth = np.clip(teeth * (1.0 - 0.35 * tip), 0.004, 0.06) * face_height
-    u = np.clip((m["jaw"] - 0.2) / 0.6, 0.0, 1.0)
+    teeth = min(max(teeth * (1.0 - 0.35 * tip), 0.004), 0.06) * fh
+    u = min(max((m["jaw"] - 0.2) / 0.6, 0.0), 1.0)
     floor, raised = TONGUE_REACH
-    tongue_px = (floor * u * u * (3.0 - 2.0 * u) + raised * tip) * face_height
+    tongue_px = (floor * u * u * (3.0 - 2.0 * u) + raised * tip) * fh
     # the inner surfaces of the lips (and the lower teeth behind the lower one) come
     # into view as the lips part, so nothing appears at once out of a closed mouth
-    o = np.clip((m["jaw"] + 0.3 * m["teeth"]) / 0.2, 0.0, 1.0)
+    o = min(max((m["jaw"] + 0.3 * m["teeth"]) / 0.2, 0.0), 1.0)
     parted = o * o * (3.0 - 2.0 * o)
     lo_base, lo_more = LOWER_TEETH_REACH
-    show_low = np.clip(0.8 * m["jaw"] + 0.5 * m["wide"] + 0.3 * m["teeth"] - m["round"], 0.0, 1.0)
-    show_low *= 1.0 - tip
-    lower = (lo_base + lo_more * show_low) * face_height * parted
-    lips = np.stack([UPPER_LIP_INNER, LOWER_LIP_INNER]) * face_height * parted[:, None]
-    out = np.column_stack([teeth, tongue_px, lower, lips, tip])
-    return out.astype(np.float32)
+    show_low = 0.8 * m["jaw"] + 0.5 * m["wide"] + 0.3 * m["teeth"] - m["round"]
+    show_low = min(max(show_low, 0.0), 1.0) * (1.0 - tip)
+    lower = (lo_base + lo_more * show_low) * fh * parted
+    return [
+        teeth,
+        tongue_px,
+        lower,
+        UPPER_LIP_INNER * fh * parted,
+        LOWER_LIP_INNER * fh * parted,
+        tip,
+    ]
 
 
-def _box_origin(roi: Roi, common: npt.NDArray[np.float32], size: tuple[int, int]) -> np.ndarray:
-    """Top-left corners (B, 2) of the fixed-size destination box (torch renderer)."""
+def roi_boxes(
+    roi: Roi, common: npt.NDArray[np.float64], size: tuple[int, int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Where a ROI lands for (B, K) float64 common coefficients: the top-left corners
+    (B, 2) of its fixed-size destination box (torch renderer), placed by the centre
+    probe, and its tight destination boxes (B, 4) as (x0, y0, x1, y1), end-exclusive,
+    around all the moved probes (CPU renderer)."""
     # einsum, not matmul: a multi-threaded BLAS spins a second core for a product this small
-    shift = np.rint(
-        np.einsum("bk,kc->bc", common.astype(np.float64), roi.probe_basis[:, -1].astype(np.float64))
-    )
+    disp = np.einsum("bk,kpc->bpc", common, roi.probe_basis.astype(np.float64))
+    shift = np.rint(disp[:, -1])
     cx0, cy0 = roi.content[:2]
     x = np.clip(cx0 - roi.pad_x + shift[:, 0], 0, size[0] - roi.out_w)
     y = np.clip(cy0 - roi.pad_y + shift[:, 1], 0, size[1] - roi.out_h)
-    return np.stack([x, y], axis=-1).astype(np.int64)
-
-
-def tight_box(roi: Roi, common: npt.NDArray[np.float32], size: tuple[int, int]) -> np.ndarray:
-    """Tight destination boxes (B, 4) as (x0, y0, x1, y1), end-exclusive (CPU renderer)."""
-    disp = np.einsum("bk,kpc->bpc", common.astype(np.float64), roi.probe_basis.astype(np.float64))
+    origin = np.stack([x, y], axis=-1).astype(np.int64)
     pts = roi.probes[None].astype(np.float64) + disp
     lo = np.floor(pts.min(axis=1)) - roi.margin
     hi = np.ceil(pts.max(axis=1)) + roi.margin + 1
     lo = np.maximum(lo, 0)
     hi = np.minimum(hi, np.array(size, np.float64))
-    return np.concatenate([lo, np.maximum(hi, lo + 1)], axis=1).astype(np.int64)
+    tight = np.concatenate([lo, np.maximum(hi, lo + 1)], axis=1).astype(np.int64)
+    return origin, tight
 
 
 def frame_params(model: RigModel, states: Sequence[AvatarState]) -> FrameParams:
@@ -182,15 +200,18 @@ def frame_params(model: RigModel, states: Sequence[AvatarState]) -> FrameParams:
         np.float32,
     ).reshape(len(states), 2)
     blink = np.clip(blink + droop[:, None], 0.0, 1.0).astype(np.float32)
+    common64 = common.astype(np.float64)
+    mouth_box, mouth_tight = roi_boxes(model.mouth.roi, common64, model.size)
+    eyes = [roi_boxes(e.roi, common64, model.size) for e in model.eyes]
     return FrameParams(
         common=common,
         mouth=mouth,
         blink=blink,
         gaze=gaze,
-        mouth_box=_box_origin(model.mouth.roi, common, model.size),
-        eye_boxes=np.stack([_box_origin(e.roi, common, model.size) for e in model.eyes], axis=1),
-        mouth_tight=tight_box(model.mouth.roi, common, model.size),
-        eye_tight=np.stack([tight_box(e.roi, common, model.size) for e in model.eyes], axis=1),
+        mouth_box=mouth_box,
+        eye_boxes=np.stack([origin for origin, _ in eyes], axis=1),
+        mouth_tight=mouth_tight,
+        eye_tight=np.stack([tight for _, tight in eyes], axis=1),
         interior=interior_reach(
             mouth, np.array([s.tongue_show for s in states], np.float32).reshape(-1), fh
         ),

@@ -52,12 +52,27 @@ SIZE = 256
 FPS = 25
 PAD = 1.0
 TEXT = "Peter bought a bubble, and we all laughed about it for a while. How can I help you today?"
+<<<<<<< HEAD
 MARKDOWN = (
     "Tips for tonight:\n\n1. **Sleep** early.\n2. Drink _less_ coffee.\n\n"
     "```python\nprint('tips')\n```\n"
 )
 """An LLM-style text: a numbered list, emphasis and a code block."""
 MARKDOWN_SPOKEN = "tips for tonight sleep early drink less coffee"
+=======
+TEXTS = [
+    TEXT,
+    "Could you send me the report before Friday? I want to read it over the weekend.",
+    "Thanks for calling. Please hold the line while I look up your order.",
+]
+"""Piper's lip-sync sentences (two each). The motion model was not tuned on the last two."""
+ESPEAK = [
+    ("Hello, this is another voice. It reads a short sentence for the avatar.", "en-us"),
+    ("Bob and Pam made a map of the bay, but the boat was too big to moor.", "en-gb+f3"),
+    ("It is a quiet evening, and the children are already asleep upstairs.", "en-gb-scotland"),
+]
+"""espeak-ng lip-sync sentences and voices (the last two not used to tune anything)."""
+>>>>>>> issue-14
 
 
 @pytest.fixture(scope="module")
@@ -132,18 +147,21 @@ def check_streams(mp4: Path, speech_s: float) -> None:
 
 
 @pytest.mark.models
+@pytest.mark.parametrize("text", TEXTS, ids=["peter", "report", "calling"])
 def test_render_text_lip_sync_and_streams(
-    cli: Callable[..., int], tmp_path: Path, small_rig: AvatarRig, small_renderer: Renderer
+    cli: Callable[..., int],
+    tmp_path: Path,
+    small_rig: AvatarRig,
+    small_renderer: Renderer,
+    text: str,
 ) -> None:
     out = tmp_path / "text.mp4"
-    rc = cli("render", "--text", TEXT, "-o", out, "--size", SIZE, "--pad", PAD, "--seed", 1)
+    rc = cli("render", "--text", text, "-o", out, "--size", SIZE, "--pad", PAD, "--seed", 1)
     assert rc == 0
     duration = probe(out).audio_duration  # the speech (TTS timing varies run to run)
     check_streams(out, duration)
-    assert duration > 2 * PAD + 4.0  # both sentences are in there
-    # Piper's path reads 0.77-0.85 here (its voice varies run to run): visemes shut the
-    # lips on loud nasals and round them on loud "o"s, which the loudness cannot know
-    check_lip_sync(out, small_rig, small_renderer, PAD, min_r=0.75)
+    assert duration > 2 * PAD + 3.0  # both sentences are in there
+    check_lip_sync(out, small_rig, small_renderer, PAD, min_r=0.8)
 
 
 @pytest.fixture(scope="module")
@@ -170,20 +188,17 @@ def test_render_text_speaks_it_as_a_person_would(
 
 
 @pytest.mark.models
-@pytest.mark.parametrize("voice", ["en-us", "en-gb+f3"])
+@pytest.mark.parametrize(("text", "voice"), ESPEAK, ids=[v for _, v in ESPEAK])
 def test_render_foreign_audio_lip_sync(
     cli: Callable[..., int],
     tmp_path: Path,
     small_rig: AvatarRig,
     small_renderer: Renderer,
+    text: str,
     voice: str,
 ) -> None:
     """Speech the avatar did not synthesize (espeak-ng) drives the mouth from its sound."""
-    wav = espeak_wav(
-        "Hello, this is another voice. It reads a short sentence for the avatar.",
-        tmp_path / "espeak.wav",
-        voice=voice,
-    )
+    wav = espeak_wav(text, tmp_path / "espeak.wav", voice=voice)
     pcm, rate = read_audio(wav)
     out = tmp_path / "audio.mp4"
     assert cli("render", "--audio", wav, "-o", out, "--size", SIZE, "--pad", PAD) == 0
