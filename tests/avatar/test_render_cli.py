@@ -52,14 +52,12 @@ SIZE = 256
 FPS = 25
 PAD = 1.0
 TEXT = "Peter bought a bubble, and we all laughed about it for a while. How can I help you today?"
-<<<<<<< HEAD
 MARKDOWN = (
     "Tips for tonight:\n\n1. **Sleep** early.\n2. Drink _less_ coffee.\n\n"
     "```python\nprint('tips')\n```\n"
 )
 """An LLM-style text: a numbered list, emphasis and a code block."""
 MARKDOWN_SPOKEN = "tips for tonight sleep early drink less coffee"
-=======
 TEXTS = [
     TEXT,
     "Could you send me the report before Friday? I want to read it over the weekend.",
@@ -72,7 +70,6 @@ ESPEAK = [
     ("It is a quiet evening, and the children are already asleep upstairs.", "en-gb-scotland"),
 ]
 """espeak-ng lip-sync sentences and voices (the last two not used to tune anything)."""
->>>>>>> issue-14
 
 
 @pytest.fixture(scope="module")
