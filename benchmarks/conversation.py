@@ -486,6 +486,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=3,
         help="every N-th question has a pause mid-sentence (0: none)",
     )
+    parser.add_argument(
+        "--server-log",
+        type=Path,
+        default=None,
+        help="write the server's log to this file instead of discarding it",
+    )
     args = parser.parse_args(argv)
     args.app_config = config_arg(parser, args.config, args.overrides)
     args.voices = args.voices or list(VOICES)
@@ -585,15 +591,23 @@ def report(n: int, res: RunResult, box: tuple[int, int, int, int]) -> None:
 
 
 def start_server(
-    config: str, overrides: Sequence[str], port: int, max_sessions: int
+    config: str,
+    overrides: Sequence[str],
+    port: int,
+    max_sessions: int,
+    log_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``avatar serve`` on 127.0.0.1:``port`` with the profile and its overrides."""
+    """``avatar serve`` on 127.0.0.1:``port`` with the profile and its overrides (its log
+    to ``log_path``, or discarded)."""
     sets = ["server.ice_host_addresses=[127.0.0.1]", f"server.max_sessions={max_sessions}"]
     cmd = [sys.executable, "-m", "gwm_avatars.cli", "--config", config]
     for o in [*sets, *overrides]:
         cmd += ["--set", o]
     cmd += ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if log_path is None:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
@@ -616,15 +630,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     rig = load_rig(cfg.avatar.bundle, size=(cfg.render.width or cfg.render.size, cfg.render.size))
     box = rig.mouth_box()
     port = free_port()
-    server = start_server(args.config, args.overrides, port, max(args.sessions))
+    server = start_server(
+        args.config, args.overrides, port, max(args.sessions), args.server_log
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(_wait_ready(url))
         out(f"machine: {machine()}; load average {load_average()} before")
+        eot = cfg.end_of_turn
         out(
             f"config: {args.config} {' '.join(args.overrides)}; LLM {cfg.llm.model} "
-            f"({cfg.llm.threads} threads), STT {cfg.stt.model} {cfg.stt.compute_type}, VAD "
-            f"silence {cfg.vad.min_silence_ms} ms, {cfg.render.size}px at {cfg.render.fps} fps"
+            f"({cfg.llm.threads} threads), STT {cfg.stt.model} {cfg.stt.compute_type} "
+            f"(window {cfg.stt.window_s:g} s), end of turn question/statement/unfinished "
+            f"{eot.question_ms}/{eot.statement_ms}/{eot.unfinished_ms} ms, "
+            f"{cfg.render.size}px at {cfg.render.fps} fps"
         )
         out(
             f"{args.turns} turns per session; voices {', '.join(args.voices)}; "
