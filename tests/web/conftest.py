@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from benchmarks.browser_hearing import chromium_args
 from streaming.config import AppConfig
 from streaming.engines import Engines
 from streaming.server import STATE_KEY, ServerState, create_app
@@ -235,21 +236,7 @@ def browser(mic_wav: Path) -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    args = [
-        "--no-sandbox",
-        "--headless",
-        "--disable-gpu",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-audio-capture={mic_wav}",
-        "--allow-loopback-in-peer-connection",
-        "--autoplay-policy=no-user-gesture-required",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-    ]
+    args = [*chromium_args(mic_wav), "--disable-quic"]
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
         yield b
