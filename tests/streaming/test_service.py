@@ -83,8 +83,12 @@ async def test_voice_turn_is_heard_answered_and_lip_synced(
     reply_audio = pcm16[max(0, loud[0] - 1600) : loud[-1] + 1600]
     said = engines.stt.transcribe(reply_audio, 16_000).text
     assert _wer(final["text"], said) <= 0.3, (final["text"], said)
-    for stage in ("stt_ms", "llm_first_token_ms", "tts_first_chunk_ms", "voice_to_voice_ms"):
-        assert metrics[stage] > 0
+    # Every stage was timed; the transcript may be ready as the turn ends (0 ms to wait
+    # for it: the guess was transcribed during the end-of-turn silence).
+    for stage in ("end_of_turn_wait_ms", "llm_first_token_ms", "tts_first_chunk_ms"):
+        assert metrics[stage] > 0, (stage, metrics)
+    assert metrics["stt_ms"] >= 0
+    assert metrics["voice_to_voice_ms"] > metrics["end_of_turn_wait_ms"]
 
     # Video at 25 ± 3 fps over the call.
     times = np.array([t for t, _ in peer.received.video])
