@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gwm_avatars.arguments import ArgumentParser
+from models.assets import AssetResolver
+from models.errors import AssetNotFoundError
+from models.llm.llama_cpp_llm import resolve_gguf
 from streaming.config import AppConfig, ConfigError, load_config
 
 
@@ -26,6 +29,22 @@ def config_arg(parser: ArgumentParser, name: str, overrides: Sequence[str] = ())
         return load_config(name, overrides=list(overrides))
     except ConfigError as exc:
         parser.error(f"--config {name}: {exc}")
+
+
+def models_arg(
+    parser: ArgumentParser, name: str, overrides: Sequence[str], models: Sequence[str]
+) -> list[str]:
+    """The LLMs to run (default: the profile's), each checked to load with the profile and
+    its overrides; a bad one is a one-line error (exit 2)."""
+    base = config_arg(parser, name, overrides)
+    for model in models:
+        config = config_arg(parser, name, [*overrides, f"llm.model={model}"])
+        if config.llm.backend == "llama-cpp":
+            try:
+                resolve_gguf(model, AssetResolver(config.assets))
+            except AssetNotFoundError as exc:
+                parser.error(f"--model: {exc}")
+    return list(models) or [base.llm.model]
 
 
 def machine() -> str:

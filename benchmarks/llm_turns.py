@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import arg_parser, config_arg, machine, pct
+from benchmarks.common import arg_parser, machine, models_arg, pct
 from models.assets import AssetResolver
 from models.llm import LanguageModel, build_messages, create_llm
 from models.types import ChatMessage, GenerationStats
@@ -189,9 +189,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--threads-batch must be 1..64")
     if not 0.0 <= args.listen_s <= 60.0:
         parser.error("--listen-s must be 0..60")
-    config_arg(parser, args.config, args.set)
-    for model in args.model or []:
-        config_arg(parser, args.config, [*args.set, f"llm.model={model}"])
+    args.models = models_arg(parser, args.config, args.set, args.model or [])
     return args
 
 
@@ -200,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     base = load_config(args.config, overrides=args.set)
-    models = args.model or [base.llm.model]
+    models = args.models
     threads = args.threads or [base.llm.threads]
     out(f"machine: {machine()}")
     for model in models:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import arg_parser, config_arg, machine, pct
+from benchmarks.common import arg_parser, machine, models_arg, pct
 from benchmarks.reply_checks import PROMPTS, Prompt, check_speakable, facts_right, in_persona
 from models.assets import AssetResolver
 from models.llm import LanguageModel, build_messages, create_llm
@@ -181,9 +181,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], help="config override key=value")
     parser.add_argument("--show", action="store_true", help="print every reply")
     args = parser.parse_args(argv)
-    config_arg(parser, args.config, args.set)
-    for model in args.model or []:
-        config_arg(parser, args.config, [*args.set, f"llm.model={model}"])
+    args.models = models_arg(parser, args.config, args.set, args.model or [])
     return args
 
 
@@ -191,8 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the eval for each model and print the scores."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    base = load_config(args.config, overrides=args.set)
-    models = args.model or [base.llm.model]
+    models = args.models
     out(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
     for model in models:
         config = load_config(args.config, overrides=[*args.set, f"llm.model={model}"])

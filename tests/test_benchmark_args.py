@@ -72,6 +72,8 @@ def test_defaults_parse(name: str) -> None:
         ("gallery", ["--side", "8"], "--side"),
         ("replies", ["--prompt", "rude"], "--prompt"),
         ("replies", ["--config", "no-such-profile"], "not found"),
+        ("replies", ["--model", "no-such-model"], "--model"),
+        ("llm_turns", ["--model", "no-such-model.gguf"], "--model"),
         ("stt_voices", ["--limit", "-1"], "--limit"),
         ("hearing", ["--limit", "0"], "--limit"),
         ("hearing", ["--part", "tts"], "--part"),
