@@ -22,13 +22,25 @@ say() { echo "setup: $*"; }
 
 pip_() { VENV="$VENV" bash scripts/pip.sh "$@"; }  # pip minus the index-folder noise
 
-# llama-cpp-python builds from source. A portable x86-64 build (AVX2/FMA/F16C, no
-# -march=native): native builds pick up AMX on some hosts, where llama.cpp then crashes
-# in prompt evaluation. The wheel is cached per version and build flags (the folder name
-# says which), so it is built once and the check below sees which one is installed.
+# llama-cpp-python builds from source, for x86-64 with AVX2/FMA/F16C and never with
+# -march=native: native builds pick up AMX on some hosts, where llama.cpp then crashes
+# in prompt evaluation. The AVX-512 kernels (F/BW/DQ/VL, VBMI, VNNI, BF16) are added
+# one by one when this host's CPU has them: the venv runs where it was set up, and on an
+# AVX-512 host they evaluate a prompt ~25 % faster (benchmarks/RESULTS.md, "LLM build");
+# GWM_LLAMA_PORTABLE=1 leaves them out (a venv copied to other hosts; the images do).
+# The wheel is cached per version and build flags (the folder name says which), so it
+# is built once and the check below sees which one is installed.
 LLAMA_VERSION=0.3.36
+cpu_has() { grep -m1 '^flags' /proc/cpuinfo 2> /dev/null | grep -qw "$1"; }
 if [ "$(uname -m)" = "x86_64" ]; then
   default_cmake="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+  if [ "${GWM_LLAMA_PORTABLE:-0}" != 1 ] && cpu_has avx512f && cpu_has avx512bw \
+    && cpu_has avx512dq && cpu_has avx512vl && cpu_has avx512cd; then
+    default_cmake="$default_cmake -DGGML_AVX512=ON"
+    cpu_has avx512vbmi && default_cmake="$default_cmake -DGGML_AVX512_VBMI=ON"
+    cpu_has avx512_vnni && default_cmake="$default_cmake -DGGML_AVX512_VNNI=ON"
+    cpu_has avx512_bf16 && default_cmake="$default_cmake -DGGML_AVX512_BF16=ON"
+  fi
 else
   default_cmake="-DGGML_NATIVE=OFF"
 fi
