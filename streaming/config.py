@@ -507,6 +507,14 @@ class EndOfTurnConfig(Section):
     guess_after_ms: int = Field(
         default=150, ge=20, le=5000, description="Silence that starts transcribing the words"
     )
+    partial_every_ms: int = Field(
+        default=700,
+        ge=0,
+        le=10000,
+        description="While the user speaks, the words so far are transcribed every this much "
+        "new speech (at the recognizer's lowest priority), so that the LLM evaluates them "
+        "before the turn ends (0: never)",
+    )
     question_ms: int = Field(
         default=250, ge=20, le=5000, description="Silence that ends a question"
     )

@@ -13,7 +13,10 @@ typed message or a goodbye) can no longer change it, nor cut the speech of the n
 
 When the user pauses, the reply to the listener's guess of their words starts at once
 (:class:`~streaming.speculation.Speculation`); the turn adopts it if it ends on that
-guess with the same question, and it is dropped unheard otherwise.
+guess with the same question, and it is dropped unheard otherwise. Before that, the
+LLM is given the next prompt as far as it is known, to evaluate while nothing waits for
+it: the history and an empty user turn as soon as a turn has finished, the user's words
+so far while they speak (:class:`~streaming.listener.UserSpeaking`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Protocol
 
 from avatar.state import Mode
 from models.errors import EngineError, InvalidAudioError
-from models.llm import build_messages
+from models.llm import build_messages, conversation_head
 from models.types import ChatMessage, FloatAudio, Speech
 from streaming.events import (
     assistant_text_event,
@@ -37,7 +40,7 @@ from streaming.events import (
     user_transcript_event,
 )
 from streaming.history import History, persist
-from streaming.listener import Listener, UserPaused, Utterance
+from streaming.listener import Listener, UserPaused, UserSpeaking, Utterance
 from streaming.responder import Reply, Responder
 from streaming.speaker import Speaker
 from streaming.speculation import Speculation
@@ -79,6 +82,12 @@ class ConversationOptions:
         """What the LLM is asked: the persona, the examples, the history, the user's text."""
         return build_messages(self.system_prompt, [*self.examples, *history], text)
 
+    def upcoming(self, history: list[ChatMessage], words: str = "") -> list[ChatMessage]:
+        """The next prompt as far as it is known: :meth:`messages` with the user's words
+        so far (none yet: an empty user message) in place of their finished text."""
+        head = conversation_head(self.system_prompt, [*self.examples, *history])
+        return [*head, ChatMessage("user", words.strip())]
+
 
 class Conversation:
     """The conversation loop of one session."""
@@ -107,6 +116,7 @@ class Conversation:
         self._tasks: set[asyncio.Task[None]] = set()
         self._turn_counter, self._owner, self._state, self._closed = 0, LISTENER, "", False
         self._set_state(Mode.LISTENING, LISTENER)
+        self._warm()
 
     @property
     def state(self) -> str:
@@ -126,6 +136,8 @@ class Conversation:
             elif isinstance(event, UserPaused):
                 self._expression.backchannel()
                 self._speculate(event)
+            elif isinstance(event, UserSpeaking):
+                self._warm(event.settled())
             else:  # the user started speaking: a barge-in if the avatar is replying
                 if self.replying:
                     log.info("barge-in: the user started speaking during the reply")
@@ -176,6 +188,12 @@ class Conversation:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._speaker.clear()
         self._responder.forget()
+
+    def _warm(self, words: str = "") -> None:
+        """Let the LLM evaluate the next prompt as far as it is known (the user's words
+        so far), unless a reply is on its way: the history is about to change."""
+        if not self._closed and not self.replying:
+            self._responder.warm(self._options.upcoming(self.history, words))
 
     def _set_state(self, mode: Mode, owner: int) -> None:
         """Change the state on behalf of ``owner``; a stale owner changes nothing."""
@@ -323,5 +341,7 @@ class Conversation:
         self._listener.set_context(" ".join(m.content for m in self.history[-CONTEXT_MESSAGES:]))
         if not self._closed:
             self._set_state(Mode.LISTENING, record.turn_id)
-        if self._owner == record.turn_id:
+        if self._owner == record.turn_id:  # no other turn started: the history is final
             self._owner = LISTENER
+            if not self._closed:
+                self._responder.warm(self._options.upcoming(self.history))

@@ -9,6 +9,10 @@ still queued for the recognizer never runs). The end of the turn is decided from
 guess by a :class:`~streaming.turn_end.TurnEndPolicy`: a finished sentence ends it
 after a short silence, words that stop mid-phrase wait longer; the VAD's own end of
 speech (its ``min_silence_ms``, the policy's longest wait) ends it whatever was said.
+While the user speaks, the utterance so far is transcribed every
+``partial_every_s`` of new speech at the recognizer's lowest priority
+(:class:`UserSpeaking`: the LLM can evaluate those words before the turn ends); a pass
+still running when the user pauses is cancelled so that it never delays the guess.
 Every transcription gets the conversation so far (:meth:`Listener.set_context`) as
 Whisper's prompt. :meth:`Listener.feed` returns values: the caller decides what a
 speech start or an utterance means for the conversation.
@@ -41,16 +45,33 @@ class AsyncTranscriber(Protocol):
     """What the listener needs of speech recognition."""
 
     async def atranscribe(
-        self, pcm: FloatAudio, sample_rate: int = ..., *, prompt: str = ...
+        self, pcm: FloatAudio, sample_rate: int = ..., *, prompt: str = ..., partial: bool = ...
     ) -> Transcript:
         """Transcribe one utterance without blocking the event loop (``prompt``: the
-        conversation so far)."""
+        conversation so far; ``partial``: speech still going on, which yields to every
+        other utterance waiting for the recognizer)."""
         ...
 
 
 @dataclass(frozen=True)
 class SpeechStarted:
     """The user started speaking (a barge-in, if the avatar is talking)."""
+
+
+@dataclass(frozen=True)
+class UserSpeaking:
+    """The words so far of an utterance that is still going on (a partial pass); its
+    last word may be cut off mid-word (see :meth:`settled`)."""
+
+    text: str
+
+    def settled(self) -> str:
+        """The words unlikely to change: all but the last, unless the text ends a
+        sentence (the pass stopped in the middle of the last word as often as not)."""
+        text = self.text.strip()
+        if not text or text[-1] in ".?!":
+            return text
+        return text.rsplit(" ", 1)[0] if " " in text else ""
 
 
 @dataclass(frozen=True)
@@ -85,7 +106,7 @@ class Utterance:
             self.guess.cancel()
 
 
-ListenEvent = SpeechStarted | UserPaused | Utterance
+ListenEvent = SpeechStarted | UserSpeaking | UserPaused | Utterance
 
 
 class Listener:
@@ -99,6 +120,7 @@ class Listener:
         max_utterance_s: float,
         policy: TurnEndPolicy,
         prompt_chars: int = 0,
+        partial_every_s: float = 0.0,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._vad = vad
@@ -116,6 +138,9 @@ class Listener:
         self._utterance_samples = 0
         self._in_speech = False
         self._speculation: asyncio.Task[Transcript] | None = None
+        self._partial_every = int(partial_every_s * VAD_SAMPLE_RATE)
+        self._partial: asyncio.Task[Transcript] | None = None
+        self._partial_at = 0  # utterance samples when the last partial pass started
 
     @property
     def guess(self) -> asyncio.Task[Transcript] | None:
@@ -141,6 +166,7 @@ class Listener:
             else:
                 lag = (self._inbound - self._vad_origin) / VAD_SAMPLE_RATE - event.time
                 out.extend(self._speech_end(lag))
+        out.extend(self._partial_result())
         if self._speculate():
             out.append(UserPaused(self._speculation))
         if self._in_speech and self._turn_is_over():
@@ -151,6 +177,7 @@ class Listener:
             log.info("utterance over %.0f s: cutting it", self._max_samples / VAD_SAMPLE_RATE)
             self._reset_vad()
             out.extend(self._speech_end(0.0))
+        self._start_partial()
         return out
 
     def set_context(self, text: str) -> None:
@@ -181,8 +208,9 @@ class Listener:
         return transcript.text.strip()
 
     def close(self) -> None:
-        """Cancel a speculation still running."""
+        """Cancel a speculation or a partial pass still running."""
         self._drop_speculation()
+        self._drop_partial()
 
     def _buffer(self, pcm: FloatAudio) -> None:
         if self._in_speech:
@@ -194,6 +222,45 @@ class Listener:
         keep = int(PREROLL_S * VAD_SAMPLE_RATE)
         while self._preroll and self._preroll_samples - len(self._preroll[0]) >= keep:
             self._preroll_samples -= len(self._preroll.pop(0))
+
+    def _drop_partial(self) -> None:
+        task, self._partial = self._partial, None
+        if task is not None and not task.done():
+            task.cancel()
+
+    def _start_partial(self) -> None:
+        """Transcribe the utterance so far when another ``partial_every_s`` of it has
+        arrived and the user is speaking right now (not pausing: the guess is coming),
+        one pass at a time."""
+        if (
+            not self._partial_every
+            or not self._in_speech
+            or self._partial is not None
+            or self._speculation is not None
+            or self._vad.trailing_silence > 0.0
+            or self._utterance_samples - self._partial_at < self._partial_every
+        ):
+            return
+        self._partial_at = self._utterance_samples
+        pcm = np.concatenate(self._utterance)
+        self._partial = asyncio.get_running_loop().create_task(
+            self._stt.atranscribe(pcm, VAD_SAMPLE_RATE, prompt=self._prompt, partial=True),
+            name="stt-partial",
+        )
+
+    def _partial_result(self) -> list[UserSpeaking]:
+        """The words of a partial pass that has just finished (none if it failed)."""
+        task = self._partial
+        if task is None or not task.done():
+            return []
+        self._partial = None
+        if task.cancelled():
+            return []
+        if task.exception() is not None:  # the final transcription will report it
+            log.debug("partial transcription failed: %s", task.exception())
+            return []
+        text = task.result().text.strip()
+        return [UserSpeaking(text)] if text and self._in_speech else []
 
     def _drop_speculation(self) -> None:
         task, self._speculation = self._speculation, None
@@ -214,6 +281,7 @@ class Listener:
             and self._speculation is None
             and self._utterance_samples >= int(MIN_UTTERANCE_S * VAD_SAMPLE_RATE)
         ):
+            self._drop_partial()  # the guess transcribes it all; it must not wait
             pcm = np.concatenate(self._utterance)
             self._speculation = asyncio.get_running_loop().create_task(
                 self._transcribe(pcm), name="stt-speculative"
@@ -242,6 +310,8 @@ class Listener:
 
     def _speech_start(self) -> SpeechStarted:
         self._drop_speculation()
+        self._drop_partial()
+        self._partial_at = 0
         self._in_speech = True
         self._utterance, self._utterance_samples = self._preroll, self._preroll_samples
         self._preroll, self._preroll_samples = [], 0
@@ -251,6 +321,7 @@ class Listener:
         if not self._in_speech:
             return []
         self._in_speech = False
+        self._drop_partial()
         pcm = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
         pcm = pcm[: self._max_samples]  # the recognizer refuses anything longer
         self._utterance, self._utterance_samples = [], 0

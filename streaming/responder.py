@@ -66,6 +66,10 @@ class ChatModel(Protocol):
         """Stream the reply to ``messages``; closing the iterator stops the generation."""
         ...
 
+    def warm(self, messages: Sequence[ChatMessage], *, key: str) -> None:
+        """Evaluate the prompt of ``messages`` ahead of the next generation for ``key``."""
+        ...
+
     def forget(self, key: str) -> None:
         """Drop what the model keeps for conversation ``key``."""
         ...
@@ -119,6 +123,12 @@ class Responder:
         """Start answering ``messages`` (needs a running event loop); a ``speculative``
         reply voices only its first clause until it is adopted."""
         return Reply(self, messages, speculative=speculative)
+
+    def warm(self, messages: Sequence[ChatMessage]) -> None:
+        """Let the LLM evaluate the next prompt ahead (``messages`` ends with the user's
+        words so far, maybe none); nothing without a key."""
+        if self.key is not None:
+            self.llm.warm(messages, key=self.key)
 
     def forget(self) -> None:
         """The conversation is over: the LLM may drop what it kept for it."""

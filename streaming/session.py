@@ -328,6 +328,7 @@ def build_conversation(
         max_utterance_s=cfg.stt.max_utterance_s,
         policy=WordEndPolicy(cfg.end_of_turn),
         prompt_chars=cfg.stt.prompt_chars,
+        partial_every_s=cfg.end_of_turn.partial_every_ms / 1000,
         now=clock.now,
     )
     responder = Responder(

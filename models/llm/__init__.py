@@ -11,7 +11,7 @@ from models.assets import AssetResolver
 from models.config import LlmConfig
 from models.llm.base import LanguageModel
 from models.llm.llama_cpp_llm import LlamaCppLLM
-from models.llm.messages import build_messages
+from models.llm.messages import build_messages, conversation_head
 from models.llm.openai_llm import OpenAIChatLLM
 from models.llm.transformers_llm import TransformersLLM
 
@@ -21,6 +21,7 @@ __all__ = [
     "OpenAIChatLLM",
     "TransformersLLM",
     "build_messages",
+    "conversation_head",
     "create_llm",
 ]
 

@@ -29,11 +29,16 @@ def build_messages(
     text = user_text.strip()
     if not text:
         raise InvalidTextError("the user's text is empty")
+    return [*conversation_head(system_prompt, history), ChatMessage("user", text)]
+
+
+def conversation_head(system_prompt: str, history: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """What every next turn starts with: the system prompt (none if empty), then the
+    history without system messages and empty turns (see :func:`build_messages`)."""
     out: list[ChatMessage] = []
     if system_prompt.strip():
         out.append(ChatMessage("system", system_prompt.strip()))
     out.extend(m for m in history if m.role != "system" and m.content.strip())
-    out.append(ChatMessage("user", text))
     return out
 
 

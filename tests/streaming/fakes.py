@@ -147,10 +147,19 @@ class FakeStt:
         self.cancelled = 0
         self.finished = 0
         self.prompts: list[str] = []
+        self.partials = 0
+        """Calls for speech still going on."""
 
     async def atranscribe(
-        self, pcm: FloatAudio, sample_rate: int = VAD_SAMPLE_RATE, *, prompt: str = ""
+        self,
+        pcm: FloatAudio,
+        sample_rate: int = VAD_SAMPLE_RATE,
+        *,
+        prompt: str = "",
+        partial: bool = False,
     ) -> Transcript:
+        if partial:
+            self.partials += 1
         self.calls += 1
         self.seconds.append(len(pcm) / sample_rate)
         self.prompts.append(prompt)
@@ -178,6 +187,7 @@ class FakeLlm:
         self.requests: list[list[ChatMessage]] = []
         self.keys: list[str | None] = []
         self.forgotten: list[str] = []
+        self.warmed: list[tuple[list[ChatMessage], str]] = []
         self.closed = 0
 
     def release(self, n: int = 1) -> None:
@@ -194,6 +204,9 @@ class FakeLlm:
         self.requests.append(list(messages))
         self.keys.append(key)
         return self._gen(stats)
+
+    def warm(self, messages: Sequence[ChatMessage], *, key: str) -> None:
+        self.warmed.append((list(messages), key))
 
     def forget(self, key: str) -> None:
         self.forgotten.append(key)
@@ -253,6 +266,7 @@ class Rig:
         timeout_s: float = 5.0,
         options: ConversationOptions | None = None,
         key: str = "session-1",
+        partial_every_s: float = 0.0,
     ) -> None:
         self.clock = FakeClock()
         self.stt = FakeStt()
@@ -269,6 +283,7 @@ class Rig:
             max_utterance_s=max_utterance_s,
             policy=WordEndPolicy(FAKE_END_OF_TURN),
             prompt_chars=200,
+            partial_every_s=partial_every_s,
             now=self.clock.now,
         )
         self.responder = Responder(

@@ -67,7 +67,7 @@ class Feeder:
     """A listener with the service's end-of-turn policy, fed 20 ms at a time; the event
     loop runs between frames so a transcription can finish while audio arrives."""
 
-    def __init__(self, stt: FakeStt) -> None:
+    def __init__(self, stt: FakeStt, *, partial_every_s: float = 0.0) -> None:
         self.stt = stt
         self.listener = Listener(
             FakeVad(silence_windows=CONFIG.unfinished_ms // 20),
@@ -75,6 +75,7 @@ class Feeder:
             max_utterance_s=30.0,
             policy=WordEndPolicy(CONFIG),
             prompt_chars=40,
+            partial_every_s=partial_every_s,
             now=lambda: 0.0,
         )
         self.events: list[ListenEvent] = []
