@@ -237,6 +237,9 @@ class Reply:
             self._clause(clause)
         self.metrics["llm_total_ms"] = self._ms()
         self.metrics["llm_tokens"] = float(stats.tokens)
+        if "prompt_tokens" in stats.extra:  # a backend that keeps prompts evaluated
+            new = stats.extra["prompt_tokens"] - stats.extra.get("cached_tokens", 0.0)
+            self.metrics["llm_new_prompt_tokens"] = new
         self._clauses.put_nowait(None)
 
     def _piece(self, piece: str, splitter: SpokenClauses) -> None:
