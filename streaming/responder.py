@@ -70,6 +70,11 @@ class ChatModel(Protocol):
         """Drop what the model keeps for conversation ``key``."""
         ...
 
+    def warm(self, messages: Sequence[ChatMessage], *, key: str) -> None:
+        """Evaluate the prompt of ``messages`` for ``key`` ahead of its next generation
+        (the last message may be an unfinished user turn; best effort, returns at once)."""
+        ...
+
 
 class Voice(Protocol):
     """What the responder needs of a TTS (``models.tts.TextToSpeech``)."""
@@ -124,6 +129,12 @@ class Responder:
         """The conversation is over: the LLM may drop what it kept for it."""
         if self.key is not None:
             self.llm.forget(self.key)
+
+    def warm(self, messages: Sequence[ChatMessage]) -> None:
+        """Let the LLM evaluate the next turn's prompt ahead (``messages`` may end with
+        the user's unfinished turn); nothing without a conversation key."""
+        if self.key is not None:
+            self.llm.warm(messages, key=self.key)
 
     def speak(self, text: str) -> AsyncIterator[Speech]:
         """Just the voice: ``text``, shaped, as speech chunks (a goodbye)."""

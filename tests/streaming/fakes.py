@@ -178,6 +178,8 @@ class FakeLlm:
         self.requests: list[list[ChatMessage]] = []
         self.keys: list[str | None] = []
         self.forgotten: list[str] = []
+        self.warmed: list[tuple[list[ChatMessage], str]] = []
+        """Every :meth:`warm` call: its messages and key."""
         self.closed = 0
 
     def release(self, n: int = 1) -> None:
@@ -197,6 +199,9 @@ class FakeLlm:
 
     def forget(self, key: str) -> None:
         self.forgotten.append(key)
+
+    def warm(self, messages: Sequence[ChatMessage], *, key: str) -> None:
+        self.warmed.append((list(messages), key))
 
     async def _gen(self, stats: GenerationStats | None) -> AsyncIterator[str]:
         try:
