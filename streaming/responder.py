@@ -66,12 +66,13 @@ class ChatModel(Protocol):
         """Stream the reply to ``messages``; closing the iterator stops the generation."""
         ...
 
-    def warm(self, messages: Sequence[ChatMessage], *, key: str) -> None:
-        """Evaluate the prompt of ``messages`` ahead of the next generation for ``key``."""
-        ...
-
     def forget(self, key: str) -> None:
         """Drop what the model keeps for conversation ``key``."""
+        ...
+
+    def warm(self, messages: Sequence[ChatMessage], *, key: str) -> None:
+        """Evaluate the prompt of ``messages`` for ``key`` ahead of its next generation
+        (the last message may be an unfinished user turn; best effort, returns at once)."""
         ...
 
 
@@ -124,16 +125,16 @@ class Responder:
         reply voices only its first clause until it is adopted."""
         return Reply(self, messages, speculative=speculative)
 
-    def warm(self, messages: Sequence[ChatMessage]) -> None:
-        """Let the LLM evaluate the next prompt ahead (``messages`` ends with the user's
-        words so far, maybe none); nothing without a key."""
-        if self.key is not None:
-            self.llm.warm(messages, key=self.key)
-
     def forget(self) -> None:
         """The conversation is over: the LLM may drop what it kept for it."""
         if self.key is not None:
             self.llm.forget(self.key)
+
+    def warm(self, messages: Sequence[ChatMessage]) -> None:
+        """Let the LLM evaluate the next turn's prompt ahead (``messages`` may end with
+        the user's unfinished turn); nothing without a conversation key."""
+        if self.key is not None:
+            self.llm.warm(messages, key=self.key)
 
     def speak(self, text: str) -> AsyncIterator[Speech]:
         """Just the voice: ``text``, shaped, as speech chunks (a goodbye)."""

@@ -55,6 +55,15 @@ class LanguageModel(Protocol):
         """Drop what the backend keeps for conversation ``key`` (its session ended)."""
         ...
 
+    def warm(self, messages: Sequence[ChatMessage], *, key: str) -> None:
+        """Evaluate the prompt of ``messages`` for conversation ``key`` ahead of its next
+        generation. The last message may be an unfinished user turn: the evaluated prompt
+        ends right after that message's text (no end-of-turn token, no assistant header).
+        Returns at once; best effort: a later warm of the key replaces it, a generation
+        submitted for the key preempts it, and it never delays a generation by more than
+        one small step. Backends without a kept prompt do nothing."""
+        ...
+
     async def aclose(self) -> None:
         """Stop every generation and free the model."""
         ...

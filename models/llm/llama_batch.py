@@ -14,6 +14,10 @@ Slots belong to their key until :meth:`SequenceScheduler.forget` frees them (the
 session ended) or, when every slot is taken, the least recently used idle one is
 reused. Correctness never depends on the key: a slot's tokens are compared with the
 prompt token by token, so a reused slot only saves work.
+
+A *warm job* (:meth:`SequenceScheduler.warm`, :mod:`models.llm.warm_jobs`) evaluates a
+conversation's next prompt into its slot ahead of the generation, a few tokens per
+step; a generation that needs the slot takes it over at the next step.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 
 from models.errors import EngineError, LLMError
 from models.llm.base import CANCELLED, ERROR, LENGTH, STOP
+from models.llm.warm_jobs import WarmJob, WarmJobs, warm_slot
 from models.llm.worker import GenerationJob
 
 log = logging.getLogger(__name__)
@@ -125,6 +130,7 @@ class SequenceScheduler:
         self._gens: list[_Gen] = []  # running (with a slot)
         self._waiting: list[_Gen] = []  # submitted, not started
         self._forget: list[str] = []
+        self._warms = WarmJobs()
         self._prefill_request: tuple[list[int], concurrent.futures.Future[None]] | None = None
         self._cond = threading.Condition()
         self._closed = False
@@ -146,6 +152,16 @@ class SequenceScheduler:
             slot = next((s for s in self._slots if s.key == key and s.tokens), None)
             return len(slot.tokens) if slot is not None else 0
 
+    def warming(self, key: str) -> bool:
+        """True while a warm job of ``key`` waits or runs (for tests and benchmarks)."""
+        with self._cond:
+            return self._warms.active(key)
+
+    @property
+    def warm_tokens(self) -> int:
+        """Prompt tokens evaluated by warm jobs so far (for tests and benchmarks)."""
+        return self._warms.evaluated
+
     def submit(
         self,
         job: GenerationJob,
@@ -160,9 +176,20 @@ class SequenceScheduler:
         with self._cond:
             if self._closed:
                 raise LLMError(f"language model {self.name} is closed")
+            if key is not None:
+                self._warms.cancel(key)  # this generation evaluates its own prompt
             self._waiting.append(gen)
             self._cond.notify()
         return done
+
+    def warm(self, key: str, tokenize: Tokenize) -> None:
+        """Evaluate the tokens of ``tokenize`` into the slot of ``key`` ahead of its
+        next generation (best effort: see :mod:`models.llm.warm_jobs`)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._warms.add(WarmJob(key, tokenize))
+            self._cond.notify()
 
     def wake(self) -> None:
         """Make the worker look at its generations now (one was cancelled)."""
@@ -172,6 +199,7 @@ class SequenceScheduler:
     def forget(self, key: str) -> None:
         """Free the slot of ``key`` (now, or when its generation ends)."""
         with self._cond:
+            self._warms.cancel(key)
             self._forget.append(key)
             self._cond.notify()
 
@@ -190,6 +218,7 @@ class SequenceScheduler:
         """Stop every generation and the worker thread (blocks until it has stopped)."""
         with self._cond:
             self._closed = True
+            self._warms.waiting.clear()
             for gen in self._gens + self._waiting:
                 gen.job.stop.set()
             self._cond.notify()
@@ -212,9 +241,11 @@ class SequenceScheduler:
             while not (
                 self._closed
                 or self._gens
+                or self._warms.running
                 or self._forget
                 or self._prefill_request
                 or self._startable(reserve=False)
+                or self._warms.ready(self._generating_keys())
             ):
                 self._cond.wait()
             closed = self._closed
@@ -223,12 +254,15 @@ class SequenceScheduler:
             starting = self._startable(reserve=True)
             for gen in starting:
                 self._waiting.remove(gen)
+            warming = [] if closed else self._claim_warm_slots(starting)
         if prefill is not None:
             self._run_prefill(*prefill)
         for key in forget:
             self._free_key(key)
         for gen in starting:
             self._start(gen)
+        for warm in warming:
+            self._start_warm(warm)
         for gen in [g for g in self._gens if g.job.cancelled]:
             self._finish(gen, CANCELLED)
         if closed:
@@ -239,16 +273,21 @@ class SequenceScheduler:
                 self._finish(gen, CANCELLED)
             for gen in list(self._gens):
                 self._finish(gen, CANCELLED)
+            for warm in list(self._warms.running):
+                self._end_warm(warm)
             return False
-        if self._gens:
+        if self._gens or self._warms.running:
             self._decode_step()
         return True
 
     def _startable(self, *, reserve: bool) -> list[_Gen]:
         """Waiting generations that can get a slot now (under the lock); ``reserve``
-        gives them their slots."""
-        free = [s for s in self._slots if not s.busy]
-        keys = {s.key for s in self._slots if s.busy and s.key is not None}
+        gives them their slots. A slot that a warm job holds counts as free: the
+        generation takes it over (the warm job ends)."""
+        free = [s for s in self._slots if not s.busy or self._warms.holding(s)]
+        keys = {s.key for s in self._slots if s.busy and s.key is not None} - {
+            w.key for w in self._warms.running
+        }
         out: list[_Gen] = []
         for gen in self._waiting:
             if gen.job.cancelled:
@@ -263,6 +302,9 @@ class SequenceScheduler:
             if gen.key is not None:
                 keys.add(gen.key)
             if reserve:
+                warm = self._warms.holding(slot)
+                if warm is not None:
+                    self._end_warm(warm)  # preempted: the generation goes first
                 slot.busy = True  # the worker is the only writer
                 gen.slot = slot
             out.append(gen)
@@ -280,6 +322,62 @@ class SequenceScheduler:
                 return max(anonymous, key=lambda s: s.used)
         unused = next((s for s in free if not s.tokens and s.key is None), None)
         return unused or min(free, key=lambda s: s.used)
+
+    def _generating_keys(self, starting: Sequence[_Gen] = ()) -> set[str | None]:
+        """Keys with a generation running, starting or waiting (under the lock)."""
+        return {g.key for g in [*self._gens, *starting, *self._waiting] if not g.job.cancelled}
+
+    def _claim_warm_slots(self, starting: Sequence[_Gen]) -> list[WarmJob]:
+        """Give the warm jobs that may start a slot (under the lock; after the
+        generations got theirs). A job that finds no idle slot of its key and no unused
+        one is dropped: evaluating a guess is not worth evicting another conversation's
+        prompt, which a real generation of that conversation would have to evaluate again."""
+        out: list[WarmJob] = []
+        for warm in self._warms.ready(self._generating_keys(starting)):
+            del self._warms.waiting[warm.key]
+            old = self._warms.running_for(warm.key)
+            if old is not None:
+                self._end_warm(old)  # replaced: the new one keeps what it evaluated
+            slot = warm_slot(self._slots, warm.key)
+            if slot is None:
+                log.debug("%s: no free slot to warm %r; dropped", self.name, warm.key)
+                continue
+            slot.busy = True
+            slot.key = warm.key  # its own slot, or an unused one (nothing to clear)
+            slot.used = time.monotonic()
+            warm.slot = slot
+            self._warms.running.append(warm)
+            out.append(warm)
+        return out
+
+    def _start_warm(self, warm: WarmJob) -> None:
+        """Tokenize a warm job's prompt and keep what its slot already holds."""
+        if warm not in self._warms.running:  # its key was forgotten in this step
+            return
+        assert warm.slot is not None
+        try:
+            prompt = warm.tokenize()
+        except EngineError as exc:  # e.g. the prompt does not fit the context
+            log.debug("%s: not warming %r: %s", self.name, warm.key, exc)
+            self._end_warm(warm)
+            return
+        except Exception:
+            log.exception("%s could not prepare a prompt to warm", self.name)
+            self._end_warm(warm)
+            return
+        keep = self._reuse_prefix(warm.slot, prompt, len(prompt))
+        warm.pending = prompt[keep:]
+        if not warm.pending:
+            self._end_warm(warm)
+
+    def _end_warm(self, warm: WarmJob) -> None:
+        """Let a warm job go (done, replaced, preempted, dropped): its slot keeps the
+        tokens evaluated so far."""
+        with self._cond:
+            if warm in self._warms.running:
+                self._warms.running.remove(warm)
+                assert warm.slot is not None
+                self._release(warm.slot)
 
     def _start(self, gen: _Gen) -> None:
         job = gen.job
@@ -302,22 +400,28 @@ class SequenceScheduler:
             log.exception("%s could not prepare the prompt", self.name)
             self._finish(gen, ERROR, LLMError(f"{self.name} failed: {exc}"))
             return
-        keep = min(common_prefix(slot.tokens, prompt), len(prompt) - 1)
-        shared = min(common_prefix(self._shared.tokens, prompt), len(prompt) - 1)
-        if shared > keep:  # the shared prefix covers more: start from it
-            self._clear(slot)
-            self._lib.llama_memory_seq_cp(self._mem, 0, slot.seq_id, 0, shared)
-            slot.tokens = prompt[:shared]
-            keep = shared
-        else:
-            self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, keep, -1)
-            del slot.tokens[keep:]
+        # The last prompt token is evaluated again, for the logits of the first token.
+        keep = self._reuse_prefix(slot, prompt, len(prompt) - 1)
         gen.pending = prompt[keep:]
         job.stats.extra["cached_tokens"] = float(keep)
         job.stats.extra["prompt_tokens"] = float(len(prompt))
         gen.sampler = self._sampler(gen.sampling)
         gen.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._gens.append(gen)
+
+    def _reuse_prefix(self, slot: Slot, prompt: list[int], limit: int) -> int:
+        """Keep the longest prefix of ``prompt`` (at most ``limit`` tokens) that the
+        slot or the shared prefix holds, drop the rest of the slot; the tokens kept."""
+        keep = min(common_prefix(slot.tokens, prompt), limit)
+        shared = min(common_prefix(self._shared.tokens, prompt), limit)
+        if shared > keep:  # the shared prefix covers more: start from it
+            self._clear(slot)
+            self._lib.llama_memory_seq_cp(self._mem, 0, slot.seq_id, 0, shared)
+            slot.tokens = prompt[:shared]
+            return shared
+        self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, keep, -1)
+        del slot.tokens[keep:]
+        return keep
 
     def _sampler(self, p: SamplingParams) -> Any:
         lib = self._lib
@@ -337,37 +441,30 @@ class SequenceScheduler:
         return chain
 
     def _decode_step(self) -> None:
-        """Put every running generation's next piece into one batch and decode it."""
-        batch = self._batch
+        """Put every running generation's next piece, then the warm jobs' pieces, into
+        one batch and decode it."""
         n = 0
         placed: list[tuple[_Gen, list[int]]] = []
         for gen in self._gens:
-            room = self._batch_tokens - n
-            if room <= 0:
-                break
-            if gen.pending:
-                piece = gen.pending[: min(PROMPT_CHUNK, room)]
-            elif gen.last is not None:
-                piece = [gen.last]
-            else:
+            piece, wants_logits = self._next_piece(gen, self._batch_tokens - n)
+            if not piece:
                 continue
             assert gen.slot is not None
-            pos = len(gen.slot.tokens)
-            for i, token in enumerate(piece):
-                batch.token[n] = token
-                batch.pos[n] = pos + i
-                batch.n_seq_id[n] = 1
-                batch.seq_id[n][0] = gen.slot.seq_id
-                batch.logits[n] = False
-                n += 1
-            wants_logits = len(piece) == len(gen.pending) if gen.pending else True
-            batch.logits[n - 1] = wants_logits
+            n = self._put(n, gen.slot, piece, wants_logits)
             gen.logits_at = n - 1 if wants_logits else -1
             placed.append((gen, piece))
-        batch.n_tokens = n
-        rc = self._lib.llama_decode(self._ctx.ctx, batch)
+        warmed = self._warms.pieces(self._batch_tokens - n)
+        for warm, piece in warmed:
+            assert warm.slot is not None
+            n = self._put(n, warm.slot, piece, False)
+        if n == 0:
+            return
+        self._batch.n_tokens = n
+        rc = self._lib.llama_decode(self._ctx.ctx, self._batch)
         if rc != 0:
-            self._decode_failed(rc, placed)
+            self._drop_warms(rc, warmed)
+            if placed:
+                self._decode_failed(rc, placed, retry=bool(warmed))
             return
         for gen, piece in placed:
             assert gen.slot is not None
@@ -376,9 +473,56 @@ class SequenceScheduler:
                 del gen.pending[: len(piece)]
             if gen.logits_at >= 0:
                 self._sample(gen)
+        for warm, piece in warmed:
+            assert warm.slot is not None
+            warm.slot.tokens.extend(piece)
+            del warm.pending[: len(piece)]
+            self._warms.evaluated += len(piece)
+            if not warm.pending:
+                self._end_warm(warm)
 
-    def _decode_failed(self, rc: int, placed: list[tuple[_Gen, list[int]]]) -> None:
-        """No room in the KV cache (rc 1): free an idle slot and retry; else fail."""
+    @staticmethod
+    def _next_piece(gen: _Gen, room: int) -> tuple[list[int], bool]:
+        """A generation's tokens for this step (a prompt chunk or its last sampled
+        token, at most ``room``) and whether it needs the logits after them."""
+        if room <= 0:
+            return [], False
+        if gen.pending:
+            piece = gen.pending[: min(PROMPT_CHUNK, room)]
+            return piece, len(piece) == len(gen.pending)
+        if gen.last is not None:
+            return [gen.last], True
+        return [], False
+
+    def _put(self, n: int, slot: Slot, piece: list[int], logits: bool) -> int:
+        """Write ``piece`` for ``slot`` into the batch from index ``n``; the next index."""
+        batch = self._batch
+        pos = len(slot.tokens)
+        for i, token in enumerate(piece):
+            batch.token[n + i] = token
+            batch.pos[n + i] = pos + i
+            batch.n_seq_id[n + i] = 1
+            batch.seq_id[n + i][0] = slot.seq_id
+            batch.logits[n + i] = False
+        batch.logits[n + len(piece) - 1] = logits
+        return n + len(piece)
+
+    def _drop_warms(self, rc: int, warmed: list[tuple[WarmJob, list[int]]]) -> None:
+        """A decode failed: drop the warm jobs in it (best effort, they never fail a
+        generation), without the part of their pieces that was stored."""
+        for warm, _ in warmed:
+            assert warm.slot is not None
+            self._lib.llama_memory_seq_rm(self._mem, warm.slot.seq_id, len(warm.slot.tokens), -1)
+            log.debug(
+                "%s: llama_decode failed (%d); dropped the warm job of %r", self.name, rc, warm.key
+            )
+            self._end_warm(warm)
+
+    def _decode_failed(
+        self, rc: int, placed: list[tuple[_Gen, list[int]]], *, retry: bool = False
+    ) -> None:
+        """No room in the KV cache (rc 1): free an idle slot and retry (or just retry
+        when ``retry``: warm jobs were dropped from the batch); else fail."""
         for gen, _ in placed:  # drop whatever part of the batch was stored
             assert gen.slot is not None
             self._lib.llama_memory_seq_rm(self._mem, gen.slot.seq_id, len(gen.slot.tokens), -1)
@@ -388,6 +532,8 @@ class SequenceScheduler:
             log.info("%s: the KV cache is full; dropping an idle conversation's", self.name)
             self._clear(victim)
             victim.key = None
+            return
+        if rc == 1 and retry:
             return
         error = LLMError(
             f"{self.name}: llama_decode failed ({rc}); "
@@ -430,18 +576,25 @@ class SequenceScheduler:
         stats.stop_reason = reason
         stats.cancelled = reason == CANCELLED
         stats.finished = True
-        slot = gen.slot
-        if slot is not None:
-            slot.used = time.monotonic()
-            if slot.forgotten:
-                self._clear(slot)
-                slot.key, slot.forgotten = None, False
-            with self._cond:
-                slot.busy = False
+        if gen.slot is not None:
+            self._release(gen.slot)
         job.finish(error)
         gen.done.set_result(None)
 
+    def _release(self, slot: Slot) -> None:
+        """A slot's generation or warm job has ended: free it (its tokens stay, unless
+        its key was forgotten meanwhile)."""
+        slot.used = time.monotonic()
+        if slot.forgotten:
+            self._clear(slot)
+            slot.key, slot.forgotten = None, False
+        with self._cond:
+            slot.busy = False
+
     def _free_key(self, key: str) -> None:
+        warm = self._warms.running_for(key)
+        if warm is not None:
+            self._end_warm(warm)
         for slot in self._slots:
             if slot.key != key:
                 continue

@@ -19,7 +19,7 @@ from typing import Any
 
 from models.assets import AssetResolver
 from models.config import LlmConfig
-from models.errors import AssetNotFoundError, BackendUnavailableError, LLMError
+from models.errors import AssetNotFoundError, BackendUnavailableError, InvalidTextError, LLMError
 from models.llm.llama_batch import SamplingParams, SequenceScheduler
 from models.llm.messages import fit_to_context, prepare_request
 from models.llm.worker import GenerationEnd, GenerationJob
@@ -32,6 +32,10 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 """The chat format used when the GGUF carries no template."""
+WARM_MARK = "\ue000warm\ue001"
+"""Put after the text of a warm prompt's last message: the rendered prompt is cut
+where it appears, whatever the chat template writes around a message (private-use
+characters, which no user text contains)."""
 BATCH_TOKENS = 256
 """Tokens one decode may hold (every generation's next piece together)."""
 UBATCH_TOKENS = 128
@@ -171,7 +175,9 @@ class LlamaCppLLM:
         return head + self.config.example_messages()
 
     def _prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
-        prompt = self._formatter(messages=_messages_as_dicts(messages)).prompt
+        return self._tokenize(self._formatter(messages=_messages_as_dicts(messages)).prompt)
+
+    def _tokenize(self, prompt: str) -> list[int]:
         return list(self._model.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
 
     def _count_tokens(self, messages: Sequence[ChatMessage]) -> int:
@@ -229,6 +235,44 @@ class LlamaCppLLM:
         """Free what conversation ``key`` holds in the context (its session ended)."""
         if self._scheduler is not None:
             self._scheduler.forget(key)
+
+    def warm(self, messages: Sequence[ChatMessage], *, key: str) -> None:
+        """Evaluate the prompt of ``messages`` up to the end of the last message's text
+        into the sequence of ``key``, a few tokens per step (see LanguageModel). Does
+        nothing before the model is loaded, or when the messages would not be accepted
+        by :meth:`stream`."""
+        scheduler = self._scheduler
+        if scheduler is None or self._closed or not messages:
+            return
+        last = messages[-1]
+        text = last.content if last.content.strip() else ""
+        try:  # the checks of stream(); an empty last message stands for any text
+            prepared, cap = prepare_request(
+                [*messages[:-1], ChatMessage(last.role, text or WARM_MARK)], self.config, None
+            )
+        except InvalidTextError as exc:
+            log.debug("%s: not warming %r: %s", self.name, key, exc)
+            return
+        prepared[-1] = ChatMessage(last.role, text + WARM_MARK)
+
+        def tokenize() -> list[int]:  # on the worker thread
+            fitted = fit_to_context(prepared, self._count_tokens, self.n_ctx - cap)
+            prompt = self._formatter(messages=_messages_as_dicts(fitted)).prompt
+            cut = prompt.rfind(WARM_MARK)
+            if cut < 0:
+                raise InvalidTextError("the chat template did not keep the last message's text")
+            return self._tokenize(prompt[:cut])
+
+        scheduler.warm(key, tokenize)
+
+    def warming(self, key: str) -> bool:
+        """True while the prompt of ``key`` is being warmed (for tests and benchmarks)."""
+        return self._scheduler is not None and self._scheduler.warming(key)
+
+    @property
+    def warm_tokens(self) -> int:
+        """Prompt tokens evaluated ahead of their generations (for tests and benchmarks)."""
+        return 0 if self._scheduler is None else self._scheduler.warm_tokens
 
     async def aclose(self) -> None:
         """Stop every generation, then free the model."""

@@ -198,6 +198,9 @@ class OpenAIChatLLM:
     def forget(self, key: str) -> None:
         """Nothing is kept per conversation here."""
 
+    def warm(self, messages: Sequence[ChatMessage], *, key: str) -> None:
+        """Nothing to do: the server evaluates each request's prompt itself."""
+
     async def aclose(self) -> None:
         """Close the HTTP session (if it belongs to the running event loop)."""
         session, self._session = self._session, None

@@ -49,6 +49,11 @@ class ThreadedLanguageModel(ABC):
     def forget(self, key: str) -> None:  # noqa: B027 - nothing is kept per conversation
         """Nothing is kept per conversation."""
 
+    def warm(  # noqa: B027 - nothing is kept per conversation
+        self, messages: Sequence[ChatMessage], *, key: str
+    ) -> None:
+        """Nothing to do: each generation evaluates its whole prompt."""
+
     async def aclose(self) -> None:
         """Stop every generation, then free the model."""
         await self._runner.aclose()

@@ -188,6 +188,7 @@ class FakeLlm:
         self.keys: list[str | None] = []
         self.forgotten: list[str] = []
         self.warmed: list[tuple[list[ChatMessage], str]] = []
+        """Every :meth:`warm` call: its messages and key."""
         self.closed = 0
 
     def release(self, n: int = 1) -> None:

@@ -46,3 +46,13 @@ async def test_a_goodbye_is_shaped_too() -> None:
     async for _ in chunks:
         pass
     assert rig.tts.texts == ["Bye! See you at five p.m."]
+
+
+def test_warming_names_the_conversation_and_needs_a_key() -> None:
+    rig = Rig(key="session-7")
+    messages = [ChatMessage("user", "What is the")]
+    rig.responder.warm(messages)
+    assert rig.llm.warmed == [(messages, "session-7")]
+    rig.responder.key = None
+    rig.responder.warm(messages)
+    assert len(rig.llm.warmed) == 1

@@ -1,0 +1,147 @@
+"""Warming a conversation's next prompt ahead of its generation (llama.cpp, Qwen2.5
+0.5B GGUF): the evaluated tokens are found by the next turn, a generation preempts a
+warm job, and a warm job never evicts another conversation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from models.assets import AssetResolver
+from models.config import LlmConfig
+from models.llm import LlamaCppLLM, build_messages, create_llm
+from models.types import ChatMessage, GenerationStats
+
+QUESTION = "What is the capital of France?"
+FILLER = "Tell me about the weather in a town far away, in many words. "
+
+
+@pytest.fixture(scope="module")
+def llama() -> Iterator[LlamaCppLLM]:
+    # As tests/models/test_llm.py: one thread, greedy. Two sequences, so that two
+    # conversations fill the context.
+    llm = create_llm(LlmConfig(threads=1, temperature=0.0, sequences=2), AssetResolver())
+    assert isinstance(llm, LlamaCppLLM)
+    llm.load()
+    yield llm
+    asyncio.run(llm.aclose())
+
+
+def turn(llm: LlamaCppLLM, text: str) -> list[ChatMessage]:
+    """The persona, the examples, one earlier exchange and the user's ``text``."""
+    history = [
+        *llm.config.example_messages(),
+        ChatMessage("user", "Hi there!"),
+        ChatMessage("assistant", "Hello! How can I help?"),
+    ]
+    return build_messages(llm.config.persona(), history, text)
+
+
+def with_last(messages: list[ChatMessage], text: str) -> list[ChatMessage]:
+    """``messages`` whose last (user) message says ``text`` (may be empty)."""
+    return [*messages[:-1], ChatMessage("user", text)]
+
+
+async def reply(
+    llm: LlamaCppLLM, messages: list[ChatMessage], key: str, max_tokens: int = 12
+) -> tuple[str, GenerationStats]:
+    stats = GenerationStats()
+    pieces = [p async for p in llm.stream(messages, stats=stats, key=key, max_tokens=max_tokens)]
+    return "".join(pieces), stats
+
+
+async def warmed(llm: LlamaCppLLM, key: str) -> int:
+    """Wait for the warm job of ``key`` to end; the tokens its slot holds then."""
+    for _ in range(3000):
+        if not llm.warming(key):
+            return llm.cached_tokens(key)
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the warm job of {key!r} did not end")
+
+
+def new_tokens(stats: GenerationStats) -> float:
+    return stats.extra["prompt_tokens"] - stats.extra["cached_tokens"]
+
+
+async def test_warming_a_partial_question_leaves_only_its_end_to_evaluate(
+    llama: LlamaCppLLM,
+) -> None:
+    full = turn(llama, QUESTION)
+    alone, cold = await reply(llama, full, "warm-cold")
+    llama.forget("warm-cold")
+    assert new_tokens(cold) > 20  # the exchange and the question
+    # A newer warm replaces an older one (the transcript changed).
+    llama.warm(with_last(full, "Tell me a joke about"), key="warm-a")
+    llama.warm(with_last(full, "What is the capital"), key="warm-a")
+    held = await warmed(llama, "warm-a")
+    text, stats = await reply(llama, full, "warm-a")
+    # The slot held the prompt up to "capital" and nothing after it (no end of turn,
+    # no assistant header): the generation kept all of it but a boundary token.
+    assert stats.extra["cached_tokens"] >= held - 1
+    assert new_tokens(stats) <= 10  # " of France?" and the assistant header
+    assert text == alone and "paris" in text.lower()
+    llama.forget("warm-a")
+
+
+async def test_warming_an_empty_user_turn_evaluates_its_header(llama: LlamaCppLLM) -> None:
+    full = turn(llama, QUESTION)
+    before = llama.warm_tokens
+    llama.warm(with_last(full, ""), key="warm-b")
+    held = await warmed(llama, "warm-b")
+    assert llama.warm_tokens - before > 20  # the exchange and the user header
+    _, stats = await reply(llama, full, "warm-b", max_tokens=2)
+    assert stats.extra["cached_tokens"] >= held - 1
+    assert new_tokens(stats) <= 14  # the question's 7 tokens and the assistant header
+    llama.forget("warm-b")
+
+
+async def test_a_generation_preempts_the_warm_job_of_its_key(llama: LlamaCppLLM) -> None:
+    _, cold = await reply(llama, turn(llama, "Hi"), "warm-c-cold", max_tokens=1)
+    llama.forget("warm-c-cold")
+    shared = cold.extra["cached_tokens"]  # what a new conversation starts from
+    long_text = FILLER * 25  # ~350 tokens: ~90 warm steps
+    messages = turn(llama, long_text + QUESTION)
+    before = llama.warm_tokens
+    llama.warm(with_last(messages, long_text), key="warm-c")
+    for _ in range(3000):  # the warm job is running
+        if llama.warm_tokens - before >= 8:
+            break
+        await asyncio.sleep(0.01)
+    text, stats = await reply(llama, messages, "warm-c", max_tokens=4)
+    assert text.strip() and stats.stop_reason == "length"
+    assert not llama.warming("warm-c")
+    done = llama.warm_tokens - before
+    # The generation took the slot over long before the warm prompt was evaluated,
+    # and kept what the warm job had evaluated.
+    assert 8 <= done < stats.extra["prompt_tokens"] - shared - 100
+    assert stats.extra["cached_tokens"] >= shared + done - 2
+    llama.forget("warm-c")
+
+
+async def test_a_warm_job_never_evicts_another_conversation(llama: LlamaCppLLM) -> None:
+    full = turn(llama, QUESTION)
+    await reply(llama, full, "warm-d-a", max_tokens=2)
+    await reply(llama, full, "warm-d-b", max_tokens=2)  # both sequences are taken
+    a, b = llama.cached_tokens("warm-d-a"), llama.cached_tokens("warm-d-b")
+    assert a > 0 and b > 0
+    before = llama.warm_tokens
+    llama.warm(with_last(full, "What is the capital"), key="warm-d-c")
+    assert await warmed(llama, "warm-d-c") == 0  # dropped
+    assert llama.warm_tokens == before
+    assert (llama.cached_tokens("warm-d-a"), llama.cached_tokens("warm-d-b")) == (a, b)
+    # A conversation that has a sequence warms into its own.
+    nxt = [*full, ChatMessage("assistant", "Paris."), ChatMessage("user", "And of Spain?")]
+    llama.warm(nxt, key="warm-d-a")
+    assert await warmed(llama, "warm-d-a") > a
+    assert llama.cached_tokens("warm-d-b") == b
+    llama.forget("warm-d-a")
+    llama.forget("warm-d-b")
+
+
+def test_warming_an_unloaded_model_does_nothing() -> None:
+    llm = LlamaCppLLM(LlmConfig(), AssetResolver())
+    llm.warm([ChatMessage("user", "What is the capital")], key="k")
+    assert not llm.warming("k") and llm.warm_tokens == 0
+    assert llm.load_s is None  # not loaded
