@@ -50,6 +50,7 @@ async def test_a_goodbye_is_shaped_too() -> None:
 
 def test_warming_names_the_conversation_and_needs_a_key() -> None:
     rig = Rig(key="session-7")
+    rig.llm.warmed.clear()  # the conversation's own warm-up at its start
     messages = [ChatMessage("user", "What is the")]
     rig.responder.warm(messages)
     assert rig.llm.warmed == [(messages, "session-7")]
