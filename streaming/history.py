@@ -20,8 +20,16 @@ PERSIST_TIMEOUT_S = 5.0
 
 class History:
     """The chat history (alternating user and assistant, only what was heard) and the
-    records of the last turns, both kept to ``max_messages`` (trimmed in place: the
-    lists stay the same objects)."""
+    records of the last turns (trimmed in place: the lists stay the same objects).
+
+    The records keep the last ``max_messages``. The history, once it grows past
+    ``max_messages``, loses its oldest half at once rather than a turn at a time: the
+    LLM keeps the evaluated prompt of a conversation only as long as its start does
+    not change, so a sliding window would make it evaluate the whole history again at
+    every turn (seconds on a CPU); this way it does so once every ``max_messages / 4``
+    turns, and the conversation's warm-up after the turn does it before the next
+    question.
+    """
 
     def __init__(self, max_messages: int) -> None:
         self.max_messages = max_messages
@@ -52,7 +60,7 @@ class History:
                 self.messages.pop()
         elif record.spoken_text:
             self.messages.append(ChatMessage("assistant", record.spoken_text))
-        del self.messages[: max(0, len(self.messages) - self.max_messages)]
+        self._trim()
         self.turns.append(record)
         del self.turns[: -self.max_messages]
         if record.error:
@@ -64,6 +72,17 @@ class History:
             )
             events.insert(0, final)
         return events
+
+
+    def _trim(self) -> None:
+        """Past ``max_messages``, drop the oldest messages down to half of it, so that
+        the history still starts with a user message."""
+        if len(self.messages) <= self.max_messages:
+            return
+        cut = len(self.messages) - self.max_messages // 2
+        while cut < len(self.messages) and self.messages[cut].role != "user":
+            cut += 1
+        del self.messages[:cut]
 
 
 async def persist(hook: TurnHook | None, record: TurnRecord) -> None:
