@@ -3,6 +3,8 @@ changes (the LLM keeps a conversation's evaluated prompt only while it does)."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from models.types import ChatMessage
 from streaming.history import History
 from streaming.speaker import Heard
@@ -29,7 +31,7 @@ def test_the_history_loses_its_oldest_half_at_once_and_keeps_alternating() -> No
         firsts.append(history.messages[0].content)
     # the start changed once every max/4 turns, never at two turns in a row
     changes = [n for n in range(1, 20) if firsts[n] != firsts[n - 1]]
-    assert changes and all(b - a >= 2 for a, b in zip(changes, changes[1:], strict=False))
+    assert changes and all(b - a >= 2 for a, b in pairwise(changes))
     assert len(changes) <= 20 // 2
     # never fewer than half of what is allowed is kept once it was full
     assert len(history.messages) >= 4
