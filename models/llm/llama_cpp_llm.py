@@ -154,11 +154,18 @@ class LlamaCppLLM:
                 self.name, model, ctx, slots=cfg.sequences, batch_tokens=BATCH_TOKENS
             )
             start = time.perf_counter()
-            self._scheduler.prefill(self._prompt_tokens(self._shared_prefix()))
+            # Nothing else runs on the model yet: the shared prompt gets every core (the
+            # configured threads are for a machine busy with calls).
+            load_threads = max(threads_batch, os.cpu_count() or 1)
+            llama_cpp.llama_set_n_threads(ctx.ctx, threads, load_threads)
+            try:
+                self._scheduler.prefill(self._prompt_tokens(self._shared_prefix()))
+            finally:
+                llama_cpp.llama_set_n_threads(ctx.ctx, threads, threads_batch)
             self.prefix_s = time.perf_counter() - start
             log.info(
                 "loaded %s in %.2f s (%d/%d threads, %d sequences of %d tokens); "
-                "shared prompt evaluated in %.2f s",
+                "shared prompt evaluated in %.2f s on %d threads",
                 path.name,
                 self.load_s,
                 threads,
@@ -166,6 +173,7 @@ class LlamaCppLLM:
                 cfg.sequences,
                 cfg.context_tokens,
                 self.prefix_s,
+                load_threads,
             )
 
     def _shared_prefix(self) -> list[ChatMessage]:
