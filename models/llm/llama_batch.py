@@ -5,10 +5,12 @@ in flight gets a *slot*: a KV sequence of the context that holds the tokens eval
 for its conversation (its ``key``). A new turn evaluates only the tokens after the
 longest prefix its slot (or the shared prefix, evaluated once at load) already holds,
 so the persona, the few-shot examples and the history are not evaluated again — even
-when several sessions take turns. Each step of the worker puts the next piece of
-every generation into ONE batch (a chunk of a new prompt, or the last sampled token)
-and decodes it once, so no generation waits behind another one's reply; a
-generation whose consumer has gone is dropped before the next step.
+when several sessions take turns, and even when the history lost its oldest turns
+(the later ones are moved down in the sequence: :mod:`models.llm.kv_shift`). Each
+step of the worker puts the next piece of every generation into ONE batch (a chunk of
+a new prompt, or the last sampled token) and decodes it once, so no generation waits
+behind another one's reply; a generation whose consumer has gone is dropped before
+the next step.
 
 Slots belong to their key until :meth:`SequenceScheduler.forget` frees them (the
 session ended) or, when every slot is taken, the least recently used idle one is
@@ -34,6 +36,7 @@ from typing import Any
 
 from models.errors import EngineError, LLMError
 from models.llm.base import CANCELLED, ERROR, LENGTH, STOP
+from models.llm.kv_shift import shift_runs
 from models.llm.warm_jobs import WarmJob, WarmJobs, warm_slot
 from models.llm.worker import GenerationJob
 
@@ -123,6 +126,7 @@ class SequenceScheduler:
         self._ctx = ctx
         self._vocab = model.vocab
         self._mem = llama_cpp.llama_get_memory(ctx.ctx)
+        self._can_shift = bool(llama_cpp.llama_memory_can_shift(self._mem))
         self._batch_tokens = batch_tokens
         self._batch = llama_cpp.llama_batch_init(batch_tokens, 0, 1)
         self._shared = Slot(seq_id=0)  # the shared prefix, never generating
@@ -365,7 +369,7 @@ class SequenceScheduler:
             log.exception("%s could not prepare a prompt to warm", self.name)
             self._end_warm(warm)
             return
-        keep = self._reuse_prefix(warm.slot, prompt, len(prompt))
+        keep, _ = self._reuse_prefix(warm.slot, prompt, len(prompt))
         warm.pending = prompt[keep:]
         if not warm.pending:
             self._end_warm(warm)
@@ -401,27 +405,36 @@ class SequenceScheduler:
             self._finish(gen, ERROR, LLMError(f"{self.name} failed: {exc}"))
             return
         # The last prompt token is evaluated again, for the logits of the first token.
-        keep = self._reuse_prefix(slot, prompt, len(prompt) - 1)
+        keep, shifted = self._reuse_prefix(slot, prompt, len(prompt) - 1)
         gen.pending = prompt[keep:]
-        job.stats.extra["cached_tokens"] = float(keep)
+        job.stats.extra["cached_tokens"] = float(keep)  # the shifted ones included
+        job.stats.extra["shifted_tokens"] = float(shifted)
         job.stats.extra["prompt_tokens"] = float(len(prompt))
         gen.sampler = self._sampler(gen.sampling)
         gen.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._gens.append(gen)
 
-    def _reuse_prefix(self, slot: Slot, prompt: list[int], limit: int) -> int:
+    def _reuse_prefix(self, slot: Slot, prompt: list[int], limit: int) -> tuple[int, int]:
         """Keep the longest prefix of ``prompt`` (at most ``limit`` tokens) that the
-        slot or the shared prefix holds, drop the rest of the slot; the tokens kept."""
+        slot or the shared prefix holds — moving runs of it found further on in the
+        slot down (:mod:`models.llm.kv_shift`) — and drop the rest of the slot; the
+        tokens kept and, of them, those moved."""
         keep = min(common_prefix(slot.tokens, prompt), limit)
         shared = min(common_prefix(self._shared.tokens, prompt), limit)
         if shared > keep:  # the shared prefix covers more: start from it
             self._clear(slot)
             self._lib.llama_memory_seq_cp(self._mem, 0, slot.seq_id, 0, shared)
             slot.tokens = prompt[:shared]
-            return shared
+            return shared, 0
+        shifted = 0
+        if self._can_shift:  # the history lost its oldest turns: find the later ones
+            shifted = shift_runs(
+                self._lib, self._mem, slot, prompt[:limit], keep, protected=len(self._shared.tokens)
+            )
+        keep += shifted
         self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, keep, -1)
-        del slot.tokens[keep:]
-        return keep
+        slot.tokens = prompt[:keep]  # what the cells hold now at positions 0..keep-1
+        return keep, shifted
 
     def _sampler(self, p: SamplingParams) -> Any:
         lib = self._lib

@@ -1,6 +1,7 @@
 """Warming a conversation's next prompt ahead of its generation (llama.cpp, Qwen2.5
 0.5B GGUF): the evaluated tokens are found by the next turn, a generation preempts a
-warm job, and a warm job never evicts another conversation."""
+warm job, and a warm job never evicts another conversation. And reusing a
+conversation's evaluated turns after its history lost the oldest ones (KV shifting)."""
 
 from __future__ import annotations
 
@@ -145,3 +146,47 @@ def test_warming_an_unloaded_model_does_nothing() -> None:
     llm.warm([ChatMessage("user", "What is the capital")], key="k")
     assert not llm.warming("k") and llm.warm_tokens == 0
     assert llm.load_s is None  # not loaded
+
+
+TURNS = [
+    ("Hi! What is your name?", "I'm Ava, your assistant. Nice to meet you!"),
+    ("Where do you live?", "I live in the cloud, on a server far away from here."),
+    ("Do you like music?", "I love music, especially jazz and old soul records."),
+    ("What did you do today?", "I talked with many people and learned a few new words."),
+    ("Can you recommend a book?", "Try The Hobbit: it is short, funny and full of adventure."),
+    ("What is your favourite colour?", "Blue, like a clear summer sky over the sea."),
+]
+
+
+def history(turns: list[tuple[str, str]]) -> list[ChatMessage]:
+    out: list[ChatMessage] = []
+    for user, assistant in turns:
+        out += [ChatMessage("user", user), ChatMessage("assistant", assistant)]
+    return out
+
+
+async def test_a_trimmed_history_reuses_the_later_turns_by_shifting(llama: LlamaCppLLM) -> None:
+    persona, examples = llama.config.persona(), llama.config.example_messages()
+    joke = "Tell me a joke."
+    first = build_messages(persona, [*examples, *history(TURNS)], joke)
+    said, _ = await reply(llama, first, "shift-a")
+    # The history lost its two oldest turns; the later ones and the last exchange stay.
+    later = [*history(TURNS[2:]), ChatMessage("user", joke), ChatMessage("assistant", said)]
+    second = build_messages(persona, [*examples, *later], "And what is the capital of France?")
+    text, stats = await reply(llama, second, "shift-a")
+    fresh_text, fresh = await reply(llama, second, "shift-b")  # from the shared prefix
+    prompt = stats.extra["prompt_tokens"]
+    assert fresh.extra["prompt_tokens"] == prompt
+    shared = fresh.extra["cached_tokens"]  # all that a common prefix would keep
+    assert fresh.extra["shifted_tokens"] == 0 and shared <= prompt - 100
+    # Most of what follows the shared prefix was moved down rather than evaluated.
+    assert stats.extra["cached_tokens"] >= 0.8 * prompt
+    assert stats.extra["cached_tokens"] - shared >= 0.8 * (prompt - shared)
+    assert stats.extra["shifted_tokens"] >= stats.extra["cached_tokens"] - shared - 8
+    assert llama.cached_tokens("shift-a") > stats.extra["cached_tokens"]  # and the reply
+    # Not bit-identical to a fresh evaluation (the moved cells attended to the dropped
+    # turns), but the same clear answer.
+    assert "paris" in text.lower() and "paris" in fresh_text.lower()
+    assert text.split()[:3] == fresh_text.split()[:3]
+    llama.forget("shift-a")
+    llama.forget("shift-b")
