@@ -515,6 +515,14 @@ class EndOfTurnConfig(Section):
         "new speech (at the recognizer's lowest priority), so that the LLM evaluates them "
         "before the turn ends (0: never)",
     )
+    partial_min_idle: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="Partial passes run only while at least this share of the machine's CPU "
+        "is idle (they cost ~15 % of a core per speaking caller; on a busy machine they "
+        "delay the final transcription more than they save)",
+    )
     question_ms: int = Field(
         default=250, ge=20, le=5000, description="Silence that ends a question"
     )

@@ -32,6 +32,7 @@ from models.types import FloatAudio, Transcript
 from models.vad import SileroModel, VoiceActivityDetector, create_vad
 from streaming.avatars_api import avatars_dir
 from streaming.config import AppConfig
+from streaming.headroom import CpuHeadroom
 
 if TYPE_CHECKING:
     from streaming.ray_serve.backend import RayServing
@@ -103,6 +104,8 @@ class Engines:
     _voice_lock: threading.Lock = field(default_factory=threading.Lock)
     serving: RayServing | None = None
     """The Ray Serve connection when ``serving.backend`` is ``ray``."""
+    headroom: CpuHeadroom = field(default_factory=CpuHeadroom)
+    """The machine's idle CPU, which the sessions' optional work asks about."""
 
     @classmethod
     def load(cls, config: AppConfig) -> Engines:

@@ -73,7 +73,6 @@ class History:
             events.insert(0, final)
         return events
 
-
     def _trim(self) -> None:
         """Past ``max_messages``, drop the oldest messages down to half of it, so that
         the history still starts with a user message."""

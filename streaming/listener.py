@@ -10,7 +10,8 @@ guess by a :class:`~streaming.turn_end.TurnEndPolicy`: a finished sentence ends 
 after a short silence, words that stop mid-phrase wait longer; the VAD's own end of
 speech (its ``min_silence_ms``, the policy's longest wait) ends it whatever was said.
 While the user speaks, the utterance so far is transcribed every
-``partial_every_s`` of new speech at the recognizer's lowest priority
+``partial_every_s`` of new speech at the recognizer's lowest priority, while the
+machine has CPU to spare
 (:class:`UserSpeaking`: the LLM can evaluate those words before the turn ends); a pass
 still running when the user pauses is cancelled so that it never delays the guess.
 Every transcription gets the conversation so far (:meth:`Listener.set_context`) as
@@ -121,6 +122,7 @@ class Listener:
         policy: TurnEndPolicy,
         prompt_chars: int = 0,
         partial_every_s: float = 0.0,
+        spare_cpu: Callable[[], bool] = lambda: True,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._vad = vad
@@ -141,6 +143,7 @@ class Listener:
         self._partial_every = int(partial_every_s * VAD_SAMPLE_RATE)
         self._partial: asyncio.Task[Transcript] | None = None
         self._partial_at = 0  # utterance samples when the last partial pass started
+        self._spare_cpu = spare_cpu
 
     @property
     def guess(self) -> asyncio.Task[Transcript] | None:
@@ -231,7 +234,8 @@ class Listener:
     def _start_partial(self) -> None:
         """Transcribe the utterance so far when another ``partial_every_s`` of it has
         arrived and the user is speaking right now (not pausing: the guess is coming),
-        one pass at a time."""
+        one pass at a time, and only while the machine has CPU to spare (``spare_cpu``:
+        on a busy machine the passes delay what every turn waits for)."""
         if (
             not self._partial_every
             or not self._in_speech
@@ -242,6 +246,8 @@ class Listener:
         ):
             return
         self._partial_at = self._utterance_samples
+        if not self._spare_cpu():
+            return
         pcm = np.concatenate(self._utterance)
         self._partial = asyncio.get_running_loop().create_task(
             self._stt.atranscribe(pcm, VAD_SAMPLE_RATE, prompt=self._prompt, partial=True),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -67,7 +68,13 @@ class Feeder:
     """A listener with the service's end-of-turn policy, fed 20 ms at a time; the event
     loop runs between frames so a transcription can finish while audio arrives."""
 
-    def __init__(self, stt: FakeStt, *, partial_every_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        stt: FakeStt,
+        *,
+        partial_every_s: float = 0.0,
+        spare_cpu: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.stt = stt
         self.listener = Listener(
             FakeVad(silence_windows=CONFIG.unfinished_ms // 20),
@@ -76,6 +83,7 @@ class Feeder:
             policy=WordEndPolicy(CONFIG),
             prompt_chars=40,
             partial_every_s=partial_every_s,
+            spare_cpu=spare_cpu,
             now=lambda: 0.0,
         )
         self.events: list[ListenEvent] = []

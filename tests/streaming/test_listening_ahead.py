@@ -107,3 +107,15 @@ async def test_the_llm_evaluates_the_next_prompt_ahead() -> None:
         ChatMessage("user", ""),
     ]
     await rig.conversation.close()
+
+
+async def test_no_partial_pass_while_the_machine_has_no_cpu_to_spare() -> None:
+    stt = FakeStt("What is the capital")
+    spare = [False]
+    f = Feeder(stt, partial_every_s=0.5, spare_cpu=lambda: spare[0])
+    await f.feed(speech(1.2))
+    assert stt.partials == 0  # busy: the passes are skipped, not queued
+    spare[0] = True
+    await f.feed(speech(0.6))
+    assert stt.partials == 1 and len(partials(f)) == 1
+    f.listener.close()
