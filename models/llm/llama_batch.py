@@ -19,7 +19,8 @@ prompt token by token, so a reused slot only saves work.
 
 A *warm job* (:meth:`SequenceScheduler.warm`, :mod:`models.llm.warm_jobs`) evaluates a
 conversation's next prompt into its slot ahead of the generation, a few tokens per
-step; a generation that needs the slot takes it over at the next step.
+step while no generation decodes; a generation that needs the slot takes it over at
+the next step.
 """
 
 from __future__ import annotations
@@ -454,8 +455,9 @@ class SequenceScheduler:
         return chain
 
     def _decode_step(self) -> None:
-        """Put every running generation's next piece, then the warm jobs' pieces, into
-        one batch and decode it."""
+        """Put every running generation's next piece into one batch and decode it; the
+        warm jobs' pieces go in only when no generation has one (work ahead uses idle
+        time: four prompt tokens more would make a reply's step twice as slow)."""
         n = 0
         placed: list[tuple[_Gen, list[int]]] = []
         for gen in self._gens:
@@ -466,7 +468,7 @@ class SequenceScheduler:
             n = self._put(n, gen.slot, piece, wants_logits)
             gen.logits_at = n - 1 if wants_logits else -1
             placed.append((gen, piece))
-        warmed = self._warms.pieces(self._batch_tokens - n)
+        warmed = [] if placed else self._warms.pieces(self._batch_tokens)
         for warm, piece in warmed:
             assert warm.slot is not None
             n = self._put(n, warm.slot, piece, False)

@@ -1,8 +1,9 @@
 """Warm jobs: a conversation's next prompt evaluated into its KV sequence ahead of time.
 
 A warm job is a prompt without a reply: the scheduler evaluates its tokens into the
-slot of its conversation a few at a time, in the same batches as the generations, so
-that the generation of the next turn finds them (``common_prefix``) and only evaluates
+slot of its conversation a few at a time, in the steps where no generation has a
+piece to decode (a reply in flight is never slowed down by work ahead), so that the
+generation of the next turn finds them (``common_prefix``) and only evaluates
 what the user said last. It is best effort: a newer warm job of the key replaces it, a
 generation that needs its slot takes the slot over at the next step, and it is dropped
 when it would have to evict another conversation's prompt. This module keeps their

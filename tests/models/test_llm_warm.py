@@ -189,3 +189,23 @@ async def test_a_trimmed_history_reuses_the_later_turns_by_shifting(llama: Llama
     assert "paris" in text.lower() and "paris" in fresh_text.lower()
     llama.forget("shift-a")
     llama.forget("shift-b")
+
+
+async def test_a_reply_in_flight_is_never_slowed_by_another_conversations_warm(
+    llama: LlamaCppLLM,
+) -> None:
+    messages = turn(llama, "Count from one to thirty, in words.")
+    before = llama.warm_tokens
+    progressed_while_replying = 0
+    stats = GenerationStats()
+    pieces = llama.stream(messages, stats=stats, key="busy-a", max_tokens=24)
+    first = await pieces.__anext__()  # the reply is decoding
+    llama.warm(with_last(turn(llama, QUESTION), FILLER * 3), key="busy-b")
+    async for _ in pieces:
+        progressed_while_replying = llama.warm_tokens - before
+    assert first and stats.tokens >= 10
+    # No warm piece went into the reply's steps; once it is done, the warm job runs.
+    assert progressed_while_replying == 0
+    assert await warmed(llama, "busy-b") > 0 and llama.warm_tokens > before
+    llama.forget("busy-a")
+    llama.forget("busy-b")
