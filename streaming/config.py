@@ -527,7 +527,11 @@ class EndOfTurnConfig(Section):
         default=250, ge=20, le=5000, description="Silence that ends a question"
     )
     statement_ms: int = Field(
-        default=700, ge=20, le=5000, description="Silence that ends any other words"
+        default=800,
+        ge=20,
+        le=5000,
+        description="Silence that ends any other words (a 0.6 s pause mid-sentence reads "
+        "as up to ~0.7 s to the VAD, whose silence starts inside a soft last syllable)",
     )
     unfinished_ms: int = Field(
         default=1000,
