@@ -479,7 +479,7 @@ class SequenceScheduler:
         if rc != 0:
             self._drop_warms(rc, warmed)
             if placed:
-                self._decode_failed(rc, placed, retry=bool(warmed))
+                self._decode_failed(rc, placed)
             return
         for gen, piece in placed:
             assert gen.slot is not None
@@ -533,11 +533,8 @@ class SequenceScheduler:
             )
             self._end_warm(warm)
 
-    def _decode_failed(
-        self, rc: int, placed: list[tuple[_Gen, list[int]]], *, retry: bool = False
-    ) -> None:
-        """No room in the KV cache (rc 1): free an idle slot and retry (or just retry
-        when ``retry``: warm jobs were dropped from the batch); else fail."""
+    def _decode_failed(self, rc: int, placed: list[tuple[_Gen, list[int]]]) -> None:
+        """No room in the KV cache (rc 1): free an idle slot and retry; else fail."""
         for gen, _ in placed:  # drop whatever part of the batch was stored
             assert gen.slot is not None
             self._lib.llama_memory_seq_rm(self._mem, gen.slot.seq_id, len(gen.slot.tokens), -1)
@@ -547,8 +544,6 @@ class SequenceScheduler:
             log.info("%s: the KV cache is full; dropping an idle conversation's", self.name)
             self._clear(victim)
             victim.key = None
-            return
-        if rc == 1 and retry:
             return
         error = LLMError(
             f"{self.name}: llama_decode failed ({rc}); "
@@ -627,18 +622,10 @@ class SequenceScheduler:
         """Evaluate the shared prefix into sequence 0 (no logits needed)."""
         try:
             self._clear(self._shared)
-            batch = self._batch
             for start in range(0, len(tokens), self._batch_tokens):
                 piece = tokens[start : start + self._batch_tokens]
-                for i, token in enumerate(piece):
-                    batch.token[i] = token
-                    batch.pos[i] = start + i
-                    batch.n_seq_id[i] = 1
-                    batch.seq_id[i][0] = 0
-                    batch.logits[i] = False
-                batch.logits[len(piece) - 1] = True
-                batch.n_tokens = len(piece)
-                rc = self._lib.llama_decode(self._ctx.ctx, batch)
+                self._batch.n_tokens = self._put(0, self._shared, piece, True)
+                rc = self._lib.llama_decode(self._ctx.ctx, self._batch)
                 if rc != 0:
                     raise LLMError(f"{self.name}: evaluating the shared prompt failed ({rc})")
                 self._shared.tokens.extend(piece)

@@ -223,13 +223,8 @@ class LlamaCppLLM:
         job = GenerationJob(asyncio.get_running_loop(), queue, stats)
         done = scheduler.submit(job, tokenize, cap, key, sampling)
         try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, GenerationEnd):
-                    if item.error is not None:
-                        raise item.error
-                    return
-                yield item
+            async for piece in job.texts():
+                yield piece
         finally:
             job.stop.set()
             scheduler.wake()

@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
 WARM_CHUNK = 4
 """Prompt tokens a warm job adds to one step. Small on purpose: a generation that is
-submitted meanwhile waits at most one step with this many extra tokens before it
-takes the slot over, and the steps of the replies already streaming grow by no more."""
+submitted meanwhile waits at most one such step before it takes the slot over."""
 
 
 @dataclass(eq=False)

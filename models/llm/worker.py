@@ -16,7 +16,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from models.errors import EngineError, LLMError
@@ -68,6 +68,17 @@ class GenerationJob:
         if text and not self.cancelled:
             self._send(text)
 
+    async def texts(self) -> AsyncIterator[str]:
+        """The text pieces as the worker emits them (consumer side), until the end;
+        the generation's error, if it failed, is raised here."""
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, GenerationEnd):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+
     def finish(self, error: BaseException | None) -> None:
         """Tell the consumer that the generation is over (worker thread)."""
         self._send(GenerationEnd(error))
@@ -115,13 +126,8 @@ class GenerationRunner:
             self._jobs.add(job)
         future = self._executor.submit(self._run, job, generate)
         try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, GenerationEnd):
-                    if item.error is not None:
-                        raise item.error
-                    return
-                yield item
+            async for piece in job.texts():
+                yield piece
         finally:
             job.stop.set()
             await self._settle(job, future)

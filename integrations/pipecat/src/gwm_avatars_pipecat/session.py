@@ -231,24 +231,18 @@ class EchoSession:
 
     async def audio(self) -> AsyncIterator[ReceivedAudio]:
         """The avatar's speech as it arrives (silence included), until the session closes."""
-        first: int | None = None
+        clock = _TrackClock()
         async for frame in self._frames("audio"):
             assert isinstance(frame, av.AudioFrame)
-            pts = int(frame.pts or 0)
-            first = pts if first is None else first
-            media_s = float((pts - first) * frame.time_base) if frame.time_base else 0.0
-            yield ReceivedAudio(frame_mono_int16(frame), media_s)
+            yield ReceivedAudio(frame_mono_int16(frame), clock.seconds(frame))
 
     async def video(self) -> AsyncIterator[ReceivedImage]:
         """The avatar's face as it arrives, until the session closes."""
-        first: int | None = None
+        clock = _TrackClock()
         async for frame in self._frames("video"):
             assert isinstance(frame, av.VideoFrame)
-            pts = int(frame.pts or 0)
-            first = pts if first is None else first
-            media_s = float((pts - first) * frame.time_base) if frame.time_base else 0.0
             rgb = frame.to_ndarray(format="rgb24")
-            yield ReceivedImage(rgb.tobytes(), frame.width, frame.height, media_s)
+            yield ReceivedImage(rgb.tobytes(), frame.width, frame.height, clock.seconds(frame))
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """The service's events (``state``, ``error``, ...) until the session closes."""
@@ -278,3 +272,18 @@ class EchoSession:
         for fut in self._remote.values():
             fut.cancel()
         logger.info(f"echo session {self.session_id} closed")
+
+
+class _TrackClock:
+    """A received track's media time: seconds since its first frame, from the frames'
+    timestamps (0 where a frame has no time base)."""
+
+    def __init__(self) -> None:
+        self._first: int | None = None
+
+    def seconds(self, frame: av.AudioFrame | av.VideoFrame) -> float:
+        """The media time of ``frame``."""
+        pts = int(frame.pts or 0)
+        if self._first is None:
+            self._first = pts
+        return float((pts - self._first) * frame.time_base) if frame.time_base else 0.0
