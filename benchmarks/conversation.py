@@ -553,6 +553,17 @@ def report(n: int, res: RunResult, box: tuple[int, int, int, int]) -> None:
         )
     for line in stage_lines([a for a in answers if not a.cut_in]):
         out(line)
+    beyond = [
+        a.v2v_s * 1000 - a.metrics["voice_to_voice_ms"]
+        for a in answers
+        if a.v2v_s is not None and not a.cut_in and "voice_to_voice_ms" in a.metrics
+    ]
+    if beyond:
+        out(
+            f"  {'client minus server':24} p50 {pct(beyond, 50):7.0f} ms  p95 "
+            f"{pct(beyond, 95):7.0f} ms  (the transport both ways, the jitter buffers, the "
+            "server VAD's view of the end of speech, the first loud sample)"
+        )
     heard = [a for a in answers if a.transcripts]
     if heard:
         refs = [plain(a.question.text) for a in heard]
@@ -630,9 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rig = load_rig(cfg.avatar.bundle, size=(cfg.render.width or cfg.render.size, cfg.render.size))
     box = rig.mouth_box()
     port = free_port()
-    server = start_server(
-        args.config, args.overrides, port, max(args.sessions), args.server_log
-    )
+    server = start_server(args.config, args.overrides, port, max(args.sessions), args.server_log)
     url = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(_wait_ready(url))

@@ -30,6 +30,11 @@ class InboundAudioConverter:
         return pcm
 
 
+def silence(seconds: float, rate: int = VAD_SAMPLE_RATE) -> FloatAudio:
+    """``seconds`` of silence at ``rate`` (float32, rounded to whole samples)."""
+    return np.zeros(round(seconds * rate), dtype=np.float32)
+
+
 def speech_to_playout(speech: Speech, rate: int) -> Int16Audio:
     """A TTS chunk resampled to the outbound rate as int16."""
     pcm = resample(speech.pcm, speech.sample_rate, rate)

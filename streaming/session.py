@@ -21,19 +21,21 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import av
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from avatar.motion import WorldModel
 from avatar.render.reuse import frame_reuse
 from avatar.state import AvatarState
-from streaming.audio_io import InboundAudioConverter
+from streaming.audio_io import InboundAudioConverter, silence
 from streaming.clock import MediaClock
 from streaming.conversation import Conversation, ConversationOptions
 from streaming.echo import Echo
 from streaming.engines import AvatarAssets, Engines
 from streaming.event_channel import ClientFloodError, EventChannel
 from streaming.events import SpeakMessage, TextMessage, error_event
+from streaming.inbound_audio import GapFiller, use_arrival_audio_buffer
 from streaming.listener import Listener
 from streaming.playout import AudioPlayout
 from streaming.responder import Responder
@@ -153,6 +155,7 @@ class Session:
     async def accept(self, offer_sdp: str) -> str:
         """Apply the client's offer and return our answer SDP."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        use_arrival_audio_buffer(self.pc)  # the caller's audio as it arrives, no 80 ms hold
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self._spawn(self._watchdog(), "watchdog")
@@ -166,6 +169,7 @@ class Session:
         full = (
             InboundAudioConverter(self.clock.sample_rate) if isinstance(self.part, Echo) else None
         )
+        gaps = GapFiller()
         while True:
             try:
                 frame = await track.recv()
@@ -173,12 +177,17 @@ class Session:
                 self.close_soon("peer audio ended")
                 return
             self._last_inbound = time.monotonic()
-            pcm = converter.convert(frame)  # type: ignore[arg-type]
+            assert isinstance(frame, av.AudioFrame)
+            missing = gaps.missing_s(frame)  # lost packets: their time, as silence
             if isinstance(self.part, Echo):
                 assert full is not None
-                self.part.feed_audio(full.convert(frame), pcm)  # type: ignore[arg-type]
+                if missing:
+                    self.part.feed_audio(silence(missing, full.rate), silence(missing))
+                self.part.feed_audio(full.convert(frame), converter.convert(frame))
             else:
-                self.part.feed_audio(pcm)
+                if missing:
+                    self.part.feed_audio(silence(missing))
+                self.part.feed_audio(converter.convert(frame))
 
     def _on_client_message(self, raw: str | bytes) -> None:
         self._last_inbound = now = time.monotonic()  # a typing-only user is not idle
