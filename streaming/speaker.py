@@ -2,7 +2,9 @@
 
 Each synthesized chunk goes to the audio playout and its mouth drive to the world
 model, at the same clock time, far enough ahead that no video frame showing it has been
-stepped yet (:func:`streaming.tracks.speech_lead_s`). Only the turn that holds the
+stepped yet: the video track's look-ahead plus as much of the mouth's lookahead as the
+chunk's first shape uses (:attr:`MouthDrive.anticipation`; at most
+:func:`streaming.tracks.speech_lead_s` in all). Only the turn that holds the
 floor may schedule: a cut (barge-in) takes the floor away, so a stale turn's late
 chunk is dropped rather than played. What was heard is the playout's record.
 """
@@ -13,6 +15,7 @@ import asyncio
 from dataclasses import dataclass
 
 from avatar.motion import WorldModel
+from avatar.motion.drive import MouthDrive
 from models.types import Speech
 from streaming.audio_io import speech_to_playout
 from streaming.clock import MediaClock
@@ -46,6 +49,8 @@ class Speaker:
                 f"look-ahead plus the mouth's ({need * 1000:.0f} ms at {clock.fps} fps)"
             )
         self.lead_s = need if lead_s is None else lead_s
+        """The longest lead a chunk needs (the whole lookahead; echo mode's delay)."""
+        self._frames_lead_s = self.lead_s - world.lookahead
         self._clock = clock
         self._playout = playout
         self._world = world
@@ -60,8 +65,15 @@ class Speaker:
         """Let turn ``turn_id`` (and only it) schedule speech from now on."""
         self._floor = turn_id
 
+    def lead_for(self, drive: MouthDrive) -> float:
+        """How far ahead of the playing sample a chunk with this drive is placed when
+        nothing is queued: the video track's look-ahead plus the drive's anticipation
+        (the mouth's first shape before the sound), at most :attr:`lead_s`."""
+        return self._frames_lead_s + min(drive.anticipation, self._world.lookahead)
+
     async def play(self, turn_id: int, speech: Speech) -> float | None:
-        """Schedule ``speech`` after what is queued; seconds from now until it starts
+        """Schedule ``speech`` after what is queued (from silence: as soon as no frame
+        that shows its mouth has been stepped); seconds from now until it starts
         playing, or None when ``turn_id`` does not hold the floor (it was cut) and
         nothing was queued."""
         if turn_id != self._floor:
@@ -71,7 +83,7 @@ class Speaker:
             return None
         rate = self._clock.sample_rate
         pcm = speech_to_playout(speech, rate)
-        not_before = self._clock.sample_now() + int(self.lead_s * rate)
+        not_before = self._clock.sample_now() + int(self.lead_for(drive) * rate)
         start = self._playout.schedule(pcm, speech.text, not_before=not_before, turn_id=turn_id)
         self._world.schedule_speech(drive, start / rate)
         return start / rate - self._clock.elapsed()

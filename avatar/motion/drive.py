@@ -56,6 +56,9 @@ moved 35 ms earlier, the open vowels' loudest moved 20 ms earlier). At 50 ms the
 mouth read from pixels still matched the speech a frame late better than a frame
 early. Never more than the lookahead."""
 
+MOTION_EPS = 0.01
+"""A target this close to rest on every channel shows no motion (1 % of the range)."""
+
 # Coarticulation: in-span weight of each viseme (how firmly it holds its own span)
 _HOLD: dict[Viseme, float] = {
     Viseme.SILENCE: 6.0,
@@ -136,6 +139,17 @@ class MouthDrive:
     def end(self) -> float:
         """Time (relative to the audio start) after which the drive is at rest."""
         return self.t0 + len(self.targets) * self.hop
+
+    @property
+    def anticipation(self) -> float:
+        """Seconds before its audio starts that the mouth first leaves rest (0 to
+        :attr:`lead`): how much of the lookahead this chunk uses. A TTS chunk starts
+        with a short silence, so its first shape often needs less than all of it."""
+        moving = np.flatnonzero(np.abs(self.targets - REST).max(axis=1) > MOTION_EPS)
+        if moving.size == 0:
+            return 0.0
+        first = self.t0 + (float(moving[0]) - 1.0) * self.hop  # sample() ramps from here
+        return min(self.lead, max(0.0, -first))
 
     def sample(self, times: npt.ArrayLike) -> tuple[F32, F32]:
         """Targets (m, 5) and energy (m,) at ``times`` (seconds from the audio start).

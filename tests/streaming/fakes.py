@@ -243,9 +243,14 @@ class FakeTts:
         await asyncio.sleep(0)
         if self.fail and self.fail in text:
             raise TTSError("the fake voice broke")
-        n = int(len(text.split()) * WORD_S * TTS_RATE)
-        pcm = (0.3 * np.sin(np.arange(n) * 0.05)).astype(np.float32)
-        yield Speech(pcm, TTS_RATE, text)
+        yield fake_speech(text)
+
+
+def fake_speech(text: str) -> Speech:
+    """What :class:`FakeTts` says for ``text``: 0.2 s of a tone per word."""
+    n = int(len(text.split()) * WORD_S * TTS_RATE)
+    pcm = (0.3 * np.sin(np.arange(n) * 0.05)).astype(np.float32)
+    return Speech(pcm, TTS_RATE, text)
 
 
 def speech(seconds: float) -> FloatAudio:
@@ -259,6 +264,10 @@ def silence(seconds: float) -> FloatAudio:
 
 class Rig:
     """A conversation built from the fakes, with what it emitted."""
+
+    def lead_s(self, text: str) -> float:
+        """How far ahead the speaker places the fake speech of ``text`` from silence."""
+        return self.speaker.lead_for(self.world.make_drive(fake_speech(text)))
 
     def __init__(
         self,

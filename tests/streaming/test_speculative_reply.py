@@ -52,7 +52,7 @@ async def test_a_reply_started_on_the_guess_is_adopted_when_the_turn_ends_on_it(
     # The reply was ready when the end of turn was decided: the user waited only for the
     # end-of-turn silence and the speech lead (one 20 ms chunk of slack).
     assert metrics["voice_to_voice_ms"] == pytest.approx(
-        metrics["end_of_turn_wait_ms"] + rig.speaker.lead_s * 1000, abs=25
+        metrics["end_of_turn_wait_ms"] + rig.lead_s("Sure, two plus two is four.") * 1000, abs=25
     )
     assert rig.llm.keys == ["session-1"]
     await rig.conversation.close()

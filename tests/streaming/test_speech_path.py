@@ -63,16 +63,17 @@ async def test_the_live_speaker_and_the_offline_render_make_the_same_mouth_track
     speaker.give_floor(1)
     world.set_mode(Mode.SPEAKING)
     starts_in = await speaker.play(1, speech)
-    assert starts_in == pytest.approx(speaker.lead_s)
+    assert starts_in == pytest.approx(speaker.lead_for(world.make_drive(speech)))
+    assert starts_in <= speaker.lead_s
 
-    # offline: the speech starts after a pad as long as the live speech lead
+    # offline: the speech starts after a pad as long as the live chunk's lead
     result = render_speech_to_mp4(
         [speech],
         tmp_path / "offline.mp4",
         BlankRenderer(),
         avatar_config=config,
         render_config=RenderConfig(fps=fps),
-        pad_s=speaker.lead_s,
+        pad_s=starts_in,
         keep_states=True,
     )
     live = [world.step() for _ in range(result.frames)]

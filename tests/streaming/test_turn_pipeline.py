@@ -17,12 +17,12 @@ from avatar.config import AvatarConfig
 from avatar.motion import WorldModel
 from avatar.state import Mode
 from models.stt.serial import SerialRunner
-from models.types import Speech
+from models.types import PhonemeSpan, Speech
 from models.vad import VAD_SAMPLE_RATE
 from streaming.listener import Listener, SpeechStarted, Utterance
 from streaming.playout import AudioPlayout
 from streaming.speaker import Speaker
-from streaming.tracks import speech_lead_s
+from streaming.tracks import VIDEO_STEPS_AHEAD, speech_lead_s
 from streaming.turn_end import WordEndPolicy
 from tests.streaming.fakes import (
     FAKE_END_OF_TURN,
@@ -73,7 +73,7 @@ async def test_a_voice_turn_is_heard_answered_and_remembered() -> None:
     # The user stopped 0.5 s of silence before the end was certain; the reply starts one
     # speech lead after it was scheduled, with the fake clock standing still meanwhile.
     assert metrics["voice_to_voice_ms"] == pytest.approx(
-        (rig.speaker.lead_s + 19 * 0.02) * 1000, abs=25
+        (rig.lead_s("Two plus two is four.") + 19 * 0.02) * 1000, abs=25
     )
     await rig.conversation.close()
 
@@ -146,7 +146,7 @@ async def test_barge_in_mid_clause_cuts_the_reply_and_keeps_only_what_was_heard(
     rig.llm.pieces = ["One two three four five, ", "six seven eight nine ten."]
     rig.conversation.submit_text("count to ten")
     await until(lambda: len(rig.playout._ledger.get(1, [])) == 2, "both clauses scheduled")
-    lead = rig.speaker.lead_s
+    lead = rig.lead_s("One two three four five,")
     rig.clock.advance(lead + 1.4)  # the first clause (1 s) and 0.4 s of the second played
     rig.say(speech(0.1))
     assert rig.conversation.state == "listening"
@@ -381,15 +381,50 @@ async def test_a_tts_error_skips_the_turn_and_the_session_still_answers() -> Non
 async def test_a_stale_turn_cannot_schedule_speech() -> None:
     clock = FakeClock()
     playout = AudioPlayout(clock.sample_rate)
-    speaker = Speaker(clock, playout, WorldModel(AvatarConfig(), fps=25))
+    world = WorldModel(AvatarConfig(), fps=25)
+    speaker = Speaker(clock, playout, world)
     chunk = Speech(np.full(TTS_RATE, 0.1, np.float32), TTS_RATE, "hi there")
     speaker.give_floor(1)
-    assert await speaker.play(1, chunk) == pytest.approx(speaker.lead_s, abs=1e-3)
+    lead = speaker.lead_for(world.make_drive(chunk))
+    assert await speaker.play(1, chunk) == pytest.approx(lead, abs=1e-3)
     speaker.cut()
     assert await speaker.play(1, chunk) is None
     speaker.give_floor(2)
     assert await speaker.play(1, chunk) is None
     assert speaker.heard(1).text == ""  # cut before any of it played
+
+
+def _spans(*spans: tuple[str, float]) -> tuple[PhonemeSpan, ...]:
+    out, t = [], 0.0
+    for phoneme, duration in spans:
+        out.append(PhonemeSpan(phoneme, t, duration))
+        t += duration
+    return tuple(out)
+
+
+async def test_speech_from_silence_leads_by_what_its_first_mouth_shape_needs() -> None:
+    """From silence a chunk starts after the video track's look-ahead plus the part of
+    the lookahead its first shape uses: a TTS chunk's leading pause needs none of it,
+    a chunk that opens on a bilabial all of it; no frame that shows the mouth moving
+    has been stepped by then, and speech queued behind it still follows back to back."""
+    clock = FakeClock()
+    world = WorldModel(AvatarConfig(), fps=25)
+    speaker = Speaker(clock, AudioPlayout(clock.sample_rate), world)
+    speaker.give_floor(1)
+    frames_lead = VIDEO_STEPS_AHEAD / 25
+    pcm = np.full(int(0.5 * TTS_RATE), 0.2, np.float32)
+    paused = Speech(pcm, TTS_RATE, "ah", _spans(("^", 0.12), ("a", 0.3), ("$", 0.08)))
+    pressed = Speech(pcm, TTS_RATE, "pa", _spans(("p", 0.1), ("a", 0.32), ("$", 0.08)))
+    for chunk, expected in ((paused, frames_lead), (pressed, speaker.lead_s)):
+        drive = world.make_drive(chunk)
+        starts_in = await speaker.play(1, chunk)
+        assert starts_in == pytest.approx(expected, abs=1e-3)
+        # the first moving target is not before the first frame still to be stepped
+        assert starts_in - drive.anticipation >= frames_lead - 1e-3
+        clock.advance(1.0)  # played out: the next one starts from silence again
+    queued = await speaker.play(1, paused)
+    behind = await speaker.play(1, pressed)
+    assert queued is not None and behind == pytest.approx(queued + 0.5, abs=1e-3)
 
 
 def test_the_speech_lead_covers_the_video_look_ahead_and_the_mouth_lookahead() -> None:
