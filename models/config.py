@@ -181,7 +181,20 @@ class LlmConfig(_Section):
         default=None,
         ge=1,
         le=256,
-        description="llama.cpp threads for prompt evaluation (None: the same as threads)",
+        description=(
+            "llama.cpp threads for a reply's new prompt tokens (the words a turn waits for; "
+            "warm-ups ahead of the turn and decoding use threads). None: the same as threads"
+        ),
+    )
+    threads_batch_min_idle: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "threads_batch is used only while at least this share of the machine's CPU was "
+            "idle over the last second (a busy machine's cores are taken: a second thread "
+            "waits at its barriers); 0: always"
+        ),
     )
     sequences: int = Field(
         default=4,

@@ -155,7 +155,10 @@ class Engines:
                 config.llm.sequences,
                 config.server.max_sessions,
             )
-        llm = create_llm(config.llm, resolver)
+        headroom = CpuHeadroom()
+        llm = create_llm(
+            config.llm, resolver, spare_cpu=headroom.spare(config.llm.threads_batch_min_idle)
+        )
         llm.load()
         times["llm"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -165,7 +168,9 @@ class Engines:
         else:
             tts = create_tts(config.tts, resolver)
             times["tts"] = time.perf_counter() - t
-        engines = cls(config, resolver, stt, llm, tts, vad_model, load_seconds=times)
+        engines = cls(
+            config, resolver, stt, llm, tts, vad_model, load_seconds=times, headroom=headroom
+        )
         engines.serving = serving
         engines.avatar_dirs.append(avatars_dir(config.server))
         t = time.perf_counter()

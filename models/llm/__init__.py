@@ -7,6 +7,8 @@ only when a model loads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from models.assets import AssetResolver
 from models.config import LlmConfig
 from models.llm.base import LanguageModel
@@ -26,10 +28,18 @@ __all__ = [
 ]
 
 
-def create_llm(config: LlmConfig, resolver: AssetResolver) -> LanguageModel:
-    """The backend ``config.backend`` names, not loaded yet (call ``load()``)."""
+def create_llm(
+    config: LlmConfig,
+    resolver: AssetResolver,
+    *,
+    spare_cpu: Callable[[], bool] | None = None,
+) -> LanguageModel:
+    """The backend ``config.backend`` names, not loaded yet (call ``load()``).
+
+    ``spare_cpu``: whether the machine has CPU to spare right now (llama.cpp evaluates a
+    reply's new prompt on ``threads_batch`` threads only then; None: always)."""
     if config.backend == "llama-cpp":
-        return LlamaCppLLM(config, resolver)
+        return LlamaCppLLM(config, resolver, spare_cpu=spare_cpu)
     if config.backend == "transformers":
         return TransformersLLM(config, resolver)
     if config.backend == "openai":

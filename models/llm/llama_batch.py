@@ -117,7 +117,15 @@ class SequenceScheduler:
         slots: int,
         batch_tokens: int,
         cancel_wait_s: float = 2.0,
+        threads: tuple[int, int] | None = None,
+        spare_cpu: Callable[[], bool] | None = None,
     ) -> None:
+        """``threads``: (decode, prompt) — llama.cpp threads for every step, and for a
+        step that evaluates a generation's new prompt tokens (what a turn waits for)
+        while ``spare_cpu()`` says the machine has a core to spare (on a busy machine a
+        second thread loses to its barriers); warm-ups and the batched decoding of
+        several replies always use the decode threads. None: llama.cpp's settings as
+        the context has them."""
         import llama_cpp
 
         self.name = name
@@ -140,6 +148,9 @@ class SequenceScheduler:
         self._cond = threading.Condition()
         self._closed = False
         self._piece = ctypes.create_string_buffer(256)
+        self._threads = threads
+        self._spare_cpu = spare_cpu or (lambda: True)
+        self._prompt_threads_on = False
         self._thread = threading.Thread(target=self._loop, name=f"llm-{name}", daemon=True)
         self._thread.start()
 
@@ -475,6 +486,7 @@ class SequenceScheduler:
         if n == 0:
             return
         self._batch.n_tokens = n
+        self._use_prompt_threads(any(gen.pending for gen, _ in placed) and self._spare_cpu())
         rc = self._lib.llama_decode(self._ctx.ctx, self._batch)
         if rc != 0:
             self._drop_warms(rc, warmed)
@@ -495,6 +507,15 @@ class SequenceScheduler:
             self._warms.evaluated += len(piece)
             if not warm.pending:
                 self._end_warm(warm)
+
+    def _use_prompt_threads(self, on: bool) -> None:
+        """Set llama.cpp's batch threads for this step: the prompt threads (``on``) or
+        the decode threads."""
+        if self._threads is None or on == self._prompt_threads_on:
+            return
+        decode, prompt = self._threads
+        self._lib.llama_set_n_threads(self._ctx.ctx, decode, prompt if on else decode)
+        self._prompt_threads_on = on
 
     @staticmethod
     def _next_piece(gen: _Gen, room: int) -> tuple[list[int], bool]:

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,17 @@ class LlamaCppLLM:
     evaluated tokens stay in the context between turns until :meth:`forget`.
     """
 
-    def __init__(self, config: LlmConfig, resolver: AssetResolver) -> None:
+    def __init__(
+        self,
+        config: LlmConfig,
+        resolver: AssetResolver,
+        *,
+        spare_cpu: Callable[[], bool] | None = None,
+    ) -> None:
+        """``spare_cpu``: whether the machine has CPU to spare now, asked before a reply's
+        new prompt tokens are evaluated on ``threads_batch`` threads (None: always)."""
         self.config = config
+        self._spare_cpu = spare_cpu
         self.name = f"llama-cpp:{config.model}"
         self._resolver = resolver
         self._load_lock = threading.Lock()
@@ -151,7 +160,13 @@ class LlamaCppLLM:
             )
             self._model, self._ctx = model, ctx
             self._scheduler = SequenceScheduler(
-                self.name, model, ctx, slots=cfg.sequences, batch_tokens=BATCH_TOKENS
+                self.name,
+                model,
+                ctx,
+                slots=cfg.sequences,
+                batch_tokens=BATCH_TOKENS,
+                threads=(threads, threads_batch),
+                spare_cpu=self._spare_cpu,
             )
             start = time.perf_counter()
             # Nothing else runs on the model yet: the shared prompt gets every core (the
@@ -160,8 +175,8 @@ class LlamaCppLLM:
             llama_cpp.llama_set_n_threads(ctx.ctx, threads, load_threads)
             try:
                 self._scheduler.prefill(self._prompt_tokens(self._shared_prefix()))
-            finally:
-                llama_cpp.llama_set_n_threads(ctx.ctx, threads, threads_batch)
+            finally:  # the scheduler sets the batch threads per step from now on
+                llama_cpp.llama_set_n_threads(ctx.ctx, threads, threads)
             self.prefix_s = time.perf_counter() - start
             log.info(
                 "loaded %s in %.2f s (%d/%d threads, %d sequences of %d tokens); "

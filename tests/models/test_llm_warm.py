@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -209,3 +210,45 @@ async def test_a_reply_in_flight_is_never_slowed_by_another_conversations_warm(
     assert await warmed(llama, "busy-b") > 0 and llama.warm_tokens > before
     llama.forget("busy-a")
     llama.forget("busy-b")
+
+
+class RecordingLib:
+    """The llama_cpp module, with its ``llama_set_n_threads`` calls recorded."""
+
+    def __init__(self, lib: Any) -> None:
+        self._lib = lib
+        self.calls: list[tuple[int, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lib, name)
+
+    def llama_set_n_threads(self, ctx: Any, threads: int, threads_batch: int) -> None:
+        self.calls.append((threads, threads_batch))
+        self._lib.llama_set_n_threads(ctx, threads, threads_batch)
+
+
+async def test_a_replys_new_prompt_gets_the_prompt_threads_only_while_the_cpu_has_spare(
+    llama: LlamaCppLLM,
+) -> None:
+    """``threads_batch`` threads evaluate the words a turn waits for, and only while the
+    machine has CPU to spare; warm-ups and decoding stay on ``threads``."""
+    scheduler = llama._scheduler
+    assert scheduler is not None
+    saved = scheduler._lib, scheduler._threads, scheduler._spare_cpu
+    lib = RecordingLib(scheduler._lib)
+    spare = True
+    scheduler._lib, scheduler._threads = lib, (1, 2)
+    scheduler._spare_cpu = lambda: spare
+    try:
+        messages = turn(llama, "What is two plus two?")
+        llama.warm(with_last(messages, "What is"), key="threads")
+        await warmed(llama, "threads")
+        assert lib.calls == []  # the warm-up: decode threads
+        await reply(llama, messages, "threads", max_tokens=4)
+        assert lib.calls == [(1, 2), (1, 1)]  # its last words on 2, its reply on 1
+        lib.calls.clear()
+        spare = False
+        await reply(llama, with_last(messages, "And three plus three?"), "threads", max_tokens=4)
+        assert lib.calls == []  # a busy machine: all on 1
+    finally:
+        scheduler._lib, scheduler._threads, scheduler._spare_cpu = saved
