@@ -2,7 +2,9 @@
 
 Transcribing the user's words while they speak saves the LLM work at the end of the
 turn, but each pass costs CPU; on a machine busy with other callers the passes slow down
-what every turn waits for (benchmarks/RESULTS.md, "Listening ahead"). :class:`CpuHeadroom`
+what every turn waits for (benchmarks/RESULTS.md, "Listening ahead"); likewise a second
+llama.cpp thread for a reply's last words pays on an idle core and loses on a busy
+machine ("Closer to the wire"). :class:`CpuHeadroom`
 measures the idle share of the machine over the last sampling window: all cores from
 ``/proc/stat`` where there is one, else this process's own CPU time against the cores.
 """
@@ -10,6 +12,7 @@ measures the idle share of the machine over the last sampling window: all cores 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +49,8 @@ def default_cpu_times() -> CpuTimes:
 
 class CpuHeadroom:
     """The idle share of the CPU over the last ``window_s`` (re-sampled at most once a
-    window, so asking often costs nothing). One per process, shared by its sessions."""
+    window, so asking often costs nothing). One per process, shared by its sessions and
+    the LLM."""
 
     def __init__(
         self,
@@ -60,17 +64,19 @@ class CpuHeadroom:
         self._now = now
         self._mark = (now(), *self._times())
         self._idle = 1.0
+        self._lock = threading.Lock()  # asked from the event loop and the LLM's thread
 
     def idle(self) -> float:
-        """Share of the CPU that was idle over the last window (0..1)."""
-        t = self._now()
-        if t - self._mark[0] >= self._window_s:
-            busy, total = self._times()
-            d_busy, d_total = busy - self._mark[1], total - self._mark[2]
-            if d_total > 0:
-                self._idle = min(1.0, max(0.0, 1.0 - d_busy / d_total))
-            self._mark = (t, busy, total)
-        return self._idle
+        """Share of the CPU that was idle over the last window (0..1); thread-safe."""
+        with self._lock:
+            t = self._now()
+            if t - self._mark[0] >= self._window_s:
+                busy, total = self._times()
+                d_busy, d_total = busy - self._mark[1], total - self._mark[2]
+                if d_total > 0:
+                    self._idle = min(1.0, max(0.0, 1.0 - d_busy / d_total))
+                self._mark = (t, busy, total)
+            return self._idle
 
     def spare(self, min_idle: float) -> Callable[[], bool]:
         """A check for one kind of optional work: at least ``min_idle`` of the CPU idle."""
