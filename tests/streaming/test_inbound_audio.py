@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+from collections.abc import AsyncIterator
 
 import av
 import numpy as np
@@ -98,10 +99,13 @@ def test_gap_filler_ignores_jumps_and_reorders() -> None:
 
 
 class Tone(AudioStreamTrack):
-    """A 440 Hz tone (aiortc's silence track, paced the same way)."""
+    """A 440 Hz tone (aiortc's silence track, paced the same way); counts its frames."""
+
+    frames = 0
 
     async def recv(self) -> av.AudioFrame:
         f = await super().recv()
+        self.frames += 1
         assert isinstance(f, av.AudioFrame) and f.pts is not None
         t = (f.pts + np.arange(f.samples)) / f.sample_rate
         pcm = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
@@ -110,30 +114,76 @@ class Tone(AudioStreamTrack):
         return out
 
 
-async def test_a_real_call_hears_the_caller_through_the_arrival_buffer() -> None:
-    """Two aiortc peers on loopback: the answerer's audio receiver gets the buffer and
-    the caller's tone comes out of it, decoded, with no gap."""
+async def call(lose: int | None = None) -> tuple[Tone, MediaStreamTrack, RTCPeerConnection]:
+    """An aiortc call on loopback whose answerer hears through the arrival buffer; the
+    caller's ``lose``-th RTP packet is never sent."""
     caller, callee = RTCPeerConnection(), RTCPeerConnection()
     heard: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
     callee.on("track", heard.put_nowait)
-    try:
-        caller.addTrack(Tone())
-        await caller.setLocalDescription(await caller.createOffer())
-        await callee.setRemoteDescription(caller.localDescription)
-        assert use_arrival_audio_buffer(callee) == 1
-        await callee.setLocalDescription(await callee.createAnswer())
-        await caller.setRemoteDescription(callee.localDescription)
-        track = await asyncio.wait_for(heard.get(), 10)
-        gaps = GapFiller()
-        loud = 0
-        for _ in range(25):
-            f = await asyncio.wait_for(track.recv(), 10)
-            assert isinstance(f, av.AudioFrame)
-            assert gaps.missing_s(f) == 0.0
-            loud += float(np.abs(f.to_ndarray()).max()) > 4000
-        assert loud >= 20, "the caller's tone did not come through"
-        buffer = callee.getTransceivers()[0].receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
-        assert isinstance(buffer, ArrivalAudioBuffer) and buffer.released >= 25
-    finally:
-        await caller.close()
-        await callee.close()
+    tone = Tone()
+    caller.addTrack(tone)
+    await caller.setLocalDescription(await caller.createOffer())
+    await callee.setRemoteDescription(caller.localDescription)
+    assert use_arrival_audio_buffer(callee) == 1
+    await callee.setLocalDescription(await callee.createAnswer())
+    await caller.setRemoteDescription(callee.localDescription)
+    transport = caller.getSenders()[0].transport
+    send = transport._send_rtp
+    sent = 0
+
+    async def lossy(data: bytes) -> None:
+        nonlocal sent
+        sent += 1
+        if sent != lose:
+            await send(data)
+
+    transport._send_rtp = lossy  # type: ignore[method-assign]
+    track = await asyncio.wait_for(heard.get(), 10)
+    calls.append((caller, callee))
+    return tone, track, callee
+
+
+calls: list[tuple[RTCPeerConnection, RTCPeerConnection]] = []
+
+
+@pytest.fixture(autouse=True)
+async def hang_up() -> AsyncIterator[None]:
+    yield
+    while calls:
+        for pc in calls.pop():
+            await pc.close()
+
+
+async def test_a_real_call_hears_the_caller_through_the_arrival_buffer() -> None:
+    """Two aiortc peers on loopback: the answerer's audio receiver gets the buffer and
+    the caller's tone comes out of it, decoded, with no gap."""
+    _, track, callee = await call()
+    gaps = GapFiller()
+    loud = 0
+    for _ in range(25):
+        f = await asyncio.wait_for(track.recv(), 10)
+        assert isinstance(f, av.AudioFrame)
+        assert gaps.missing_s(f) == 0.0
+        loud += float(np.abs(f.to_ndarray()).max()) > 4000
+    assert loud >= 20, "the caller's tone did not come through"
+    buffer = callee.getTransceivers()[0].receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+    assert isinstance(buffer, ArrivalAudioBuffer) and buffer.released >= 25
+
+
+async def test_a_lost_packet_leaves_a_20_ms_gap_and_no_lag() -> None:
+    """The caller's 20th packet is lost: the answerer hears a 20 ms gap (filled by the
+    gap filler) and stays at the caller's pace; aiortc's own buffer would have fallen
+    ~14 packets (280 ms) behind for the rest of the call."""
+    tone, track, _ = await call(lose=20)
+    gaps = GapFiller()
+    missing = []
+    received = 0
+    while received < 75:
+        f = await asyncio.wait_for(track.recv(), 10)
+        assert isinstance(f, av.AudioFrame)
+        received += 1
+        if (gap := gaps.missing_s(f)) > 0:
+            missing.append(gap)
+    assert missing == [pytest.approx(0.02)]
+    behind = tone.frames - received - 1  # frames the caller made that are not heard yet
+    assert behind <= 6, f"the answerer is {behind} frames behind the caller"
