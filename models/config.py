@@ -182,8 +182,9 @@ class LlmConfig(_Section):
         ge=1,
         le=256,
         description=(
-            "llama.cpp threads for a reply's new prompt tokens (the words a turn waits for; "
-            "warm-ups ahead of the turn and decoding use threads). None: the same as threads"
+            "llama.cpp threads for a reply's new prompt tokens (the words a turn waits for), "
+            "when the live conversations' threads plus these fit the cores; warm-ups ahead "
+            "of the turn and decoding use threads. None: the same as threads"
         ),
     )
     threads_batch_min_idle: float = Field(

@@ -29,6 +29,7 @@ import codecs
 import concurrent.futures
 import ctypes
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -119,13 +120,16 @@ class SequenceScheduler:
         cancel_wait_s: float = 2.0,
         threads: tuple[int, int] | None = None,
         spare_cpu: Callable[[], bool] | None = None,
+        cores: int | None = None,
     ) -> None:
         """``threads``: (decode, prompt) — llama.cpp threads for every step, and for a
         step that evaluates a generation's new prompt tokens (what a turn waits for)
-        while ``spare_cpu()`` says the machine has a core to spare (on a busy machine a
-        second thread loses to its barriers); warm-ups and the batched decoding of
-        several replies always use the decode threads. None: llama.cpp's settings as
-        the context has them."""
+        when the extra threads fit (:meth:`_prompt_threads_fit`: every live conversation
+        keeps a core of its own, and ``spare_cpu()`` says the machine has CPU to spare;
+        on a busy machine a second thread loses to its barriers); warm-ups and the
+        batched decoding of several replies always use the decode threads. None:
+        llama.cpp's settings as the context has them. ``cores``: the machine's (None:
+        ``os.cpu_count()``)."""
         import llama_cpp
 
         self.name = name
@@ -150,6 +154,7 @@ class SequenceScheduler:
         self._piece = ctypes.create_string_buffer(256)
         self._threads = threads
         self._spare_cpu = spare_cpu or (lambda: True)
+        self._cores = cores or os.cpu_count() or 1
         self._prompt_threads_on = False
         self._thread = threading.Thread(target=self._loop, name=f"llm-{name}", daemon=True)
         self._thread.start()
@@ -486,7 +491,8 @@ class SequenceScheduler:
         if n == 0:
             return
         self._batch.n_tokens = n
-        self._use_prompt_threads(any(gen.pending for gen, _ in placed) and self._spare_cpu())
+        prompt = any(gen.pending for gen, _ in placed)
+        self._use_prompt_threads(prompt and self._prompt_threads_fit())
         rc = self._lib.llama_decode(self._ctx.ctx, self._batch)
         if rc != 0:
             self._drop_warms(rc, warmed)
@@ -507,6 +513,21 @@ class SequenceScheduler:
             self._warms.evaluated += len(piece)
             if not warm.pending:
                 self._end_warm(warm)
+
+    def _conversations(self) -> int:
+        """Conversations whose prompt the context keeps (their sessions are live)."""
+        return len({s.key for s in self._slots if s.key is not None and not s.forgotten})
+
+    def _prompt_threads_fit(self) -> bool:
+        """Whether a reply's new prompt may take the prompt threads now: the live
+        conversations' decode threads plus the extra ones fit the cores (on 2 cores with
+        1 and 2 threads: one conversation; two callers' Whisper, TTS and video would be
+        waited for at the second thread's barriers), and the machine has CPU to spare."""
+        if self._threads is None:
+            return False
+        decode, prompt = self._threads
+        wanted = max(1, self._conversations()) * decode + max(0, prompt - decode)
+        return wanted <= self._cores and self._spare_cpu()
 
     def _use_prompt_threads(self, on: bool) -> None:
         """Set llama.cpp's batch threads for this step: the prompt threads (``on``) or

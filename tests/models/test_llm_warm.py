@@ -230,14 +230,15 @@ class RecordingLib:
 async def test_a_replys_new_prompt_gets_the_prompt_threads_only_while_the_cpu_has_spare(
     llama: LlamaCppLLM,
 ) -> None:
-    """``threads_batch`` threads evaluate the words a turn waits for, and only while the
-    machine has CPU to spare; warm-ups and decoding stay on ``threads``."""
+    """``threads_batch`` threads evaluate the words a turn waits for, only while every
+    live conversation keeps a core and the machine has CPU to spare; warm-ups and
+    decoding stay on ``threads``."""
     scheduler = llama._scheduler
     assert scheduler is not None
-    saved = scheduler._lib, scheduler._threads, scheduler._spare_cpu
+    saved = scheduler._lib, scheduler._threads, scheduler._spare_cpu, scheduler._cores
     lib = RecordingLib(scheduler._lib)
     spare = True
-    scheduler._lib, scheduler._threads = lib, (1, 2)
+    scheduler._lib, scheduler._threads, scheduler._cores = lib, (1, 2), 64
     scheduler._spare_cpu = lambda: spare
     try:
         messages = turn(llama, "What is two plus two?")
@@ -250,5 +251,12 @@ async def test_a_replys_new_prompt_gets_the_prompt_threads_only_while_the_cpu_ha
         spare = False
         await reply(llama, with_last(messages, "And three plus three?"), "threads", max_tokens=4)
         assert lib.calls == []  # a busy machine: all on 1
+        spare = True
+        scheduler._cores = scheduler._conversations()  # every core has a conversation
+        await reply(llama, with_last(messages, "And four plus four?"), "threads", max_tokens=4)
+        assert lib.calls == []
+        scheduler._cores += 1  # one core to spare
+        await reply(llama, with_last(messages, "And five plus five?"), "threads", max_tokens=4)
+        assert lib.calls == [(1, 2), (1, 1)]
     finally:
-        scheduler._lib, scheduler._threads, scheduler._spare_cpu = saved
+        scheduler._lib, scheduler._threads, scheduler._spare_cpu, scheduler._cores = saved
