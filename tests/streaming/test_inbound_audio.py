@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import av
 import numpy as np
@@ -114,47 +114,46 @@ class Tone(AudioStreamTrack):
         return out
 
 
-async def call(lose: int | None = None) -> tuple[Tone, MediaStreamTrack, RTCPeerConnection]:
-    """An aiortc call on loopback whose answerer hears through the arrival buffer; the
-    caller's ``lose``-th RTP packet is never sent."""
-    caller, callee = RTCPeerConnection(), RTCPeerConnection()
-    heard: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
-    callee.on("track", heard.put_nowait)
-    tone = Tone()
-    caller.addTrack(tone)
-    await caller.setLocalDescription(await caller.createOffer())
-    await callee.setRemoteDescription(caller.localDescription)
-    assert use_arrival_audio_buffer(callee) == 1
-    await callee.setLocalDescription(await callee.createAnswer())
-    await caller.setRemoteDescription(callee.localDescription)
-    transport = caller.getSenders()[0].transport
-    send = transport._send_rtp
-    sent = 0
-
-    async def lossy(data: bytes) -> None:
-        nonlocal sent
-        sent += 1
-        if sent != lose:
-            await send(data)
-
-    transport._send_rtp = lossy  # type: ignore[method-assign]
-    track = await asyncio.wait_for(heard.get(), 10)
-    calls.append((caller, callee))
-    return tone, track, callee
+Call = Callable[..., Awaitable[tuple[Tone, MediaStreamTrack, RTCPeerConnection]]]
 
 
-calls: list[tuple[RTCPeerConnection, RTCPeerConnection]] = []
+@pytest.fixture
+async def call() -> AsyncIterator[Call]:
+    """Makes aiortc calls on loopback whose answerer hears through the arrival buffer
+    (``lose``: the caller's RTP packet of that number is never sent); hangs them up."""
+    peers: list[RTCPeerConnection] = []
+
+    async def make(lose: int | None = None) -> tuple[Tone, MediaStreamTrack, RTCPeerConnection]:
+        caller, callee = RTCPeerConnection(), RTCPeerConnection()
+        peers.extend((caller, callee))
+        heard: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
+        callee.on("track", heard.put_nowait)
+        tone = Tone()
+        caller.addTrack(tone)
+        await caller.setLocalDescription(await caller.createOffer())
+        await callee.setRemoteDescription(caller.localDescription)
+        assert use_arrival_audio_buffer(callee) == 1
+        await callee.setLocalDescription(await callee.createAnswer())
+        await caller.setRemoteDescription(callee.localDescription)
+        transport = caller.getSenders()[0].transport
+        send = transport._send_rtp
+        sent = 0
+
+        async def lossy(data: bytes) -> None:
+            nonlocal sent
+            sent += 1
+            if sent != lose:
+                await send(data)
+
+        transport._send_rtp = lossy  # type: ignore[method-assign]
+        return tone, await asyncio.wait_for(heard.get(), 10), callee
+
+    yield make
+    for pc in peers:
+        await pc.close()
 
 
-@pytest.fixture(autouse=True)
-async def hang_up() -> AsyncIterator[None]:
-    yield
-    while calls:
-        for pc in calls.pop():
-            await pc.close()
-
-
-async def test_a_real_call_hears_the_caller_through_the_arrival_buffer() -> None:
+async def test_a_real_call_hears_the_caller_through_the_arrival_buffer(call: Call) -> None:
     """Two aiortc peers on loopback: the answerer's audio receiver gets the buffer and
     the caller's tone comes out of it, decoded, with no gap."""
     _, track, callee = await call()
@@ -170,7 +169,7 @@ async def test_a_real_call_hears_the_caller_through_the_arrival_buffer() -> None
     assert isinstance(buffer, ArrivalAudioBuffer) and buffer.released >= 25
 
 
-async def test_a_lost_packet_leaves_a_20_ms_gap_and_no_lag() -> None:
+async def test_a_lost_packet_leaves_a_20_ms_gap_and_no_lag(call: Call) -> None:
     """The caller's 20th packet is lost: the answerer hears a 20 ms gap (filled by the
     gap filler) and stays at the caller's pace; aiortc's own buffer would have fallen
     ~14 packets (280 ms) behind for the rest of the call."""
