@@ -2,7 +2,7 @@
 the service never heard (espeak-ng).
 
 Usage: python -m benchmarks.hearing [--config default] [--part stt|turn ...] [--voice V ...]
-       [--limit N] [--set key=value ...]
+       [--limit N] [--paused-only] [--set key=value ...]
 
 ``stt``: the reply eval's prompts (benchmarks/reply_checks.py) spoken by each voice,
 transcribed by
@@ -74,6 +74,10 @@ PAUSED = (
     ("Tell me a story about", "a brave little dog."),
     ("I have been feeling", "a bit tired lately."),
     ("Do you know the way to", "the train station?"),
+    ("Could you tell me", "where the nearest bank is?"),
+    ("Do you know", "how tall the Eiffel Tower is?"),
+    ("Can you explain", "why the sky is blue?"),
+    ("Would you show me", "how to make bread?"),
 )
 """Sentences said with a pause after the first part (a user thinking mid-sentence)."""
 BEFORE = EndOfTurnConfig(guess_after_ms=200, question_ms=400, statement_ms=400, unfinished_ms=400)
@@ -110,6 +114,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--voice", action="append", help="espeak-ng voice (repeatable)")
     parser.add_argument("--limit", type=positive_int, default=12, help="sentences per voice")
+    parser.add_argument(
+        "--paused-only",
+        action="store_true",
+        help="turn: only the sentences with a pause, all of them (the cut-in check)",
+    )
     args = parser.parse_args(argv)
     args.app = config_arg(parser, args.config, args.set)
     return args
@@ -180,6 +189,8 @@ class TurnResult:
     transcript_wait_s: float
     hearing_s: float
     text: str
+    cut_text: str = ""
+    """What the turn that ended inside the pause heard (a cut-in)."""
 
 
 async def one_turn(listener: Listener, parts: Sequence[FloatAudio], paused: bool) -> TurnResult:
@@ -212,24 +223,32 @@ async def one_turn(listener: Listener, parts: Sequence[FloatAudio], paused: bool
     if last.guess is not None:
         text = (await last.guess).text
         ready = max(ended_at, done_at.get(id(last.guess), loop.time()))
+    cut_text = ""
+    if cut_in and len(utterances) > 1 and utterances[0][0].guess is not None:
+        cut_text = (await utterances[0][0].guess).text
     for u, _ in utterances:
         u.drop_guess()
-    return TurnResult(paused, cut_in, last.waited_s, ready - ended_at, ready - last_speech_at, text)
+    return TurnResult(
+        paused, cut_in, last.waited_s, ready - ended_at, ready - last_speech_at, text, cut_text
+    )
 
 
-def measure_turns(cfg: AppConfig, voices: Sequence[str], limit: int, tmp: Path) -> None:
+def measure_turns(
+    cfg: AppConfig, voices: Sequence[str], limit: int, tmp: Path, *, paused_only: bool = False
+) -> None:
     """End-of-turn wait, transcript wait and false cut-ins, before and now."""
     stt = recognizer(cfg)
     silero = SileroModel.from_resolver(AssetResolver(cfg.assets), threads=cfg.vad.threads)
-    plain = [(p.text,) for p in PROMPTS[:limit]]
-    clips: list[tuple[list[FloatAudio], bool, str]] = []
+    plain = [] if paused_only else [(p.text,) for p in PROMPTS[:limit]]
+    with_pause = PAUSED if paused_only else PAUSED[: max(1, limit // 2)]
+    clips: list[tuple[list[FloatAudio], bool, str, str]] = []
     for voice in voices:
-        for sentence in [*plain, *PAUSED[: max(1, limit // 2)]]:
+        for sentence in [*plain, *with_pause]:
             parts = [espeak(s, voice, tmp) for s in sentence]
             paused = len(parts) == 2
             if paused:
                 parts.insert(1, silence(PAUSE_S))
-            clips.append((parts, paused, " ".join(sentence)))
+            clips.append((parts, paused, " | ".join(sentence), voice))
     out(f"\nturn: {len(clips)} clips ({sum(c[1] for c in clips)} with a {PAUSE_S} s pause)")
     out(
         f"{'policy':14} {'kind':8} {'n':>3} {'EOT wait p50/p95 ms':>20} "
@@ -237,7 +256,8 @@ def measure_turns(cfg: AppConfig, voices: Sequence[str], limit: int, tmp: Path) 
     )
     for label, eot in (("fixed 400 ms", BEFORE), ("end_of_turn", cfg.end_of_turn)):
         results: list[tuple[TurnResult, str]] = []
-        for parts, paused, ref in clips:
+        cut_ins: list[str] = []
+        for parts, paused, ref, voice in clips:
             vad = create_vad(
                 cfg.vad.model_copy(update={"min_silence_ms": eot.unfinished_ms}),
                 AssetResolver(cfg.assets),
@@ -246,7 +266,10 @@ def measure_turns(cfg: AppConfig, voices: Sequence[str], limit: int, tmp: Path) 
             listener = Listener(
                 vad, stt, max_utterance_s=cfg.stt.max_utterance_s, policy=WordEndPolicy(eot)
             )
-            results.append((asyncio.run(one_turn(listener, parts, paused)), ref))
+            result = asyncio.run(one_turn(listener, parts, paused))
+            results.append((result, ref.replace(" | ", " ")))
+            if result.cut_in:
+                cut_ins.append(f"  cut in: {ref!r} ({voice}): the turn heard {result.cut_text!r}")
             listener.close()
         for kind, pick in (("plain", False), ("paused", True), ("all", None)):
             rs = [(r, ref) for r, ref in results if pick is None or r.paused == pick]
@@ -261,6 +284,9 @@ def measure_turns(cfg: AppConfig, voices: Sequence[str], limit: int, tmp: Path) 
                 f"{pct(s, 50):9.0f} / {pct(s, 95):6.0f}   {pct(h, 50):8.0f} / {pct(h, 95):6.0f}"
                 f" {sum(r.cut_in for r, _ in rs):8} {wer:6.1%}"
             )
+        if label != "fixed 400 ms":
+            for line in cut_ins:
+                out(line)
     out(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
@@ -283,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "stt" in parts:
             measure_stt(cfg, voices, args.limit, Path(folder))
         if "turn" in parts:
-            measure_turns(cfg, voices, args.limit, Path(folder))
+            measure_turns(cfg, voices, args.limit, Path(folder), paused_only=args.paused_only)
     return 0
 
 

@@ -257,9 +257,23 @@ class TtsConfig(_Section):
     coqui: CoquiConfig = Field(default_factory=CoquiConfig)
 
 
+class CpuConfig(_Section):
+    """Process-wide CPU settings of the libraries underneath the engines."""
+
+    blas_threads: int | None = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Threads of numpy's BLAS (OpenBLAS): its products here are small, and "
+        "its idle workers spin ~0.1 s on a core after each threaded one, taking it from "
+        "Whisper and llama.cpp. None: the library's default (all cores)",
+    )
+
+
 class ModelsConfig(_Section):
     """Every engine's settings."""
 
+    cpu: CpuConfig = Field(default_factory=CpuConfig)
     assets: AssetsConfig = Field(default_factory=AssetsConfig)
     vad: VadConfig = Field(default_factory=VadConfig)
     stt: SttConfig = Field(default_factory=SttConfig)

@@ -24,6 +24,7 @@ from avatar.identity import AvatarRig, load_rig
 from avatar.identity.quiet import quiet_native_stderr
 from avatar.render import Renderer, create_renderer
 from models.assets import AssetResolver
+from models.blas import limit_blas_threads
 from models.errors import EngineError
 from models.llm import LanguageModel, create_llm
 from models.stt import SpeechRecognizer
@@ -178,6 +179,7 @@ class Engines:
         with quiet_native_stderr(verbose=log.isEnabledFor(logging.DEBUG)):
             engines.avatar("default")
         times["avatar"] = time.perf_counter() - t
+        limit_blas_threads(config.cpu.blas_threads)  # every library is loaded by now
         return engines
 
     def new_vad(self) -> VoiceActivityDetector:

@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = [
+    "blas_threads",
     "capacity",
     "conversation",
     "echo",
@@ -78,6 +79,9 @@ def test_defaults_parse(name: str) -> None:
         ("llm_speed", ["--model", "no-such-model.gguf"], "--model"),
         ("llm_speed", ["--threads", "0"], "--threads"),
         ("llm_speed", ["--repeats", "0"], "--repeats"),
+        ("blas_threads", ["--repeats", "0"], "--repeats"),
+        ("blas_threads", ["--threads", "-1"], "--threads"),
+        ("hearing", ["--paused-only", "x"], "unrecognized arguments"),
         ("stt_voices", ["--limit", "-1"], "--limit"),
         ("hearing", ["--limit", "0"], "--limit"),
         ("hearing", ["--part", "tts"], "--part"),

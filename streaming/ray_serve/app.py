@@ -40,7 +40,7 @@ def application(config: AppConfig) -> Application:
     assets = config.assets.model_dump(mode="json")
     stt = (
         STT_DEPLOYMENT.options(name=STT, **deployment_options(r.stt)).bind(
-            config.stt.model_dump(mode="json"), assets
+            config.stt.model_dump(mode="json"), assets, config.cpu.model_dump(mode="json")
         )
         if STT in stages
         else None

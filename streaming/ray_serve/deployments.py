@@ -32,7 +32,8 @@ from avatar.identity import load_rig
 from avatar.render import Renderer, create_renderer
 from avatar.state import AvatarState
 from models.assets import AssetResolver
-from models.config import AssetsConfig, SttConfig, TtsConfig
+from models.blas import limit_blas_threads
+from models.config import AssetsConfig, CpuConfig, SttConfig, TtsConfig
 from models.stt import SpeechRecognizer
 from models.tts import create_tts
 from models.types import FloatAudio, Speech, Transcript
@@ -70,10 +71,13 @@ def _replica_name() -> str:
 class SttReplica:
     """Whisper in a replica: one utterance (16 kHz mono float32) in, a Transcript out."""
 
-    def __init__(self, stt: dict[str, Any], assets: dict[str, Any]) -> None:
+    def __init__(
+        self, stt: dict[str, Any], assets: dict[str, Any], cpu: dict[str, Any] | None = None
+    ) -> None:
         resolver = AssetResolver(AssetsConfig.model_validate(assets))
         # The conversation needs the words, not their timings (as the local engines).
         self._stt = SpeechRecognizer(SttConfig.model_validate(stt), resolver, word_timestamps=False)
+        limit_blas_threads(CpuConfig.model_validate(cpu or {}).blas_threads)
         self._counts: Counter[str] = Counter()
         self._audio_s = 0.0
         self._busy_s = 0.0

@@ -43,6 +43,20 @@ WINDOW_S = WINDOW / 16_000
         ("Well,", "unfinished"),
         ("", "unfinished"),
         ("tell me a joke", "statement"),
+        # a yes/no question that stops on the verb introducing what is asked
+        ("Could you tell me?", "statement"),
+        ("Do you tell me?", "statement"),  # how Whisper wrote "Could you tell me |"
+        ("Do you know?", "statement"),
+        ("Can you explain.", "statement"),
+        ("Would you show us?", "statement"),
+        ("Could you tell me what the capital of Italy is?", "question"),
+        ("Do you know where my keys are?", "question"),
+        ("What do you think?", "question"),  # a wh-question has asked already
+        ("How do you know?", "question"),
+        ("Can you help me?", "question"),  # "help" takes no question after it
+        ("Do you remember me?", "question"),  # "me" only counts after a verb of telling...
+        ("Do you know me?", "question"),
+        ("Will you tell them?", "question"),  # ...and only "me" or "us" do
     ],
 )
 def test_how_the_words_end(text: str, kind: str) -> None:
