@@ -153,13 +153,16 @@ FRAME_VERBS = frozenset(
 )
 """Verbs that introduce the question itself as their object: "Could you tell me | what
 the capital is?", "Do you know | where…", "Can you explain | why…". A yes/no question
-that stops on one, or on one and "me"/"us", usually has not asked anything yet."""
+that stops on one has usually not asked anything yet; nor has any question that stops
+on a verb of telling and "me"/"us" (:data:`OBJECT_FRAME_VERBS`)."""
 
 FRAME_OBJECTS = frozenset(["me", "us"])
 """The listener-side objects between a frame verb and its question ("tell me | what…")..."""
 
 OBJECT_FRAME_VERBS = frozenset(["tell", "show", "teach", "remind", "ask"])
-"""...after these frame verbs only ("Do you know me?" has asked already)."""
+"""...after these verbs of telling only ("Do you know me?" has asked already). "What
+can you tell me?" waits a statement's silence too: the price of never answering
+"Could you tell me | …" (which Whisper may write "What do you tell me?") at the pause."""
 
 _WORD = re.compile(r"[a-z']+")
 
@@ -217,9 +220,9 @@ def ending(text: str) -> str:
     """How ``text`` ends: ``question``, ``unfinished`` or ``statement``.
 
     Question: a question mark, or a first word from :data:`QUESTION_WORDS` (Whisper
-    often ends a question with a full stop), not after an unfinished word, and not a
-    yes/no question that stops on the verb that introduces what is asked ("Could you
-    tell me?", "Do you know?": :data:`FRAME_VERBS`), which is a statement. Unfinished:
+    often ends a question with a full stop), not after an unfinished word, and not one
+    that stops on the verb that introduces what is asked ("Could you tell me?", "Do you
+    know?": :data:`FRAME_VERBS`), which is a statement. Unfinished:
     nothing said, a trailing ellipsis, dash or comma, or a last word from
     :data:`UNFINISHED_WORDS` (Whisper often writes "I want to go to." with a period).
     Statement: anything else. A statement's full stop is weak evidence: Whisper
@@ -234,17 +237,19 @@ def ending(text: str) -> str:
         # "Where are you from?" is a question, but Whisper writes "Can you tell me
         # about?" for a pause after "about": neither fast nor the longest wait
         return "statement" if stripped.endswith("?") else "unfinished"
-    if words[0] in AUXILIARIES and _ends_on_a_frame(words):
-        # "Could you tell me?" is what Whisper writes for a pause before "what…": a
-        # statement's wait (it may be all the user wanted to ask, rarely)
+    if _ends_on_a_frame(words, yes_no=words[0] in AUXILIARIES):
+        # "Could you tell me?" is what Whisper writes for a pause before "what…" (or
+        # "What do you tell me?": it mishears the first word too): a statement's wait
         return "statement"
     if stripped.endswith("?"):
         return "question"
     return "question" if words[0] in QUESTION_WORDS else "statement"
 
 
-def _ends_on_a_frame(words: list[str]) -> bool:
-    """Whether the words stop on a frame verb, or on a frame verb and its "me"/"us"."""
+def _ends_on_a_frame(words: list[str], *, yes_no: bool) -> bool:
+    """Whether the words stop on a verb of telling and its "me"/"us" ("…tell me"), or,
+    in a yes/no question, on a frame verb ("Do you know"): a wh-question that stops on
+    its verb has asked already ("What do you think?")."""
     if words[-1] in FRAME_OBJECTS and len(words) > 1:
         return words[-2] in OBJECT_FRAME_VERBS
-    return words[-1] in FRAME_VERBS
+    return yes_no and words[-1] in FRAME_VERBS

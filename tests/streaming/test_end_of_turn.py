@@ -51,6 +51,8 @@ WINDOW_S = WINDOW / 16_000
         ("Would you show us?", "statement"),
         ("Could you tell me what the capital of Italy is?", "question"),
         ("Do you know where my keys are?", "question"),
+        ("What do you tell me?", "statement"),  # Whisper's "Could you tell me |" again
+        ("What can you tell me?", "statement"),  # the price: a statement's wait
         ("What do you think?", "question"),  # a wh-question has asked already
         ("How do you know?", "question"),
         ("Can you help me?", "question"),  # "help" takes no question after it
