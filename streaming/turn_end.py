@@ -88,17 +88,11 @@ also adverbs ("come in", "seen it before" end fine), articles and possessives, f
 and subject pronouns. After one of them a question mark makes a statement's wait
 ("Where are you from?" and Whisper's "Can you tell me about?" look the same)."""
 
-QUESTION_WORDS = frozenset(
+WH_WORDS = frozenset(["what", "which", "who", "whom", "whose", "where", "when", "why", "how"])
+"""First words of a wh-question (it has asked once its verb is said: "What do you think?")."""
+
+AUXILIARIES = frozenset(
     [
-        "what",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "where",
-        "when",
-        "why",
-        "how",
         "is",
         "are",
         "was",
@@ -118,20 +112,10 @@ QUESTION_WORDS = frozenset(
         "has",
     ]
 )
-"""First words of a question: it is one even when Whisper ends it with a full stop."""
+"""First words of a yes/no question."""
 
-AUXILIARIES = QUESTION_WORDS - {
-    "what",
-    "which",
-    "who",
-    "whom",
-    "whose",
-    "where",
-    "when",
-    "why",
-    "how",
-}
-"""First words of a yes/no question (the question words without the wh-words)."""
+QUESTION_WORDS = WH_WORDS | AUXILIARIES
+"""First words of a question: it is one even when Whisper ends it with a full stop."""
 
 FRAME_VERBS = frozenset(
     [
