@@ -228,8 +228,15 @@ def test_trailing_silence_grows_in_a_pause_and_resets_when_speech_resumes(
     vad.process(np.zeros(int(0.3 * RATE), np.float32))
     assert vad.speaking  # not an end of turn yet: 600 ms are needed
     assert 0.15 <= vad.trailing_silence <= 0.4
-    vad.process(voiced[: RATE // 2])
-    assert vad.trailing_silence == 0.0
+    # Speech again: the silence resets on its first voiced window. (Not necessarily at
+    # the end of this half second: Piper samples its timing, and a gap between two
+    # words may fall there.)
+    seen = []
+    for i in range(0, RATE // 2, 512):
+        vad.process(voiced[i : i + 512])
+        seen.append(vad.trailing_silence)
+    assert vad.speaking and min(seen) == 0.0, seen
+    assert seen.index(0.0) <= 3, seen  # within ~0.1 s of the first voiced sample
     vad.process(np.zeros(RATE, np.float32))
     assert not vad.speaking
     assert vad.trailing_silence == 0.0
