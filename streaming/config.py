@@ -507,14 +507,6 @@ class EndOfTurnConfig(Section):
     guess_after_ms: int = Field(
         default=150, ge=20, le=5000, description="Silence that starts transcribing the words"
     )
-    early_guess_ms: int = Field(
-        default=50,
-        ge=0,
-        le=5000,
-        description="While the machine has CPU to spare (partial_min_idle), the words are "
-        "transcribed after only this much silence: the same pass ~0.1 s sooner, thrown "
-        "away on every shorter pause (0: always guess_after_ms)",
-    )
     partial_every_ms: int = Field(
         default=700,
         ge=0,
@@ -552,8 +544,6 @@ class EndOfTurnConfig(Section):
     def _ordered(self) -> EndOfTurnConfig:
         if not self.guess_after_ms <= self.question_ms <= self.statement_ms <= self.unfinished_ms:
             raise ValueError("need guess_after_ms <= question_ms <= statement_ms <= unfinished_ms")
-        if self.early_guess_ms > self.guess_after_ms:
-            raise ValueError("need early_guess_ms <= guess_after_ms")
         return self
 
 

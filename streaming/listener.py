@@ -3,10 +3,9 @@
 Inbound 16 kHz audio goes through the session's VAD. Audio just before the VAD's
 speech start is kept (pre-roll) so the first syllable reaches STT; speech is buffered
 until its end (or until it reaches ``max_utterance_s``, when it is cut and answered).
-When the user pauses (``end_of_turn.guess_after_ms``; ``early_guess_ms`` while the
-machine has CPU to spare), the utterance so far is transcribed speculatively; if they
-go on, that guess is cancelled at once (a guess still queued for the recognizer never
-runs). The end of the turn is decided from that
+When the user pauses (``end_of_turn.guess_after_ms``), the utterance so far is
+transcribed speculatively; if they go on, that guess is cancelled at once (a guess
+still queued for the recognizer never runs). The end of the turn is decided from that
 guess by a :class:`~streaming.turn_end.TurnEndPolicy`: a finished sentence ends it
 after a short silence, words that stop mid-phrase wait longer; the VAD's own end of
 speech (its ``min_silence_ms``, the policy's longest wait) ends it whatever was said.
@@ -123,7 +122,6 @@ class Listener:
         policy: TurnEndPolicy,
         prompt_chars: int = 0,
         partial_every_s: float = 0.0,
-        early_guess_s: float = 0.0,
         spare_cpu: Callable[[], bool] = lambda: True,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -142,8 +140,6 @@ class Listener:
         self._utterance_samples = 0
         self._in_speech = False
         self._speculation: asyncio.Task[Transcript] | None = None
-        self._paused_told = False  # UserPaused went out for the current guess
-        self._early_guess_s = early_guess_s
         self._partial_every = int(partial_every_s * VAD_SAMPLE_RATE)
         self._partial: asyncio.Task[Transcript] | None = None
         self._partial_at = 0  # utterance samples when the last partial pass started
@@ -273,50 +269,31 @@ class Listener:
         return [UserSpeaking(text)] if text and self._in_speech else []
 
     def _drop_speculation(self) -> None:
-        self._paused_told = False
         task, self._speculation = self._speculation, None
         if task is not None and not task.done():
             task.cancel()
 
     def _speculate(self) -> bool:
-        """Transcribe early when the user has paused long enough that the turn may be
-        over; cancel the guess as soon as they speak again. True when they have just
-        paused for ``guess_after_s`` (a :class:`UserPaused` is due: the avatar nods and a
-        reply may start on the guess)."""
+        """Transcribe early when the user has paused long enough that the turn is
+        probably over; cancel the guess as soon as they speak again. True when a
+        guess started (the user just paused)."""
         if not self._in_speech:
             return False
         silence = self._vad.trailing_silence
         if silence == 0.0:
             self._drop_speculation()
-            return False
-        if (
-            self._speculation is None
+        elif (
+            silence >= self._policy.guess_after_s
+            and self._speculation is None
             and self._utterance_samples >= int(MIN_UTTERANCE_S * VAD_SAMPLE_RATE)
-            and self._guess_due(silence)
         ):
             self._drop_partial()  # the guess transcribes it all; it must not wait
             pcm = np.concatenate(self._utterance)
             self._speculation = asyncio.get_running_loop().create_task(
                 self._transcribe(pcm), name="stt-speculative"
             )
-        if (
-            self._speculation is not None
-            and not self._paused_told
-            and silence >= self._policy.guess_after_s
-        ):
-            self._paused_told = True
             return True
         return False
-
-    def _guess_due(self, silence: float) -> bool:
-        """Whether the silence so far starts the guess: ``guess_after_s`` of it, or
-        ``early_guess_s`` while the machine has CPU to spare. The early one is the same
-        pass ~0.1 s sooner, on the same words (the audio after them is silence either
-        way); it is thrown away on every short pause, which only an idle machine
-        affords. The pause is still told (:class:`UserPaused`) at ``guess_after_s``."""
-        if silence >= self._policy.guess_after_s:
-            return True
-        return 0.0 < self._early_guess_s <= silence and self._spare_cpu()
 
     def _turn_is_over(self) -> bool:
         """Whether the silence so far ends the turn, given the guess's words (while the
@@ -355,7 +332,6 @@ class Listener:
         pcm = pcm[: self._max_samples]  # the recognizer refuses anything longer
         self._utterance, self._utterance_samples = [], 0
         guess, self._speculation = self._speculation, None
-        self._paused_told = False
         if len(pcm) < int(MIN_UTTERANCE_S * VAD_SAMPLE_RATE):
             if guess is not None:
                 guess.cancel()

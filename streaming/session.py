@@ -338,7 +338,6 @@ def build_conversation(
         policy=WordEndPolicy(cfg.end_of_turn),
         prompt_chars=cfg.stt.prompt_chars,
         partial_every_s=cfg.end_of_turn.partial_every_ms / 1000,
-        early_guess_s=cfg.end_of_turn.early_guess_ms / 1000,
         spare_cpu=engines.headroom.spare(cfg.end_of_turn.partial_min_idle),
         now=clock.now,
     )

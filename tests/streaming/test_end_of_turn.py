@@ -89,7 +89,6 @@ class Feeder:
         stt: FakeStt,
         *,
         partial_every_s: float = 0.0,
-        early_guess_s: float = 0.0,
         spare_cpu: Callable[[], bool] = lambda: True,
     ) -> None:
         self.stt = stt
@@ -100,7 +99,6 @@ class Feeder:
             policy=WordEndPolicy(CONFIG),
             prompt_chars=40,
             partial_every_s=partial_every_s,
-            early_guess_s=early_guess_s,
             spare_cpu=spare_cpu,
             now=lambda: 0.0,
         )
@@ -225,47 +223,3 @@ def test_a_final_overtakes_a_queued_partial_on_the_shared_recognizer() -> None:
 
     asyncio.run(main())
     assert order == ["final", "partial"]
-
-
-async def test_with_cpu_to_spare_the_guess_starts_after_a_shorter_silence() -> None:
-    """``early_guess_s``: the same pass ~0.1 s sooner while the machine is idle; the
-    pause is still told (the nod, the speculative reply) at ``guess_after_ms``."""
-    early = CONFIG.early_guess_ms / 1000
-    assert 0 < early < CONFIG.guess_after_ms / 1000
-    for spare, starts_after in ((True, early), (False, CONFIG.guess_after_ms / 1000)):
-        stt = FakeStt("Which planet is closest to the sun?")
-        stt.gate.clear()  # hold the pass: when it started is what counts
-        f = Feeder(stt, early_guess_s=early, spare_cpu=lambda spare=spare: spare)
-        await f.feed(speech(1.0))
-        silent = 0.0
-        while stt.calls == 0:
-            await f.feed(silence(WINDOW_S))
-            silent += WINDOW_S
-        assert silent == pytest.approx(starts_after, abs=WINDOW_S + 1e-9)
-        assert not [e for e in f.events if isinstance(e, UserPaused)] or not spare
-        await f.feed(silence(CONFIG.guess_after_ms / 1000 - silent + WINDOW_S))
-        assert [type(e) for e in f.events] == [SpeechStarted, UserPaused]
-        stt.gate.set()
-        await f.feed(silence(0.4))
-        [utterance] = f.utterances()
-        assert utterance.guess is f.events[1].guess  # the early pass is the turn's words
-        assert stt.calls == 1
-        f.listener.close()
-
-
-async def test_an_early_guess_on_a_short_pause_is_dropped_and_never_told() -> None:
-    stt = FakeStt("Could you tell me")
-    stt.gate.clear()
-    f = Feeder(stt, early_guess_s=CONFIG.early_guess_ms / 1000)
-    await f.feed(speech(1.0), silence(0.1))  # between the early and the regular guess
-    assert stt.calls == 1
-    await f.feed(speech(0.5))  # they go on: dropped, before it was ever told
-    assert stt.cancelled == 1
-    assert [type(e) for e in f.events] == [SpeechStarted]
-    assert f.listener.guess is None
-    f.listener.close()
-
-
-def test_an_early_guess_later_than_the_guess_is_refused() -> None:
-    with pytest.raises(ValueError, match="early_guess_ms <= guess_after_ms"):
-        EndOfTurnConfig(early_guess_ms=200)
