@@ -505,7 +505,12 @@ class EndOfTurnConfig(Section):
     """
 
     guess_after_ms: int = Field(
-        default=150, ge=20, le=5000, description="Silence that starts transcribing the words"
+        default=150,
+        ge=20,
+        le=5000,
+        description="Silence that starts transcribing the words (and the reply to them, "
+        "played only if the turn ends on them); sooner costs a Whisper pass at more of the "
+        "short gaps between words, which on a busy machine delays the guess that counts",
     )
     partial_every_ms: int = Field(
         default=700,
@@ -524,7 +529,12 @@ class EndOfTurnConfig(Section):
         "delay the final transcription more than they save)",
     )
     question_ms: int = Field(
-        default=250, ge=20, le=5000, description="Silence that ends a question"
+        default=400,
+        ge=20,
+        le=5000,
+        description="Silence that ends a question: longer than a comma's pause inside one "
+        '("What is the capital of France, | and what is it known for?": ~0.3 s), however '
+        "fast the recognizer (on a GPU the words are known moments after the guess)",
     )
     statement_ms: int = Field(
         default=800,
