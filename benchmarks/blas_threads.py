@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from faster_whisper.feature_extractor import FeatureExtractor
 
-from avatar.media import read_audio
 from benchmarks.common import arg_parser, config_arg, machine
+from benchmarks.spoken import Voice, espeak
 from models.assets import AssetResolver
 from models.audio import resample
 from models.blas import limit_blas_threads
@@ -37,15 +35,8 @@ from models.stt import STT_SAMPLE_RATE, SpeechRecognizer
 
 QUESTION = "How many days are there in a leap year?"
 PROMPT = "We talked about the capital of France and how many legs a spider has."
-
-
-def espeak_clip(text: str) -> np.ndarray:
-    """``text`` spoken by espeak-ng (en-us), 16 kHz mono float32."""
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "q.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
-        pcm, rate = read_audio(wav)
-    return resample(pcm, rate, STT_SAMPLE_RATE)
+VOICE = Voice("en-us", speed=175)
+"""espeak-ng's own default speed and pitch."""
 
 
 def measure(stt: SpeechRecognizer, pcm: np.ndarray, repeats: int, gap_s: float) -> str:
@@ -93,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = args.app
     stt = SpeechRecognizer(config.stt, AssetResolver(config.assets), word_timestamps=False)
-    pcm = espeak_clip(QUESTION)
+    pcm = resample(*espeak(QUESTION, VOICE), STT_SAMPLE_RATE)
     default = limit_blas_threads(None)
     print(f"machine: {machine()}")
     print(

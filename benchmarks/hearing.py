@@ -241,15 +241,15 @@ def measure_turns(
     silero = SileroModel.from_resolver(AssetResolver(cfg.assets), threads=cfg.vad.threads)
     plain = [] if paused_only else [(p.text,) for p in PROMPTS[:limit]]
     with_pause = PAUSED if paused_only else PAUSED[: max(1, limit // 2)]
-    clips: list[tuple[list[FloatAudio], bool, str, str]] = []
+    clips: list[tuple[list[FloatAudio], tuple[str, ...], str]] = []
     for voice in voices:
         for sentence in [*plain, *with_pause]:
             parts = [espeak(s, voice, tmp) for s in sentence]
-            paused = len(parts) == 2
-            if paused:
+            if len(parts) == 2:
                 parts.insert(1, silence(PAUSE_S))
-            clips.append((parts, paused, " | ".join(sentence), voice))
-    out(f"\nturn: {len(clips)} clips ({sum(c[1] for c in clips)} with a {PAUSE_S} s pause)")
+            clips.append((parts, sentence, voice))
+    paused_clips = sum(len(c[1]) == 2 for c in clips)
+    out(f"\nturn: {len(clips)} clips ({paused_clips} with a {PAUSE_S} s pause)")
     out(
         f"{'policy':14} {'kind':8} {'n':>3} {'EOT wait p50/p95 ms':>20} "
         f"{'STT after p50/p95 ms':>21} {'hearing p50/p95 ms':>19} {'cut-ins':>8} {'WER':>6}"
@@ -257,7 +257,8 @@ def measure_turns(
     for label, eot in (("fixed 400 ms", BEFORE), ("end_of_turn", cfg.end_of_turn)):
         results: list[tuple[TurnResult, str]] = []
         cut_ins: list[str] = []
-        for parts, paused, ref, voice in clips:
+        for parts, sentence, voice in clips:
+            paused = len(sentence) == 2
             vad = create_vad(
                 cfg.vad.model_copy(update={"min_silence_ms": eot.unfinished_ms}),
                 AssetResolver(cfg.assets),
@@ -267,9 +268,10 @@ def measure_turns(
                 vad, stt, max_utterance_s=cfg.stt.max_utterance_s, policy=WordEndPolicy(eot)
             )
             result = asyncio.run(one_turn(listener, parts, paused))
-            results.append((result, ref.replace(" | ", " ")))
+            results.append((result, " ".join(sentence)))
             if result.cut_in:
-                cut_ins.append(f"  cut in: {ref!r} ({voice}): the turn heard {result.cut_text!r}")
+                said = " | ".join(sentence)
+                cut_ins.append(f"  cut in: {said!r} ({voice}): the turn heard {result.cut_text!r}")
             listener.close()
         for kind, pick in (("plain", False), ("paused", True), ("all", None)):
             rs = [(r, ref) for r, ref in results if pick is None or r.paused == pick]
